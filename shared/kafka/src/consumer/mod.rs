@@ -1,0 +1,241 @@
+//! The consumer-group loop.
+//!
+//! One dispatcher task receives records and hands each to the worker of its
+//! partition; a worker processes its records strictly in order, and a
+//! semaphore bounds how many workers process at the same moment. A worker
+//! stores a record's offset only once the record is done: handled
+//! successfully, or written to the dead-letter topic. Offsets are committed in
+//! the background and synchronously on shutdown.
+//!
+//! When partitions are revoked their workers finish the record in hand and
+//! stop; records they had queued are fetched again by whoever owns the
+//! partition next. A new worker for a partition waits for its predecessor, so
+//! one process never handles two records of a partition at once.
+
+mod context;
+mod process;
+mod workers;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use checkout_messages::{Envelope, Message, SchemaVersion};
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use self::context::{RebalanceEvent, RuntimeContext};
+use self::workers::Workers;
+use crate::{ConsumerSettings, KafkaSettings, Publisher, TopicNames};
+
+type GroupConsumer = StreamConsumer<RuntimeContext>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Application logic for the records of one consumer group.
+///
+/// Called once per record, in partition order, possibly more than once for
+/// the same message (redelivery, retries): handlers must be idempotent, which
+/// the inbox makes easy. Returning `Ok` means the record's effects are durable.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, message: &Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A decoded record handed to a [`Handler`].
+#[derive(Debug)]
+pub struct Incoming {
+    pub envelope: Envelope<Message>,
+    /// The schema version the record was written with (already upcast).
+    pub wire_version: SchemaVersion,
+    pub position: RecordPosition,
+    /// 1 on the first try, then 2, 3… while a transient failure is retried.
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Might succeed if tried again (database or network trouble): retried
+    /// with backoff, then dead-lettered when the retry policy runs out.
+    #[error("{0}")]
+    Transient(BoxError),
+    /// Will fail the same way every time: dead-lettered at once.
+    #[error("{0}")]
+    Permanent(BoxError),
+}
+
+impl HandlerError {
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        Self::Transient(error.into())
+    }
+
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::Permanent(error.into())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("kafka consumer could not be created: {0}")]
+    Create(#[source] KafkaError),
+    #[error("could not subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("final offset commit failed: {0}")]
+    Commit(#[source] KafkaError),
+}
+
+/// What health checks and metrics can see of a running consumer.
+#[derive(Clone, Debug, Default)]
+pub struct ConsumerStatus(Arc<StatusInner>);
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    joined: AtomicBool,
+    assigned_partitions: AtomicUsize,
+}
+
+impl ConsumerStatus {
+    /// Whether the consumer has joined its group (it may own no partitions if
+    /// the group has more members than the topics have partitions).
+    pub fn joined(&self) -> bool {
+        self.0.joined.load(Ordering::Relaxed)
+    }
+
+    pub fn assigned_partitions(&self) -> usize {
+        self.0.assigned_partitions.load(Ordering::Relaxed)
+    }
+
+    fn set_assigned(&self, count: usize) {
+        self.0.assigned_partitions.store(count, Ordering::Relaxed);
+        self.0.joined.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What every worker of one consumer shares.
+pub(crate) struct Shared<H> {
+    pub handler: H,
+    pub publisher: Publisher,
+    pub topics: TopicNames,
+    pub settings: ConsumerSettings,
+    pub permits: Semaphore,
+}
+
+/// A consumer group member running a [`Handler`] over its topics.
+pub struct ConsumerRuntime<H> {
+    consumer: Arc<GroupConsumer>,
+    rebalances: mpsc::UnboundedReceiver<RebalanceEvent>,
+    shared: Arc<Shared<H>>,
+    status: ConsumerStatus,
+}
+
+impl<H> std::fmt::Debug for ConsumerRuntime<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerRuntime").field("group_id", &self.shared.settings.group_id).finish_non_exhaustive()
+    }
+}
+
+impl<H: Handler> ConsumerRuntime<H> {
+    /// Creates the consumer; it joins its group when [`run`](Self::run) starts.
+    /// `publisher` writes dead letters.
+    pub fn new(
+        kafka: &KafkaSettings,
+        settings: ConsumerSettings,
+        publisher: Publisher,
+        handler: H,
+    ) -> Result<Self, ConsumerError> {
+        let status = ConsumerStatus::default();
+        let (events, rebalances) = mpsc::unbounded_channel();
+        let context = RuntimeContext::new(events, status.clone(), settings.group_id.clone());
+        let consumer: GroupConsumer =
+            kafka.consumer_config(&settings.group_id).create_with_context(context).map_err(ConsumerError::Create)?;
+        let shared = Arc::new(Shared {
+            handler,
+            publisher,
+            topics: kafka.topic_names(),
+            permits: Semaphore::new(settings.max_concurrent_partitions.max(1)),
+            settings,
+        });
+        Ok(Self { consumer: Arc::new(consumer), rebalances, shared, status })
+    }
+
+    pub fn status(&self) -> ConsumerStatus {
+        self.status.clone()
+    }
+
+    /// Consumes until `shutdown` is cancelled, then lets in-flight records
+    /// finish, commits their offsets and leaves the group.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let topics: Vec<String> = self.shared.settings.topics.iter().map(|&t| self.shared.topics.physical(t)).collect();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&names)
+            .map_err(|source| ConsumerError::Subscribe { topics: topics.clone(), source })?;
+        tracing::info!(consumer.group = %self.shared.settings.group_id, topics = ?topics, "consumer started");
+
+        let mut workers = Workers::new(Arc::clone(&self.shared), Arc::clone(&self.consumer));
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(event) = self.rebalances.recv() => workers.apply(event),
+                received = self.consumer.recv() => match received {
+                    Ok(message) => {
+                        // A rebalance that happened while polling for this record
+                        // must be applied first, or the record could be handed to
+                        // a worker that is about to be stopped.
+                        while let Ok(event) = self.rebalances.try_recv() {
+                            workers.apply(event);
+                        }
+                        let sender = workers.sender_for(message.topic(), message.partition());
+                        let record = message.detach();
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => break,
+                            // A closed channel means the worker was stopped by a
+                            // rebalance; the partition's next owner refetches the record.
+                            _ = sender.send(record) => {}
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %error, consumer.group = %self.shared.settings.group_id, "kafka consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+
+        tracing::info!(consumer.group = %self.shared.settings.group_id, "consumer stopping: finishing in-flight records");
+        workers.stop_all().await;
+        let consumer = self.consumer;
+        let result = tokio::task::spawn_blocking(move || {
+            let committed = match consumer.commit_consumer_state(CommitMode::Sync) {
+                // Nothing was processed since the last commit.
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+                other => other,
+            };
+            // Dropping the last reference closes the consumer: it leaves the group.
+            drop(consumer);
+            committed
+        })
+        .await;
+        tracing::info!(consumer.group = %self.shared.settings.group_id, "consumer stopped");
+        match result {
+            Ok(committed) => committed.map_err(ConsumerError::Commit),
+            Err(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Processing one record: decode and check it, run the handler with retries,
+//! dead-letter what cannot be processed.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use checkout_messages::decode;
+use futures::FutureExt;
+use rdkafka::Message as _;
+use rdkafka::message::OwnedMessage;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::{Handler, HandlerError, Incoming, RecordPosition, Shared};
+use crate::RecordHeaders;
+use crate::dead_letter::{ErrorClass, Failure, dead_letter_record};
+
+pub(crate) enum Outcome {
+    /// The record is finished with (handled or dead-lettered): store its offset.
+    Done,
+    /// Shutdown or revocation interrupted the record: leave it for redelivery.
+    Abandoned,
+}
+
+pub(crate) async fn process_record<H: Handler>(
+    shared: &Shared<H>,
+    record: &OwnedMessage,
+    stop: &CancellationToken,
+) -> Outcome {
+    let headers = RecordHeaders::from_kafka(record.headers());
+    let span = tracing::info_span!(
+        "kafka.process",
+        otel.name = %format!("process {}", record.topic()),
+        otel.kind = "consumer",
+        otel.status_code = Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = record.topic(),
+        messaging.destination.partition.id = record.partition(),
+        messaging.kafka.offset = record.offset(),
+        messaging.consumer.group.name = %shared.settings.group_id,
+        messaging.message.id = Empty,
+        message.type = Empty,
+        message.schema_version = Empty,
+        order.id = Empty,
+        correlation.id = Empty,
+        causation.id = Empty,
+        error.type = Empty,
+    );
+    // Continue the producer's trace: this span is a child of the context the
+    // record carries.
+    let _ = span.set_parent(headers.trace_context());
+    let topic_label = record.topic().to_owned();
+    let started = Instant::now();
+    let outcome = process(shared, record, stop).instrument(span).await;
+    metrics::histogram!("checkout_consumer_processing_seconds", "group" => shared.settings.group_id.clone(), "topic" => topic_label)
+        .record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+async fn process<H: Handler>(shared: &Shared<H>, record: &OwnedMessage, stop: &CancellationToken) -> Outcome {
+    let first_seen = OffsetDateTime::now_utc();
+    let permanent =
+        |class: ErrorClass, message: String| Failure { class, message, attempts: 1, first_failed_at: first_seen };
+
+    let decoded = match decode(record.payload().unwrap_or_default()) {
+        Ok(decoded) => decoded,
+        Err(error) => {
+            return dead_letter(
+                shared,
+                record,
+                permanent(ErrorClass::of_decode_error(&error), error.to_string()),
+                stop,
+            )
+            .await;
+        }
+    };
+    let envelope = &decoded.envelope;
+    let message_type = envelope.payload.message_type();
+    let span = tracing::Span::current();
+    span.record("messaging.message.id", tracing::field::display(envelope.id));
+    span.record("message.type", message_type.name());
+    span.record("message.schema_version", tracing::field::display(decoded.wire_version));
+    span.record("order.id", tracing::field::display(envelope.subject));
+    span.record("correlation.id", tracing::field::display(envelope.correlation_id));
+    span.record("causation.id", tracing::field::display(envelope.causation_id));
+
+    let subject = envelope.subject.to_string();
+    if record.key() != Some(subject.as_bytes()) {
+        let key = record.key().map(String::from_utf8_lossy);
+        let message = format!("record key {key:?} is not the envelope subject {subject}");
+        return dead_letter(shared, record, permanent(ErrorClass::KeyMismatch, message), stop).await;
+    }
+    if shared.topics.logical(record.topic()) != Some(message_type.topic()) {
+        let message = format!("{message_type} belongs on {}, not on {}", message_type.topic(), record.topic());
+        return dead_letter(shared, record, permanent(ErrorClass::WrongTopic, message), stop).await;
+    }
+
+    let mut incoming = Incoming {
+        envelope: decoded.envelope,
+        wire_version: decoded.wire_version,
+        position: RecordPosition {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+        },
+        attempt: 1,
+    };
+    let mut first_failure: Option<(OffsetDateTime, Instant)> = None;
+    let failure = loop {
+        let result = AssertUnwindSafe(shared.handler.handle(&incoming)).catch_unwind().await;
+        let first_failed_at = first_failure.map_or(first_seen, |(at, _)| at);
+        let (class, message) = match result {
+            Ok(Ok(())) => {
+                tracing::debug!(attempt = incoming.attempt, "message handled");
+                count(shared, record, "handled");
+                return Outcome::Done;
+            }
+            Ok(Err(HandlerError::Permanent(error))) => (ErrorClass::Rejected, error_chain(&*error)),
+            Err(panic) => (ErrorClass::HandlerPanicked, panic_message(&*panic)),
+            Ok(Err(HandlerError::Transient(error))) => {
+                let (first_failed_at, first_instant) =
+                    *first_failure.get_or_insert_with(|| (first_seen, Instant::now()));
+                let message = error_chain(&*error);
+                let Some(wait) = shared.settings.retry.next_backoff(incoming.attempt, first_instant.elapsed()) else {
+                    let attempts = incoming.attempt;
+                    break Failure { class: ErrorClass::RetriesExhausted, message, attempts, first_failed_at };
+                };
+                tracing::warn!(attempt = incoming.attempt, retry_in_ms = duration_ms(wait), error = %message,
+                    "transient failure, will retry");
+                count(shared, record, "retried");
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return Outcome::Abandoned,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                incoming.attempt += 1;
+                continue;
+            }
+        };
+        break Failure { class, message, attempts: incoming.attempt, first_failed_at };
+    };
+    dead_letter(shared, record, failure, stop).await
+}
+
+/// Writes the record to its dead-letter topic, retrying until the broker has
+/// it: a record is never dropped, so a partition waits rather than lose one.
+async fn dead_letter<H>(
+    shared: &Shared<H>,
+    record: &OwnedMessage,
+    failure: Failure,
+    stop: &CancellationToken,
+) -> Outcome {
+    let span = tracing::Span::current();
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", failure.class.as_str());
+    tracing::error!(error.class = %failure.class, error.message = %failure.message, attempts = failure.attempts,
+        "message dead-lettered");
+    let dead_letter = dead_letter_record(record, &shared.settings.group_id, &failure);
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match shared.publisher.publish(&dead_letter).await {
+            Ok(_) => {
+                metrics::counter!("checkout_consumer_dead_lettered_total",
+                    "group" => shared.settings.group_id.clone(), "topic" => record.topic().to_owned(),
+                    "class" => failure.class.as_str())
+                .increment(1);
+                return Outcome::Done;
+            }
+            Err(error) => {
+                tracing::error!(%error, dead_letter.topic = %dead_letter.topic, retry_in_ms = duration_ms(wait),
+                    "could not write dead letter; the partition waits");
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return Outcome::Abandoned,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn count<H>(shared: &Shared<H>, record: &OwnedMessage, outcome: &'static str) {
+    metrics::counter!("checkout_consumer_records_total",
+        "group" => shared.settings.group_id.clone(), "topic" => record.topic().to_owned(), "outcome" => outcome)
+    .increment(1);
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into());
+    format!("handler panicked: {detail}")
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,113 @@
+use std::time::Duration;
+
+use checkout_messages::Topic;
+use rdkafka::ClientConfig;
+
+use crate::{RetryPolicy, TopicNames};
+
+/// How to reach the brokers, shared by producers and consumers.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Prepended to every topic name (isolates test runs or tenants on one cluster).
+    pub topic_prefix: String,
+    /// Identifies this process to the brokers, in their logs and quotas.
+    pub client_id: String,
+    /// How long the broker may hold a fetch open waiting for data. Low values
+    /// keep per-hop latency low; the cost is more fetch requests when idle.
+    pub fetch_wait_max: Duration,
+    /// A consumer that misses heartbeats this long is evicted from its group.
+    pub session_timeout: Duration,
+    /// How long the producer waits to fill a batch before sending it.
+    pub linger: Duration,
+    /// How long the producer keeps retrying a record before failing its delivery.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            client_id: "checkout".into(),
+            fetch_wait_max: Duration::from_millis(20),
+            session_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(1),
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl KafkaSettings {
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames::new(&self.topic_prefix)
+    }
+
+    pub(crate) fn base_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers).set("client.id", &self.client_id);
+        config
+    }
+
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut config = self.base_config();
+        config
+            // No duplicates or reordering from the producer's own retries.
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Same key-to-partition mapping as the Java client, so other producers agree.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", millis(self.linger))
+            .set("message.timeout.ms", millis(self.delivery_timeout));
+        config
+    }
+
+    pub(crate) fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut config = self.base_config();
+        config
+            .set("group.id", group_id)
+            // Offsets are stored by the runtime after a record is fully handled,
+            // and committed in the background (and synchronously on shutdown).
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            // A new group starts from the beginning: records written before the
+            // first consumer joined must not be skipped.
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
+            .set("session.timeout.ms", millis(self.session_timeout))
+            .set("heartbeat.interval.ms", millis(self.session_timeout / 5));
+        config
+    }
+}
+
+/// What one consumer group reads and how it handles failures.
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    pub group_id: String,
+    pub topics: Vec<Topic>,
+    /// Most partitions whose records are processed at the same moment.
+    pub max_concurrent_partitions: usize,
+    /// Records fetched ahead per partition; also the most that a shutdown may
+    /// leave to be redelivered, per partition.
+    pub partition_buffer: usize,
+    pub retry: RetryPolicy,
+}
+
+impl ConsumerSettings {
+    pub fn new(group_id: impl Into<String>, topics: impl IntoIterator<Item = Topic>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            topics: topics.into_iter().collect(),
+            max_concurrent_partitions: 8,
+            partition_buffer: 16,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::context::{RebalanceEvent, RuntimeContext};
 use self::workers::Workers;
-use crate::{ConsumerSettings, KafkaSettings, Publisher, TopicNames};
+use crate::{ConsumerSettings, KafkaSettings, Publisher, RecordHeaders, TopicNames};
 
 type GroupConsumer = StreamConsumer<RuntimeContext>;
 
@@ -52,6 +52,8 @@ pub struct Incoming {
     /// The schema version the record was written with (already upcast).
     pub wire_version: SchemaVersion,
     pub position: RecordPosition,
+    /// The record's headers as received (envelope attributes, trace context).
+    pub headers: RecordHeaders,
     /// 1 on the first try, then 2, 3… while a transient failure is retried.
     pub attempt: u32,
 }

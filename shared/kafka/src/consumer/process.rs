@@ -55,13 +55,18 @@ pub(crate) async fn process_record<H: Handler>(
     let _ = span.set_parent(headers.trace_context());
     let topic_label = record.topic().to_owned();
     let started = Instant::now();
-    let outcome = process(shared, record, stop).instrument(span).await;
+    let outcome = process(shared, record, headers, stop).instrument(span).await;
     metrics::histogram!("checkout_consumer_processing_seconds", "group" => shared.settings.group_id.clone(), "topic" => topic_label)
         .record(started.elapsed().as_secs_f64());
     outcome
 }
 
-async fn process<H: Handler>(shared: &Shared<H>, record: &OwnedMessage, stop: &CancellationToken) -> Outcome {
+async fn process<H: Handler>(
+    shared: &Shared<H>,
+    record: &OwnedMessage,
+    headers: RecordHeaders,
+    stop: &CancellationToken,
+) -> Outcome {
     let first_seen = OffsetDateTime::now_utc();
     let permanent =
         |class: ErrorClass, message: String| Failure { class, message, attempts: 1, first_failed_at: first_seen };
@@ -107,6 +112,7 @@ async fn process<H: Handler>(shared: &Shared<H>, record: &OwnedMessage, stop: &C
             partition: record.partition(),
             offset: record.offset(),
         },
+        headers,
         attempt: 1,
     };
     let mut first_failure: Option<(OffsetDateTime, Instant)> = None;

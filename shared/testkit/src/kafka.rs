@@ -1,0 +1,87 @@
+use std::time::{Duration, Instant};
+
+use checkout_kafka::{KafkaSettings, OutgoingRecord, Publisher, RecordHeaders, TopicNames, admin};
+use checkout_messages::Topic;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// A set of topics that belong to one test.
+#[derive(Debug, Clone)]
+pub struct TestKafka {
+    pub settings: KafkaSettings,
+}
+
+impl TestKafka {
+    pub fn bootstrap_servers() -> String {
+        std::env::var("TEST_KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    }
+
+    /// Creates `topics` and their dead-letter topics under a fresh prefix.
+    pub async fn with_topics(topics: &[Topic], partitions: i32) -> Self {
+        let settings = KafkaSettings {
+            bootstrap_servers: Self::bootstrap_servers(),
+            topic_prefix: format!("t{}-", crate::unique_suffix()),
+            client_id: "checkout-test".into(),
+            ..KafkaSettings::default()
+        };
+        let names = settings.topic_names();
+        let physical: Vec<String> = topics.iter().flat_map(|&t| [names.physical(t), names.dead_letter(t)]).collect();
+        admin::create_topics(&settings, &physical, partitions, 1).await.expect("test topics could not be created");
+        Self { settings }
+    }
+
+    /// Creates every topic of the system and its dead-letter topic under a fresh prefix.
+    pub async fn with_all_topics(partitions: i32) -> Self {
+        Self::with_topics(&Topic::ALL, partitions).await
+    }
+
+    pub fn names(&self) -> TopicNames {
+        self.settings.topic_names()
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(&self.settings).unwrap()
+    }
+
+    /// Produces a raw record, bypassing the envelope codec (for poison records).
+    pub async fn produce_raw(&self, topic: &str, key: &str, payload: &[u8], headers: RecordHeaders) {
+        let record =
+            OutgoingRecord { topic: topic.into(), key: Some(key.as_bytes().to_vec()), payload: payload.to_vec(), headers };
+        self.publisher().publish(&record).await.unwrap();
+    }
+
+    /// Reads `topic` from the beginning of every partition until `count`
+    /// records arrived; panics after `timeout` with how many did.
+    pub async fn read(&self, topic: &str, count: usize, timeout: Duration) -> Vec<OwnedMessage> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.settings.bootstrap_servers)
+            .set("group.id", format!("reader-{}", crate::unique_suffix()))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..i32::try_from(partitions).unwrap() {
+            assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let deadline = Instant::now() + timeout;
+        let mut records = Vec::new();
+        while records.len() < count {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let received = tokio::time::timeout(remaining, consumer.recv())
+                .await
+                .unwrap_or_else(|_| panic!("read {} of {count} records from {topic} in {timeout:?}", records.len()));
+            records.push(received.unwrap_or_else(|error| panic!("reading {topic}: {error}")).detach());
+        }
+        records
+    }
+}
+
+/// A header of a raw record, as text.
+pub fn header<'a>(record: &'a OwnedMessage, name: &str) -> Option<&'a str> {
+    record.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
+}

@@ -1,0 +1,25 @@
+//! Test helpers for the integration tests: every test gets its own topics
+//! (a unique prefix) and its own database, so tests run in parallel against
+//! one broker and one Postgres server.
+//!
+//! Where things are: `TEST_KAFKA_BOOTSTRAP_SERVERS` (default
+//! `127.0.0.1:9092`) and `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, used to create and drop the
+//! per-test databases).
+//!
+//! Helpers panic on failure: in a test, that is the failure report.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers fail by panicking")]
+
+mod database;
+mod kafka;
+mod poll;
+
+pub use database::TestDatabase;
+pub use kafka::{TestKafka, header};
+pub use poll::eventually;
+
+/// A short random id for naming per-test resources.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}

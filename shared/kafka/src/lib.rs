@@ -23,7 +23,9 @@ mod retry;
 mod settings;
 mod topics;
 
-pub use consumer::{BoxError, ConsumerError, ConsumerRuntime, ConsumerStatus, Handler, HandlerError, Incoming, RecordPosition};
+pub use consumer::{
+    BoxError, ConsumerError, ConsumerRuntime, ConsumerStatus, Handler, HandlerError, Incoming, RecordPosition,
+};
 pub use dead_letter::{DeadLetterHeader, ErrorClass};
 pub use headers::{RecordHeaders, header_names};
 pub use producer::{Delivered, OutgoingRecord, PendingDelivery, PublishError, Publisher};

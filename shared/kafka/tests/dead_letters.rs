@@ -1,7 +1,8 @@
 //! Records that cannot be processed go to the dead-letter topic with headers
 //! that say why, and the partition moves on to the next record.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 use checkout_kafka::{DeadLetterHeader, OutgoingRecord, RecordHeaders, header_names};
 use checkout_messages::encode;
 use checkout_testkit::{TestKafka, eventually, header};
-use common::{Behaviour, ScriptedHandler, TOPIC, fast_retries, new_order, numbered, sequence_number, settings, start_member};
+use common::{
+    Behaviour, ScriptedHandler, TOPIC, fast_retries, new_order, numbered, sequence_number, settings, start_member,
+};
 use rdkafka::Message as _;
 use rdkafka::message::OwnedMessage;
 use time::OffsetDateTime;
@@ -85,8 +88,15 @@ async fn poison_records_are_dead_lettered_and_the_partition_moves_on() {
     .await;
 
     let dead = kafka.read(&kafka.names().dead_letter(TOPIC), 7, Duration::from_secs(10)).await;
-    let expected =
-        ["malformed-envelope", "unknown-type", "unsupported-version", "invalid-payload", "key-mismatch", "rejected", "handler-panicked"];
+    let expected = [
+        "malformed-envelope",
+        "unknown-type",
+        "unsupported-version",
+        "invalid-payload",
+        "key-mismatch",
+        "rejected",
+        "handler-panicked",
+    ];
     for (record, class) in dead.iter().zip(expected) {
         assert_dead_letter(record, &topic, class, "1");
     }

@@ -1,7 +1,8 @@
 //! Two members of one consumer group share the partitions; each order's
 //! messages are still handled in the order they were produced.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

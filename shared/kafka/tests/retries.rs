@@ -1,7 +1,8 @@
 //! Transient failures are retried with backoff; a failure that outlasts the
 //! retry policy ends in the dead-letter topic and the partition moves on.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -9,14 +10,20 @@ use std::time::Duration;
 
 use checkout_kafka::{DeadLetterHeader, OutgoingRecord};
 use checkout_testkit::{TestKafka, eventually, header};
-use common::{Behaviour, ScriptedHandler, TOPIC, fast_retries, new_order, numbered, sequence_number, settings, start_member};
+use common::{
+    Behaviour, ScriptedHandler, TOPIC, fast_retries, new_order, numbered, sequence_number, settings, start_member,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_and_then_succeeds() {
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
-    let handler = ScriptedHandler::new("only", |message| {
-        if message.attempt < 3 { Behaviour::FailTransiently } else { Behaviour::Succeed }
-    });
+    let handler =
+        ScriptedHandler::new(
+            "only",
+            |message| {
+                if message.attempt < 3 { Behaviour::FailTransiently } else { Behaviour::Succeed }
+            },
+        );
     let member = start_member(&kafka, settings("retry-then-succeed", fast_retries(5)), handler.clone()).await;
     let record = OutgoingRecord::for_envelope(&numbered(new_order(), 1), &kafka.names()).unwrap();
     kafka.publisher().publish(&record).await.unwrap();

@@ -1,7 +1,8 @@
 //! Stopping a consumer mid-stream finishes the records in hand, commits, and
 //! leaves the rest for the next member: nothing is lost, nothing handled twice.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code: a failed unwrap is a failed test")]
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

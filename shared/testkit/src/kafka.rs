@@ -46,8 +46,12 @@ impl TestKafka {
 
     /// Produces a raw record, bypassing the envelope codec (for poison records).
     pub async fn produce_raw(&self, topic: &str, key: &str, payload: &[u8], headers: RecordHeaders) {
-        let record =
-            OutgoingRecord { topic: topic.into(), key: Some(key.as_bytes().to_vec()), payload: payload.to_vec(), headers };
+        let record = OutgoingRecord {
+            topic: topic.into(),
+            key: Some(key.as_bytes().to_vec()),
+            payload: payload.to_vec(),
+            headers,
+        };
         self.publisher().publish(&record).await.unwrap();
     }
 

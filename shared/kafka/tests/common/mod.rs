@@ -19,7 +19,12 @@ pub const TOPIC: Topic = Topic::OrchestratorEvents;
 
 /// A message whose `attempt` field carries a sequence number, so tests can check order.
 pub fn numbered(order: OrderId, seq: u32) -> Envelope {
-    let payload = SagaStepRecorded { step: SagaStepName::ConfirmOrder, outcome: StepOutcome::Started, attempt: seq, detail: None };
+    let payload = SagaStepRecorded {
+        step: SagaStepName::ConfirmOrder,
+        outcome: StepOutcome::Started,
+        attempt: seq,
+        detail: None,
+    };
     Envelope::first(
         MessageId::from_uuid(Uuid::now_v7()),
         Source::service("test"),
@@ -96,7 +101,9 @@ impl Handler for ScriptedHandler {
             Behaviour::Succeed => {}
             Behaviour::SucceedAfter(delay) => tokio::time::sleep(delay).await,
             Behaviour::FailTransiently => return Err(HandlerError::transient("database is restarting")),
-            Behaviour::FailPermanently => return Err(HandlerError::permanent("order is not in a state to accept this")),
+            Behaviour::FailPermanently => {
+                return Err(HandlerError::permanent("order is not in a state to accept this"));
+            }
             Behaviour::Panic => panic!("handler bug"),
         }
         self.handled.lock().unwrap().push(Handled {
@@ -145,7 +152,11 @@ pub async fn start_member(kafka: &TestKafka, settings: ConsumerSettings, handler
     member
 }
 
-pub fn start_member_without_waiting(kafka: &TestKafka, settings: ConsumerSettings, handler: ScriptedHandler) -> Running {
+pub fn start_member_without_waiting(
+    kafka: &TestKafka,
+    settings: ConsumerSettings,
+    handler: ScriptedHandler,
+) -> Running {
     let runtime = ConsumerRuntime::new(&kafka.settings, settings, kafka.publisher(), handler).unwrap();
     let status = runtime.status();
     let shutdown = CancellationToken::new();

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The infrastructure the services need, on this machine, without Docker:
+# PostgreSQL on 127.0.0.1:5432 and a Kafka-compatible broker on 127.0.0.1:9092
+# with every topic and dead-letter topic created.
+#
+#   deploy/native/stack.sh up       start what is not running (installs what is missing)
+#   deploy/native/stack.sh down     stop what `up` started
+#   deploy/native/stack.sh status
+#
+# The broker is Tansu (Apache-2.0, from crates.io), with durable SQLite storage
+# under .stack/broker/. Services only speak the Kafka protocol to it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE="${CHECKOUT_STACK_DIR:-$ROOT/.stack}"
+BROKER_HOST=127.0.0.1
+BROKER_PORT=9092
+PARTITIONS="${CHECKOUT_TOPIC_PARTITIONS:-6}"
+TANSU_VERSION=0.6.0
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# wait_until <seconds> <description> <command...>
+wait_until() {
+  local seconds=$1 what=$2
+  shift 2
+  for _ in $(seq $((seconds * 5))); do
+    if "$@"; then return 0; fi
+    sleep 0.2
+  done
+  die "timed out after ${seconds}s waiting for $what"
+}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+
+ensure_postgres() {
+  if command -v pg_isready >/dev/null && postgres_ready; then
+    log "postgres: running on 127.0.0.1:5432"
+    return
+  fi
+  local fresh=0
+  if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+    log "postgres: not installed; installing with apt"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fresh=1
+  fi
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -n 1)"
+  if [ "$fresh" -eq 1 ]; then
+    # A development database: trust local connections, as the services expect.
+    as_root sed -i -E 's/^(host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1\/32|::1\/128)[[:space:]]+)[^[:space:]]+/\1trust/' \
+      "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  log "postgres: starting cluster $version/main"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  wait_until 30 "postgres to accept connections" postgres_ready
+  touch "$STATE/started-postgres"
+}
+
+broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }
+
+ensure_broker() {
+  if broker_ready; then
+    log "broker: running on $BROKER_HOST:$BROKER_PORT"
+    return
+  fi
+  if ! command -v tansu >/dev/null; then
+    log "broker: installing tansu $TANSU_VERSION (builds from source; about 10 minutes the first time)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql,postgres
+  fi
+  mkdir -p "$STATE/broker"
+  log "broker: starting tansu on $BROKER_HOST:$BROKER_PORT (log: $STATE/broker.log)"
+  # Tansu reads .env from its working directory and OTEL_* from the
+  # environment; run it in its own directory without our telemetry settings.
+  (
+    cd "$STATE/broker"
+    env -u OTEL_EXPORTER_OTLP_ENDPOINT nohup tansu broker \
+      --listener-url "tcp://$BROKER_HOST:$BROKER_PORT" \
+      --advertised-listener-url "tcp://$BROKER_HOST:$BROKER_PORT" \
+      --storage-engine sqlite://tansu.db >"$STATE/broker.log" 2>&1 &
+    echo $! >"$STATE/broker.pid"
+  )
+  wait_until 30 "the broker to listen (see $STATE/broker.log)" broker_ready
+}
+
+ensure_topics() {
+  (cd "$ROOT" && cargo run --quiet -p checkout-kafka --bin checkout-topics -- create --partitions "$PARTITIONS")
+}
+
+stop_pidfile() {
+  local name=$1 file="$STATE/$1.pid"
+  [ -f "$file" ] || return 0
+  local pid
+  pid="$(cat "$file")"
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name: stopping (pid $pid)"
+    kill "$pid"
+    wait_until 20 "$name to stop" bash -c "! kill -0 $pid 2>/dev/null"
+  fi
+  rm -f "$file"
+}
+
+cmd="${1:-up}"
+mkdir -p "$STATE"
+case "$cmd" in
+  up)
+    ensure_postgres
+    ensure_broker
+    ensure_topics
+    ;;
+  down)
+    stop_pidfile broker
+    if [ -f "$STATE/started-postgres" ]; then
+      log "postgres: stopping the cluster this script started"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop || true
+      rm -f "$STATE/started-postgres"
+    fi
+    ;;
+  status)
+    if postgres_ready; then echo "postgres: up (127.0.0.1:5432)"; else echo "postgres: down"; fi
+    if broker_ready; then echo "broker:   up ($BROKER_HOST:$BROKER_PORT)"; else echo "broker:   down"; fi
+    ;;
+  *)
+    die "usage: $0 up|down|status"
+    ;;
+esac

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Everything CI checks, in order: brings up PostgreSQL and the broker if they
+# are not running, then formatting, lints, the purity of the core crates, the
+# committed query metadata, and every test (unit, property, and integration
+# tests against the real database, broker, HTTP and SMTP).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "infrastructure"
+deploy/native/stack.sh up
+
+step "formatting"
+cargo fmt --all --check
+
+step "lints"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+
+step "pure crates have no I/O dependencies"
+for crate in checkout-domain checkout-messages; do
+  offenders="$(cargo tree --quiet -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|rdkafka|axum|hyper|reqwest|lettre) ' || true)"
+  if [ -n "$offenders" ]; then
+    echo "$crate must stay pure but depends on: $offenders" >&2
+    exit 1
+  fi
+  echo "$crate: pure"
+done
+
+step "query metadata"
+deploy/native/sqlx-prepare.sh --check
+
+step "tests"
+cargo test --workspace --all-features --quiet

@@ -1,0 +1,37 @@
+use checkout_messages::{Envelope, Message};
+use sqlx::PgConnection;
+
+/// Whether a message is new to a consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: apply its effects in this same transaction.
+    First,
+    /// Already processed: change nothing.
+    Duplicate,
+}
+
+/// Records that `consumer` processed `envelope`, in the caller's transaction.
+///
+/// Call it first in a handler's transaction. If two deliveries of one message
+/// race, the second waits on the first's row lock and then sees `Duplicate`.
+pub async fn claim(
+    conn: &mut PgConnection,
+    consumer: &str,
+    envelope: &Envelope<Message>,
+) -> Result<Claim, sqlx::Error> {
+    let inserted = sqlx::query!(
+        "INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        consumer,
+        envelope.id.as_uuid(),
+        envelope.payload.message_type().name(),
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        Ok(Claim::First)
+    } else {
+        tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
+        Ok(Claim::Duplicate)
+    }
+}

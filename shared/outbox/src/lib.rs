@@ -1,0 +1,25 @@
+//! Exactly-once effects on top of at-least-once delivery.
+//!
+//! - **Outbox**: a service writes the messages it sends in the same database
+//!   transaction as the state change that caused them ([`enqueue`]). The
+//!   [`OutboxRelay`] publishes them to Kafka in insertion order, woken by
+//!   `NOTIFY` at commit, with slow polling as a fallback. A crash between
+//!   publishing and marking rows sent republishes them: duplicates, never loss.
+//! - **Inbox**: a consumer records each message it processed in its handler's
+//!   transaction ([`claim`]); a redelivered message finds its row and is skipped.
+//!
+//! Both tables live in each service's own database; run [`MIGRATOR`] there
+//! next to the service's migrations (it keeps its own history table).
+
+mod classify;
+mod inbox;
+mod relay;
+mod writer;
+
+pub use classify::{handler_error, is_transient};
+pub use inbox::{Claim, claim};
+pub use relay::{OutboxRelay, RelayError, RelaySettings};
+pub use writer::{OutboxError, enqueue};
+
+/// Creates the outbox and inbox tables.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

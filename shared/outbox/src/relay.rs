@@ -1,0 +1,331 @@
+//! Publishes committed outbox rows to Kafka.
+//!
+//! One relay at a time publishes from a database: each pass takes a
+//! transaction-scoped advisory lock, so several instances of a service can run
+//! relays without interleaving one key's messages. A pass enqueues a batch
+//! in position order, waits for all acknowledgements together, then marks the
+//! acknowledged rows. A crash before the mark republishes the batch.
+
+use std::time::{Duration, Instant};
+
+use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
+use checkout_messages::Topic;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
+
+use crate::writer::headers_from_json;
+
+/// The channel the outbox trigger notifies on commit.
+const CHANNEL: &str = "outbox_messages";
+/// Advisory lock held by the relay publishing from a database.
+const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    /// Most rows published per pass.
+    pub batch_size: i64,
+    /// Fallback poll, for notifications lost while the listener reconnects.
+    pub poll_interval: Duration,
+    /// Published rows are kept this long for inspection, then deleted.
+    pub published_retention: Duration,
+    /// Inbox rows are kept this long: longer than any redelivery can come late.
+    pub inbox_retention: Duration,
+    pub prune_interval: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            published_retention: Duration::from_hours(24),
+            inbox_retention: Duration::from_hours(14 * 24),
+            prune_interval: Duration::from_mins(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("outbox row {position} names unknown topic {topic:?}")]
+    UnknownTopic { position: i64, topic: String },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Publishes the outbox of one service database.
+#[derive(Clone, Debug)]
+pub struct OutboxRelay {
+    pool: PgPool,
+    publisher: Publisher,
+    topics: TopicNames,
+    settings: RelaySettings,
+}
+
+struct Row {
+    position: i64,
+    message_id: Uuid,
+    topic: String,
+    message_key: String,
+    payload: Vec<u8>,
+    headers: serde_json::Value,
+    created_at: OffsetDateTime,
+}
+
+/// What to do after a pass.
+enum Pass {
+    Published {
+        count: usize,
+        full: bool,
+    },
+    /// Another relay holds the lock.
+    Busy,
+}
+
+impl OutboxRelay {
+    pub fn new(pool: PgPool, publisher: Publisher, topics: TopicNames, settings: RelaySettings) -> Self {
+        Self { pool, publisher, topics, settings }
+    }
+
+    /// Publishes one batch; returns how many rows it published (0 when the
+    /// outbox is empty or another relay is publishing).
+    pub async fn relay_once(&self) -> Result<usize, RelayError> {
+        match self.pass(true).await? {
+            Pass::Published { count, .. } => Ok(count),
+            Pass::Busy => Ok(0),
+        }
+    }
+
+    /// Publishes until the outbox is empty; returns how many rows it published.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            match self.pass(true).await? {
+                Pass::Published { count, full: true } => total += count,
+                Pass::Published { count, full: false } => return Ok(total + count),
+                Pass::Busy => return Ok(total),
+            }
+        }
+    }
+
+    /// Publishes a batch but never marks it, as if the process died between
+    /// the broker's acknowledgement and the database update.
+    #[cfg(feature = "fault-injection")]
+    pub async fn relay_once_then_crash_before_marking(&self) -> Result<usize, RelayError> {
+        match self.pass(false).await? {
+            Pass::Published { count, .. } => Ok(count),
+            Pass::Busy => Ok(0),
+        }
+    }
+
+    async fn pass(&self, mark: bool) -> Result<Pass, RelayError> {
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(Pass::Busy);
+        }
+        let rows = sqlx::query_as!(
+            Row,
+            "SELECT position, message_id, topic, message_key, payload, headers, created_at
+             FROM outbox_messages WHERE published_at IS NULL ORDER BY position LIMIT $1",
+            self.settings.batch_size,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Pass::Published { count: 0, full: false });
+        }
+
+        // Enqueue the whole batch in order, then wait for the acknowledgements
+        // together: one round trip per batch, not per message.
+        let mut in_flight = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (record, span) = self.record_for(row)?;
+            let delivery = self.publisher.enqueue(&record).await?;
+            in_flight.push((row, span, delivery));
+        }
+        let mut published = Vec::with_capacity(rows.len());
+        for (row, span, delivery) in in_flight {
+            match delivery.await {
+                Ok(delivered) => {
+                    span.record("messaging.destination.partition.id", delivered.partition);
+                    span.record("messaging.kafka.offset", delivered.offset);
+                    published.push(row.position);
+                    let lag = (OffsetDateTime::now_utc() - row.created_at).as_seconds_f64();
+                    metrics::histogram!("checkout_outbox_publish_lag_seconds").record(lag);
+                }
+                Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    // Left unmarked: the next pass publishes it again.
+                    span.in_scope(
+                        || tracing::warn!(%error, outbox.position = row.position, "outbox message not delivered"),
+                    );
+                }
+            }
+        }
+        if mark {
+            sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &published)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        metrics::counter!("checkout_outbox_published_total").increment(published.len() as u64);
+        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
+        Ok(Pass::Published { count: published.len(), full })
+    }
+
+    /// The record for a row, and the producer span that publishes it: a child
+    /// of the trace that wrote the row, and the parent of the consumer's span.
+    fn record_for(&self, row: &Row) -> Result<(OutgoingRecord, tracing::Span), RelayError> {
+        let topic = Topic::from_name(&row.topic)
+            .ok_or_else(|| RelayError::UnknownTopic { position: row.position, topic: row.topic.clone() })?;
+        let physical = self.topics.physical(topic);
+        let mut headers = headers_from_json(&row.headers);
+        let span = tracing::info_span!(
+            "kafka.publish",
+            otel.name = %format!("send {physical}"),
+            otel.kind = "producer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %physical,
+            messaging.destination.partition.id = Empty,
+            messaging.kafka.offset = Empty,
+            messaging.message.id = %row.message_id,
+            message.type = headers.get_str(header_names::TYPE).unwrap_or_default(),
+            message.schema_version = headers.get_str(header_names::SCHEMA_VERSION).unwrap_or_default(),
+            order.id = %row.message_key,
+            correlation.id = headers.get_str(header_names::CORRELATION_ID).unwrap_or_default(),
+            causation.id = headers.get_str(header_names::CAUSATION_ID).unwrap_or_default(),
+        );
+        let _ = span.set_parent(headers.trace_context());
+        headers.inject_trace_context(&span.context());
+        let record = OutgoingRecord {
+            topic: physical,
+            key: Some(row.message_key.clone().into_bytes()),
+            payload: row.payload.clone(),
+            headers,
+        };
+        Ok((record, span))
+    }
+
+    /// Publishes as rows commit until `shutdown`, then flushes the producer.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = self.listen().await;
+        let mut last_prune = Instant::now();
+        let mut failures = 0_u32;
+        loop {
+            let busy = match self.drain_reporting().await {
+                Ok(busy) => {
+                    failures = 0;
+                    busy
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "outbox relay pass failed; retrying");
+                    true
+                }
+            };
+            if last_prune.elapsed() >= self.settings.prune_interval {
+                self.prune().await;
+                last_prune = Instant::now();
+            }
+            // After a failure or while another relay holds the lock, wait for
+            // the poll interval (longer after repeated failures), not for a
+            // notification that may never come.
+            let wait =
+                if busy { self.settings.poll_interval * failures.clamp(1, 10) } else { self.settings.poll_interval };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                woken = wait_for_notification(listener.as_mut()), if !busy => {
+                    if !woken {
+                        listener = None;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {
+                    if listener.is_none() {
+                        listener = self.listen().await;
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.publisher.flush(Duration::from_secs(10)).await {
+            tracing::warn!(%error, "producer flush on shutdown failed");
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Drains the outbox; returns whether another relay was busy.
+    async fn drain_reporting(&self) -> Result<bool, RelayError> {
+        loop {
+            match self.pass(true).await? {
+                Pass::Published { full: true, .. } => {}
+                Pass::Published { full: false, .. } => return Ok(false),
+                Pass::Busy => return Ok(true),
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "outbox listener unavailable; polling");
+                return None;
+            }
+        };
+        match listener.listen(CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "outbox listener unavailable; polling");
+                None
+            }
+        }
+    }
+
+    async fn prune(&self) {
+        let now = OffsetDateTime::now_utc();
+        let outbox_cutoff = now - self.settings.published_retention;
+        let inbox_cutoff = now - self.settings.inbox_retention;
+        let pruned = async {
+            let outbox = sqlx::query!("DELETE FROM outbox_messages WHERE published_at < $1", outbox_cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            let inbox = sqlx::query!("DELETE FROM inbox_messages WHERE processed_at < $1", inbox_cutoff)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok::<_, sqlx::Error>((outbox, inbox))
+        };
+        match pruned.await {
+            Ok((outbox, inbox)) => tracing::debug!(outbox, inbox, "pruned old outbox and inbox rows"),
+            Err(error) => tracing::warn!(%error, "pruning outbox and inbox failed"),
+        }
+    }
+}
+
+/// Waits for a notification; `false` when the listener broke (it is then
+/// replaced on the next poll).
+async fn wait_for_notification(listener: Option<&mut PgListener>) -> bool {
+    match listener {
+        Some(listener) => match listener.recv().await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%error, "outbox listener lost; polling until it reconnects");
+                false
+            }
+        },
+        None => std::future::pending().await,
+    }
+}

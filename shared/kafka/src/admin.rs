@@ -21,6 +21,8 @@ pub enum AdminError {
     },
     #[error("could not create topic {topic}: {code}")]
     CreateTopic { topic: String, code: RDKafkaErrorCode },
+    #[error("could not delete topic {topic}: {code}")]
+    DeleteTopic { topic: String, code: RDKafkaErrorCode },
     #[error("topic request failed: {0}")]
     Request(#[source] KafkaError),
 }
@@ -72,4 +74,18 @@ pub async fn missing_topics(settings: &KafkaSettings, names: &[String]) -> Resul
     .map_err(|_| AdminError::Request(KafkaError::Canceled))?
     .map_err(|source| AdminError::Metadata { servers, source })?;
     Ok(names.iter().filter(|name| !existing.contains(*name)).cloned().collect())
+}
+
+/// Deletes the named topics; topics that do not exist are ignored.
+pub async fn delete_topics(settings: &KafkaSettings, names: &[String]) -> Result<(), AdminError> {
+    let client = admin(settings)?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    for result in client.delete_topics(&names, &options).await.map_err(AdminError::Request)? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => return Err(AdminError::DeleteTopic { topic, code }),
+        }
+    }
+    Ok(())
 }

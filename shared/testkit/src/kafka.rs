@@ -6,10 +6,12 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// A set of topics that belong to one test.
-#[derive(Debug, Clone)]
+/// A set of topics that belong to one test, deleted when it is dropped so the
+/// broker does not accumulate every test's data.
+#[derive(Debug)]
 pub struct TestKafka {
     pub settings: KafkaSettings,
+    topics: Vec<String>,
 }
 
 impl TestKafka {
@@ -28,7 +30,7 @@ impl TestKafka {
         let names = settings.topic_names();
         let physical: Vec<String> = topics.iter().flat_map(|&t| [names.physical(t), names.dead_letter(t)]).collect();
         admin::create_topics(&settings, &physical, partitions, 1).await.expect("test topics could not be created");
-        Self { settings }
+        Self { settings, topics: physical }
     }
 
     /// Creates every topic of the system and its dead-letter topic under a fresh prefix.
@@ -88,4 +90,17 @@ impl TestKafka {
 /// A header of a raw record, as text.
 pub fn header<'a>(record: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     record.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        let settings = self.settings.clone();
+        let topics = std::mem::take(&mut self.topics);
+        // Drop may run inside a runtime that is shutting down: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let _ = runtime.block_on(admin::delete_topics(&settings, &topics));
+        })
+        .join();
+    }
 }

@@ -10,7 +10,14 @@
 //! `cargo bench -p checkout-outbox --bench pipeline`
 
 // Benchmark code: a failed unwrap aborts the run.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::cast_precision_loss)]
+// Statistics are floats; money never is.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_precision_loss,
+    clippy::float_arithmetic
+)]
 
 use std::time::{Duration, Instant};
 
@@ -75,25 +82,157 @@ fn observe(histogram: &mut Histogram<u64>, elapsed: Duration) {
     histogram.record(u64::try_from(elapsed.as_micros()).unwrap()).unwrap();
 }
 
+struct Bench {
+    kafka: TestKafka,
+    db: TestDatabase,
+    publisher: checkout_kafka::Publisher,
+    names: checkout_kafka::TopicNames,
+    arrivals: mpsc::UnboundedReceiver<Instant>,
+    samples: usize,
+    backlog: usize,
+}
+
+fn any_message() -> Envelope {
+    message(OrderId::from_uuid(Uuid::now_v7()))
+}
+
+impl Bench {
+    fn record(&self) -> OutgoingRecord {
+        OutgoingRecord::for_envelope(&any_message(), &self.names).unwrap()
+    }
+
+    async fn arrival(&mut self) -> Instant {
+        self.arrivals.recv().await.unwrap()
+    }
+
+    /// 1. Produce -> consume with one message in flight; returns that histogram.
+    async fn produce_to_consume(&mut self) -> Histogram<u64> {
+        let mut direct = Histogram::<u64>::new(3).unwrap();
+        let mut acked = Histogram::<u64>::new(3).unwrap();
+        for _ in 0..self.samples {
+            let record = self.record();
+            let sent = Instant::now();
+            self.publisher.publish(&record).await.unwrap();
+            observe(&mut acked, sent.elapsed());
+            let arrived = self.arrival().await;
+            observe(&mut direct, arrived - sent);
+        }
+        print_latency("produce -> broker ack (acks=all)", &acked);
+        print_latency("produce -> consume (runtime)", &direct);
+        direct
+    }
+
+    /// Throughput of a pipelined burst, produced and consumed.
+    async fn burst(&mut self) {
+        let burst: Vec<_> = (0..self.backlog).map(|_| self.record()).collect();
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(burst.len());
+        for record in &burst {
+            pending.push(self.publisher.enqueue(record).await.unwrap());
+        }
+        for delivery in pending {
+            delivery.await.unwrap();
+        }
+        let produced = started.elapsed();
+        for _ in 0..self.backlog {
+            self.arrival().await;
+        }
+        let consumed = started.elapsed();
+        let rate = |elapsed: Duration| self.backlog as f64 / elapsed.as_secs_f64();
+        println!(
+            "{:<44} produce {:>7.0} msg/s   produce+consume {:>7.0} msg/s   (n={})",
+            "pipelined burst",
+            rate(produced),
+            rate(consumed),
+            self.backlog
+        );
+    }
+
+    /// 2. Commit -> consume through the relay, woken by NOTIFY.
+    async fn relay_hop(&mut self, direct: &Histogram<u64>) {
+        let shutdown = CancellationToken::new();
+        let relay = OutboxRelay::new(
+            self.db.pool.clone(),
+            self.publisher.clone(),
+            self.names.clone(),
+            RelaySettings::default(),
+        );
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        let mut hop = Histogram::<u64>::new(3).unwrap();
+        let mut commit = Histogram::<u64>::new(3).unwrap();
+        for _ in 0..self.samples {
+            let began = Instant::now();
+            let mut tx = self.db.pool.begin().await.unwrap();
+            checkout_outbox::enqueue(&mut tx, &any_message()).await.unwrap();
+            tx.commit().await.unwrap();
+            let committed = Instant::now();
+            observe(&mut commit, committed - began);
+            let arrived = self.arrival().await;
+            observe(&mut hop, arrived - committed);
+        }
+        print_latency("outbox write + commit", &commit);
+        print_latency("commit -> consume (outbox relay hop)", &hop);
+        let added = |q: f64| (hop.value_at_quantile(q) as f64 - direct.value_at_quantile(q) as f64) / 1000.0;
+        println!(
+            "{:<44} p50 {:>6.2} ms   p99 {:>6.2} ms",
+            "relay adds per hop (hop - produce->consume)",
+            added(0.5),
+            added(0.99)
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// 3. Relay throughput over a committed backlog.
+    async fn relay_drain(&mut self) {
+        for chunk in (0..self.backlog).collect::<Vec<_>>().chunks(500) {
+            let mut tx = self.db.pool.begin().await.unwrap();
+            for _ in chunk {
+                checkout_outbox::enqueue(&mut tx, &any_message()).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let relay = OutboxRelay::new(
+            self.db.pool.clone(),
+            self.publisher.clone(),
+            self.names.clone(),
+            RelaySettings::default(),
+        );
+        let started = Instant::now();
+        let published = relay.drain().await.unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(published, self.backlog);
+        println!(
+            "{:<44} {:>7.0} msg/s   ({published} rows in {:.2} s, batches of {})",
+            "outbox relay drain",
+            published as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64(),
+            RelaySettings::default().batch_size
+        );
+        for _ in 0..self.backlog {
+            self.arrival().await;
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let samples = usize::try_from(env_or("BENCH_SAMPLES", 1000)).unwrap();
     let backlog = usize::try_from(env_or("BENCH_BACKLOG", 5000)).unwrap();
     let mut kafka = TestKafka::with_topics(&[TOPIC], 6).await;
-    kafka.settings.fetch_wait_max = Duration::from_millis(env_or(
-        "BENCH_FETCH_WAIT_MS",
-        kafka.settings.fetch_wait_max.as_millis().try_into().unwrap(),
-    ));
-    kafka.settings.linger =
-        Duration::from_millis(env_or("BENCH_LINGER_MS", kafka.settings.linger.as_millis().try_into().unwrap()));
+    let default_ms = |d: Duration| u64::try_from(d.as_millis()).unwrap();
+    kafka.settings.fetch_wait_max =
+        Duration::from_millis(env_or("BENCH_FETCH_WAIT_MS", default_ms(kafka.settings.fetch_wait_max)));
+    kafka.settings.linger = Duration::from_millis(env_or("BENCH_LINGER_MS", default_ms(kafka.settings.linger)));
     let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR]).await;
     let publisher = kafka.publisher();
     let names = kafka.names();
 
-    let (arrived, mut arrivals) = mpsc::unbounded_channel();
+    let (arrived, arrivals) = mpsc::unbounded_channel();
+    let group = format!("bench-{}", checkout_testkit::unique_suffix());
     let runtime = ConsumerRuntime::new(
         &kafka.settings,
-        ConsumerSettings::new(format!("bench-{}", checkout_testkit::unique_suffix()), [TOPIC]),
+        ConsumerSettings::new(group, [TOPIC]),
         publisher.clone(),
         Arrivals(arrived),
     )
@@ -106,118 +245,24 @@ async fn main() {
         async move { (status.assigned_partitions() > 0).then_some(()) }
     })
     .await;
-
-    // Warm up connections and metadata.
-    for _ in 0..50 {
-        publisher
-            .publish(&OutgoingRecord::for_envelope(&message(OrderId::from_uuid(Uuid::now_v7())), &names).unwrap())
-            .await
-            .unwrap();
-        arrivals.recv().await.unwrap();
-    }
-
     println!(
         "\nmessaging pipeline on the local stack (6 partitions, fetch.wait.max.ms={}, linger.ms={})\n",
         kafka.settings.fetch_wait_max.as_millis(),
         kafka.settings.linger.as_millis()
     );
 
-    // 1. Produce → consume, one message in flight.
-    let mut direct = Histogram::<u64>::new(3).unwrap();
-    let mut acked = Histogram::<u64>::new(3).unwrap();
-    for _ in 0..samples {
-        let record = OutgoingRecord::for_envelope(&message(OrderId::from_uuid(Uuid::now_v7())), &names).unwrap();
-        let sent = Instant::now();
-        publisher.publish(&record).await.unwrap();
-        observe(&mut acked, sent.elapsed());
-        record_arrival(&mut direct, sent, &mut arrivals).await;
+    let mut bench = Bench { kafka, db, publisher, names, arrivals, samples, backlog };
+    // Warm up connections and metadata.
+    for _ in 0..50 {
+        bench.publisher.publish(&bench.record()).await.unwrap();
+        bench.arrival().await;
     }
-    print_latency("produce -> broker ack (acks=all)", &acked);
-    print_latency("produce -> consume (runtime)", &direct);
-
-    // Consumer throughput: a pipelined burst.
-    let burst: Vec<_> = (0..backlog)
-        .map(|_| OutgoingRecord::for_envelope(&message(OrderId::from_uuid(Uuid::now_v7())), &names).unwrap())
-        .collect();
-    let started = Instant::now();
-    let mut pending = Vec::with_capacity(burst.len());
-    for record in &burst {
-        pending.push(publisher.enqueue(record).await.unwrap());
-    }
-    for delivery in pending {
-        delivery.await.unwrap();
-    }
-    let produced = started.elapsed();
-    for _ in 0..backlog {
-        arrivals.recv().await.unwrap();
-    }
-    let consumed = started.elapsed();
-    println!(
-        "{:<44} produce {:>7.0} msg/s   produce+consume {:>7.0} msg/s   (n={backlog})",
-        "pipelined burst",
-        backlog as f64 / produced.as_secs_f64(),
-        backlog as f64 / consumed.as_secs_f64()
-    );
-
-    // 2. Commit → consume through the relay, woken by NOTIFY.
-    let relay_shutdown = CancellationToken::new();
-    let relay = OutboxRelay::new(db.pool.clone(), publisher.clone(), names.clone(), RelaySettings::default());
-    let relay_task = tokio::spawn(relay.clone().run(relay_shutdown.clone()));
-    let mut hop = Histogram::<u64>::new(3).unwrap();
-    let mut commit = Histogram::<u64>::new(3).unwrap();
-    for _ in 0..samples {
-        let began = Instant::now();
-        let mut tx = db.pool.begin().await.unwrap();
-        checkout_outbox::enqueue(&mut tx, &message(OrderId::from_uuid(Uuid::now_v7()))).await.unwrap();
-        tx.commit().await.unwrap();
-        let committed = Instant::now();
-        observe(&mut commit, committed - began);
-        record_arrival(&mut hop, committed, &mut arrivals).await;
-    }
-    print_latency("outbox write + commit", &commit);
-    print_latency("commit -> consume (outbox relay hop)", &hop);
-    let added = |q: f64| (hop.value_at_quantile(q) as f64 - direct.value_at_quantile(q) as f64) / 1000.0;
-    println!(
-        "{:<44} p50 {:>6.2} ms   p99 {:>6.2} ms",
-        "relay adds per hop (hop - produce->consume)",
-        added(0.5),
-        added(0.99)
-    );
-    relay_shutdown.cancel();
-    relay_task.await.unwrap();
-
-    // 3. Relay throughput over a committed backlog.
-    for chunk in (0..backlog).collect::<Vec<_>>().chunks(500) {
-        let mut tx = db.pool.begin().await.unwrap();
-        for _ in chunk {
-            checkout_outbox::enqueue(&mut tx, &message(OrderId::from_uuid(Uuid::now_v7()))).await.unwrap();
-        }
-        tx.commit().await.unwrap();
-    }
-    let started = Instant::now();
-    let published = relay.drain().await.unwrap();
-    let elapsed = started.elapsed();
-    assert_eq!(published, backlog);
-    println!(
-        "{:<44} {:>7.0} msg/s   ({published} rows in {:.2} s, batches of {})",
-        "outbox relay drain",
-        published as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64(),
-        RelaySettings::default().batch_size
-    );
-    for _ in 0..backlog {
-        arrivals.recv().await.unwrap();
-    }
+    let direct = bench.produce_to_consume().await;
+    bench.burst().await;
+    bench.relay_hop(&direct).await;
+    bench.relay_drain().await;
 
     shutdown.cancel();
     consumer.await.unwrap().unwrap();
-}
-
-async fn record_arrival(
-    histogram: &mut Histogram<u64>,
-    since: Instant,
-    arrivals: &mut mpsc::UnboundedReceiver<Instant>,
-) {
-    let arrived = arrivals.recv().await.unwrap();
-    observe(histogram, arrived - since);
+    drop(bench.kafka);
 }

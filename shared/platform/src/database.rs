@@ -1,0 +1,39 @@
+use std::time::Instant;
+
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::StartupError;
+use crate::config::DatabaseSettings;
+
+/// Connects to the service's database, retrying until `connect_timeout` (the
+/// database may still be starting when the service does).
+pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
+    let options: PgConnectOptions =
+        settings.url.expose_secret().parse().map_err(|e: sqlx::Error| StartupError::DatabaseUrl(e.to_string()))?;
+    let database = options.get_database().unwrap_or("postgres").to_owned();
+    let started = Instant::now();
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(error) if started.elapsed() < settings.connect_timeout => {
+                tracing::warn!(%error, database, "database not reachable yet; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(StartupError::Database { database, source: error }),
+        }
+    }
+}
+
+/// Creates the outbox and inbox tables, then runs the service's own migrations.
+pub async fn migrate(pool: &PgPool, service: &Migrator) -> Result<(), StartupError> {
+    checkout_outbox::MIGRATOR.run(pool).await?;
+    service.run(pool).await?;
+    Ok(())
+}

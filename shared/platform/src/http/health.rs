@@ -1,0 +1,97 @@
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use checkout_kafka::ConsumerStatus;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// One thing a service needs before it can do its work.
+#[derive(Clone, Debug)]
+pub enum ReadinessCheck {
+    /// The service's database answers.
+    Database(PgPool),
+    /// A consumer has joined its group (named for the report).
+    Consumer(String, ConsumerStatus),
+}
+
+impl ReadinessCheck {
+    fn name(&self) -> String {
+        match self {
+            Self::Database(_) => "database".to_owned(),
+            Self::Consumer(name, _) => format!("consumer:{name}"),
+        }
+    }
+
+    async fn run(&self) -> Result<(), String> {
+        match self {
+            Self::Database(pool) => {
+                let ping = sqlx::query("SELECT 1").execute(pool);
+                match tokio::time::timeout(Duration::from_secs(2), ping).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("no answer within 2 s".to_owned()),
+                }
+            }
+            Self::Consumer(_, status) if status.joined() => Ok(()),
+            Self::Consumer(..) => Err("not yet a member of its consumer group".to_owned()),
+        }
+    }
+}
+
+/// The checks `/readyz` runs.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness {
+    checks: Vec<ReadinessCheck>,
+}
+
+impl Readiness {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[must_use]
+    pub fn with(mut self, check: ReadinessCheck) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    async fn report(&self) -> (bool, serde_json::Value) {
+        let results = futures::future::join_all(self.checks.iter().map(ReadinessCheck::run)).await;
+        let ready = results.iter().all(Result::is_ok);
+        let checks: serde_json::Map<String, serde_json::Value> = self
+            .checks
+            .iter()
+            .zip(results)
+            .map(|(check, result)| (check.name(), result.err().unwrap_or_else(|| "ok".to_owned()).into()))
+            .collect();
+        (ready, json!({ "status": if ready { "ready" } else { "unavailable" }, "checks": checks }))
+    }
+}
+
+/// `/healthz` (the process is alive), `/readyz` (its dependencies answer and
+/// its consumers have joined their groups) and `/metrics` (Prometheus).
+pub fn health_routes(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move {
+                    let (ready, report) = readiness.report().await;
+                    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                    (status, axum::Json(report))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render())
+                    .into_response()
+            }),
+        )
+}

@@ -1,0 +1,20 @@
+//! What every checkout service runs on.
+//!
+//! A service's `main` reads its settings ([`config`]), connects to its own
+//! database and migrates it ([`database`]), checks that its topics exist
+//! ([`startup`]), and runs its HTTP server, consumers, outbox relay and timers
+//! under one [`ServiceHost`], which stops them all gracefully on SIGTERM.
+//! HTTP errors are RFC 9457 problem documents ([`http::Problem`]); every
+//! service serves `/healthz`, `/readyz` and `/metrics`.
+
+pub mod config;
+pub mod database;
+mod host;
+pub mod http;
+pub mod metrics;
+mod shutdown;
+pub mod startup;
+
+pub use host::{HostError, ServiceHost};
+pub use shutdown::shutdown_on_signal;
+pub use startup::StartupError;

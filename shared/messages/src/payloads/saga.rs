@@ -27,7 +27,6 @@ pub enum SagaStepName {
     CommitInventory,
     NotifyCustomer,
     VoidPayment,
-    RefundPayment,
     ReleaseInventory,
     CancelOrder,
     NotifyCancellation,

@@ -1,0 +1,44 @@
+//! The checkout saga, as a pure and synchronous state machine.
+//!
+//! [`Saga::start`] begins a saga for a placed order; [`Saga::apply`] takes
+//! the saga, one [`Input`] (a participant's reply, or a deadline passing) and
+//! the current time, and returns a [`Transition`]: the next saga, the commands
+//! to send and the timeline entries to publish. Nothing here does I/O or reads
+//! a clock; the orchestrator service persists the saga and sends the commands
+//! through its outbox in one transaction.
+//!
+//! # Steps
+//!
+//! | step              | command              | success              | failure → compensate       |
+//! |-------------------|----------------------|----------------------|----------------------------|
+//! | reserve inventory | `ReserveInventory`   | `InventoryReserved`  | `InventoryReservationRejected`, timeout |
+//! | authorize payment | `AuthorizePayment`   | `PaymentAuthorized`  | `PaymentDeclined`, timeout, reservation expired |
+//! | confirm order     | `ConfirmOrder`       | `OrderConfirmed`     | **pivot**: retried, never compensated |
+//! | capture payment   | `CapturePayment`     | `PaymentCaptured`    | retried, then needs attention |
+//! | commit inventory  | `CommitInventory`    | `InventoryCommitted` | retried; rejected → needs attention |
+//! | notify customer   | `NotifyOrderConfirmed` | `CustomerNotified` | retried, then needs attention |
+//!
+//! Confirming the order is the pivot: before it, any failure compensates, in
+//! reverse, whatever may be held — void the payment (also when its
+//! authorization merely timed out, as it may still succeed), release the
+//! inventory, cancel the order with the reason, email the customer. After it,
+//! the saga only moves forward; a step that exhausts its retries leaves the
+//! saga in `NeedsAttention` for an operator rather than undo a promise made
+//! to the customer.
+//!
+//! Replies are matched to the step awaiting them. A duplicate or late reply
+//! changes nothing, except one that says something is held which the saga has
+//! already given back: a late `PaymentAuthorized` is voided and a late
+//! `InventoryReserved` released.
+
+mod input;
+mod policy;
+mod saga;
+mod step;
+mod transition;
+
+pub use input::Input;
+pub use policy::{SagaPolicy, StepPolicy};
+pub use saga::{ActiveStep, InventoryHold, PaymentHold, Saga, SagaState, SagaStatus};
+pub use step::Step;
+pub use transition::{Ignored, Transition};

@@ -1,0 +1,152 @@
+use checkout_domain::{CardToken, EmailAddress, OrderId, OrderLines, Pricing};
+use checkout_messages::payloads::order::CancellationReason;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::Step;
+
+/// Everything the orchestrator knows about one order's saga.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saga {
+    pub order_id: OrderId,
+    pub email: EmailAddress,
+    pub lines: OrderLines,
+    pub card_token: CardToken,
+    /// Prices quoted by the inventory when it reserved the stock.
+    pub pricing: Option<Pricing>,
+    pub authorization_id: Option<String>,
+    /// What the inventory may be holding for this order.
+    pub inventory: InventoryHold,
+    /// What the payment provider may be holding for this order.
+    pub payment: PaymentHold,
+    pub state: SagaState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The inventory side, as far as the saga can tell. `Requested` means the
+/// outcome is unknown, so stock may be held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryHold {
+    None,
+    Requested,
+    Held,
+    ReleaseRequested,
+    Released,
+    CommitRequested,
+    Committed,
+}
+
+/// The payment side, as far as the saga can tell. `Requested` means the
+/// authorization's outcome is unknown, so money may be held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentHold {
+    None,
+    Requested,
+    Authorized,
+    VoidRequested,
+    Voided,
+    CaptureRequested,
+    Captured,
+}
+
+/// A step waiting for its reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveStep {
+    pub step: Step,
+    /// From 1; each timeout resends the command as the next attempt.
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: OffsetDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum SagaState {
+    /// Moving forward: waiting for `active`'s reply.
+    Running { active: ActiveStep },
+    /// Undoing: waiting for `active`'s reply, then the `remaining` compensations.
+    Compensating { active: ActiveStep, remaining: Vec<Step>, reason: CancellationReason },
+    /// The order is confirmed, paid, committed and the customer emailed.
+    Completed {
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// Everything that was held is given back and the customer told why.
+    Cancelled {
+        reason: CancellationReason,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+    /// A step that must not be compensated could not be completed: an
+    /// operator decides (e.g. a capture that keeps failing after the order
+    /// was confirmed).
+    NeedsAttention {
+        step: Step,
+        detail: String,
+        #[serde(with = "time::serde::rfc3339")]
+        at: OffsetDateTime,
+    },
+}
+
+/// The saga's state without its data, for storage and queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SagaStatus {
+    Running,
+    Compensating,
+    Completed,
+    Cancelled,
+    NeedsAttention,
+}
+
+impl SagaStatus {
+    pub const ALL: [Self; 5] =
+        [Self::Running, Self::Compensating, Self::Completed, Self::Cancelled, Self::NeedsAttention];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Compensating => "compensating",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::NeedsAttention => "needs_attention",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::NeedsAttention)
+    }
+}
+
+impl Saga {
+    pub fn status(&self) -> SagaStatus {
+        match self.state {
+            SagaState::Running { .. } => SagaStatus::Running,
+            SagaState::Compensating { .. } => SagaStatus::Compensating,
+            SagaState::Completed { .. } => SagaStatus::Completed,
+            SagaState::Cancelled { .. } => SagaStatus::Cancelled,
+            SagaState::NeedsAttention { .. } => SagaStatus::NeedsAttention,
+        }
+    }
+
+    /// The step waiting for a reply, if any.
+    pub fn active(&self) -> Option<&ActiveStep> {
+        match &self.state {
+            SagaState::Running { active } | SagaState::Compensating { active, .. } => Some(active),
+            _ => None,
+        }
+    }
+
+    /// When the orchestrator's timer must wake this saga.
+    pub fn deadline(&self) -> Option<OffsetDateTime> {
+        self.active().map(|active| active.deadline)
+    }
+}

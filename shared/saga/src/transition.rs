@@ -1,0 +1,395 @@
+use checkout_domain::OrderId;
+use checkout_messages::Message;
+use checkout_messages::payloads::inventory::{CommitInventory, RejectionCode, ReleaseInventory, ReserveInventory};
+use checkout_messages::payloads::notification::{NotificationKind, NotifyOrderCancelled, NotifyOrderConfirmed};
+use checkout_messages::payloads::order::{
+    CancelOrder, CancellationCode, CancellationReason, ConfirmOrder, OrderPlaced,
+};
+use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, VoidPayment};
+use checkout_messages::payloads::saga::{SagaStepRecorded, StepOutcome};
+use time::OffsetDateTime;
+
+use crate::{ActiveStep, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, Step};
+
+/// The result of applying one input: the next saga, the commands to send,
+/// and the timeline entries to publish, all to be made durable together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub saga: Saga,
+    pub commands: Vec<Message>,
+    pub timeline: Vec<SagaStepRecorded>,
+    /// Why the input changed nothing, when it did not.
+    pub ignored: Option<Ignored>,
+}
+
+/// Why an input was ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// A duplicate, or a reply to a step the saga is not waiting for.
+    NotAwaited,
+    /// The timer fired early or for a step that has since moved on.
+    DeadlineNotDue,
+    /// The saga has finished and the input needs no action.
+    Finished,
+}
+
+impl Ignored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAwaited => "not awaited",
+            Self::DeadlineNotDue => "deadline not due",
+            Self::Finished => "saga finished",
+        }
+    }
+}
+
+impl Saga {
+    /// Starts the saga for a placed order: reserve its inventory first.
+    pub fn start(order_id: OrderId, placed: &OrderPlaced, now: OffsetDateTime, policy: &SagaPolicy) -> Transition {
+        let saga = Self {
+            order_id,
+            email: placed.email.clone(),
+            lines: placed.lines.clone(),
+            card_token: placed.card_token.clone(),
+            pricing: None,
+            authorization_id: None,
+            inventory: InventoryHold::None,
+            payment: PaymentHold::None,
+            // Replaced by `begin` below; a placeholder keeps construction total.
+            state: SagaState::Completed { at: now },
+            started_at: now,
+            updated_at: now,
+        };
+        let mut next = Next::new(saga, now, policy);
+        next.begin(Step::ReserveInventory, 1, None);
+        next.finish()
+    }
+
+    /// Applies one input at time `now`.
+    pub fn apply(&self, input: &Input, now: OffsetDateTime, policy: &SagaPolicy) -> Transition {
+        let mut next = Next::new(self.clone(), now, policy);
+        next.apply(input);
+        next.finish()
+    }
+}
+
+/// A transition being built.
+struct Next<'a> {
+    saga: Saga,
+    now: OffsetDateTime,
+    policy: &'a SagaPolicy,
+    commands: Vec<Message>,
+    timeline: Vec<SagaStepRecorded>,
+    ignored: Option<Ignored>,
+}
+
+impl<'a> Next<'a> {
+    fn new(saga: Saga, now: OffsetDateTime, policy: &'a SagaPolicy) -> Self {
+        Self { saga, now, policy, commands: Vec::new(), timeline: Vec::new(), ignored: None }
+    }
+
+    fn finish(mut self) -> Transition {
+        if self.ignored.is_none() {
+            self.saga.updated_at = self.now;
+        }
+        Transition { saga: self.saga, commands: self.commands, timeline: self.timeline, ignored: self.ignored }
+    }
+
+    fn record(&mut self, step: Step, outcome: StepOutcome, attempt: u32, detail: Option<String>) {
+        self.timeline.push(SagaStepRecorded { step: step.wire_name(), outcome, attempt, detail });
+    }
+
+    fn apply(&mut self, input: &Input) {
+        let active = self.saga.active().cloned();
+        match (&self.saga.state, active) {
+            (_, Some(active)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(&active),
+            (SagaState::Running { .. }, Some(active)) => self.running(&active, input),
+            (SagaState::Compensating { .. }, Some(active)) => self.compensating(&active, input),
+            _ => self.late(input),
+        }
+    }
+
+    /// Forward steps: the awaited reply moves on; anything else is late.
+    fn running(&mut self, active: &ActiveStep, input: &Input) {
+        let attempt = active.attempt;
+        match (active.step, input) {
+            (Step::ReserveInventory, Input::InventoryReserved { pricing }) => {
+                self.saga.inventory = InventoryHold::Held;
+                self.saga.pricing = Some(pricing.clone());
+                if priced_as_ordered(&self.saga) {
+                    self.succeed(active, None);
+                } else {
+                    let detail = "the inventory priced different lines than were ordered".to_owned();
+                    self.record(Step::ReserveInventory, StepOutcome::Failed, attempt, Some(detail.clone()));
+                    self.compensate(reason(CancellationCode::Other, detail));
+                }
+            }
+            (Step::ReserveInventory, Input::InventoryRejected { code, detail, .. }) => {
+                // A rejection means nothing is held for the order.
+                self.saga.inventory = InventoryHold::None;
+                self.record(Step::ReserveInventory, StepOutcome::Failed, attempt, Some(detail.clone()));
+                let code = match code {
+                    RejectionCode::OutOfStock => CancellationCode::OutOfStock,
+                    RejectionCode::UnknownSku => CancellationCode::UnknownSku,
+                    RejectionCode::Other => CancellationCode::Other,
+                };
+                self.compensate(reason(code, detail.clone()));
+            }
+            (Step::AuthorizePayment, Input::PaymentAuthorized { authorization_id, amount }) => {
+                self.saga.payment = PaymentHold::Authorized;
+                self.saga.authorization_id = Some(authorization_id.clone());
+                let expected = self.saga.pricing.as_ref().map(checkout_domain::Pricing::total);
+                if expected == Some(*amount) {
+                    self.succeed(active, Some(format!("authorized {amount}")));
+                } else {
+                    let detail = format!("authorized {amount}, but the order totals {expected:?}");
+                    self.record(Step::AuthorizePayment, StepOutcome::Failed, attempt, Some(detail.clone()));
+                    self.compensate(reason(CancellationCode::Other, detail));
+                }
+            }
+            (Step::AuthorizePayment, Input::PaymentDeclined { detail, .. }) => {
+                self.saga.payment = PaymentHold::None;
+                self.record(Step::AuthorizePayment, StepOutcome::Failed, attempt, Some(detail.clone()));
+                self.compensate(reason(CancellationCode::PaymentDeclined, detail.clone()));
+            }
+            (Step::AuthorizePayment, Input::ReservationExpired) => {
+                // The inventory gave the stock back on its own; nothing to release.
+                self.saga.inventory = InventoryHold::Released;
+                let detail = "the stock reservation expired before payment was authorized".to_owned();
+                self.record(Step::ReserveInventory, StepOutcome::Failed, 1, Some(detail.clone()));
+                self.compensate(reason(CancellationCode::ReservationExpired, detail));
+            }
+            (Step::ConfirmOrder, Input::OrderConfirmed) => self.succeed(active, None),
+            (Step::CapturePayment, Input::PaymentCaptured { amount }) => {
+                self.saga.payment = PaymentHold::Captured;
+                self.succeed(active, Some(format!("captured {amount}")));
+            }
+            (Step::CommitInventory, Input::InventoryCommitted) => {
+                self.saga.inventory = InventoryHold::Committed;
+                self.succeed(active, None);
+            }
+            (Step::CommitInventory, Input::InventoryCommitRejected { detail }) => {
+                self.record(Step::CommitInventory, StepOutcome::Failed, attempt, Some(detail.clone()));
+                self.needs_attention(Step::CommitInventory, detail.clone());
+            }
+            (Step::NotifyCustomer, Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }) => {
+                self.succeed(active, None);
+            }
+            _ => self.late(input),
+        }
+    }
+
+    /// Compensations: each awaited reply moves to the next one.
+    fn compensating(&mut self, active: &ActiveStep, input: &Input) {
+        let awaited = match (active.step, input) {
+            (Step::VoidPayment, Input::PaymentVoided) => {
+                self.saga.payment = PaymentHold::Voided;
+                true
+            }
+            (Step::ReleaseInventory, Input::InventoryReleased) => {
+                self.saga.inventory = InventoryHold::Released;
+                true
+            }
+            (Step::CancelOrder, Input::OrderCancelled)
+            | (Step::NotifyCancellation, Input::CustomerNotified { kind: NotificationKind::OrderCancelled }) => true,
+            _ => false,
+        };
+        if awaited {
+            self.record(active.step, StepOutcome::Succeeded, active.attempt, None);
+            self.next_compensation();
+        } else {
+            self.late(input);
+        }
+    }
+
+    /// An input the saga was not waiting for. Only news that something is
+    /// held which the saga has given back (or never wanted) needs action.
+    fn late(&mut self, input: &Input) {
+        let compensating_or_cancelled =
+            matches!(self.saga.state, SagaState::Compensating { .. } | SagaState::Cancelled { .. });
+        match input {
+            Input::PaymentAuthorized { .. }
+                if compensating_or_cancelled
+                    && matches!(self.saga.payment, PaymentHold::None | PaymentHold::Voided) =>
+            {
+                self.saga.payment = PaymentHold::VoidRequested;
+                self.commands.push(VoidPayment {}.into());
+                self.record(Step::VoidPayment, StepOutcome::Started, 1, Some("voiding a late authorization".into()));
+            }
+            Input::InventoryReserved { .. }
+                if compensating_or_cancelled
+                    && matches!(self.saga.inventory, InventoryHold::None | InventoryHold::Released) =>
+            {
+                self.saga.inventory = InventoryHold::ReleaseRequested;
+                self.commands.push(ReleaseInventory {}.into());
+                self.record(
+                    Step::ReleaseInventory,
+                    StepOutcome::Started,
+                    1,
+                    Some("releasing a late reservation".into()),
+                );
+            }
+            // Replies to those extra compensations: bookkeeping only.
+            Input::PaymentVoided if self.saga.payment == PaymentHold::VoidRequested => {
+                self.saga.payment = PaymentHold::Voided;
+                self.record(Step::VoidPayment, StepOutcome::Succeeded, 1, Some("late authorization voided".into()));
+            }
+            Input::InventoryReleased if self.saga.inventory == InventoryHold::ReleaseRequested => {
+                self.saga.inventory = InventoryHold::Released;
+                self.record(
+                    Step::ReleaseInventory,
+                    StepOutcome::Succeeded,
+                    1,
+                    Some("late reservation released".into()),
+                );
+            }
+            _ if self.saga.active().is_none() => self.ignored = Some(Ignored::Finished),
+            _ => self.ignored = Some(Ignored::NotAwaited),
+        }
+    }
+
+    fn deadline_passed(&mut self, active: &ActiveStep) {
+        if self.now < active.deadline {
+            self.ignored = Some(Ignored::DeadlineNotDue);
+            return;
+        }
+        let policy = self.policy.for_step(active.step);
+        if active.attempt < policy.max_attempts {
+            self.record(active.step, StepOutcome::TimedOut, active.attempt, None);
+            self.begin(active.step, active.attempt + 1, None);
+            return;
+        }
+        let detail = format!("no reply after {} attempts", active.attempt);
+        self.record(active.step, StepOutcome::TimedOut, active.attempt, Some(detail.clone()));
+        match active.step {
+            // The command may still take effect: holds stay `Requested`, so
+            // compensation gives back whatever it might have taken.
+            Step::ReserveInventory => {
+                self.compensate(reason(CancellationCode::InventoryTimedOut, "the inventory did not answer".into()));
+            }
+            Step::AuthorizePayment => {
+                self.compensate(reason(
+                    CancellationCode::PaymentTimedOut,
+                    "the payment provider did not answer".into(),
+                ));
+            }
+            step => self.needs_attention(step, detail),
+        }
+    }
+
+    /// Records `active` as done and starts the next forward step, or completes.
+    fn succeed(&mut self, active: &ActiveStep, detail: Option<String>) {
+        self.record(active.step, StepOutcome::Succeeded, active.attempt, detail);
+        match active.step.next_forward() {
+            Some(step) => self.begin(step, 1, None),
+            None => self.saga.state = SagaState::Completed { at: self.now },
+        }
+    }
+
+    /// Starts undoing, in reverse order, whatever may be held.
+    fn compensate(&mut self, reason: CancellationReason) {
+        let mut remaining = Vec::new();
+        if matches!(self.saga.payment, PaymentHold::Requested | PaymentHold::Authorized) {
+            remaining.push(Step::VoidPayment);
+        }
+        if matches!(self.saga.inventory, InventoryHold::Requested | InventoryHold::Held) {
+            remaining.push(Step::ReleaseInventory);
+        }
+        remaining.extend([Step::CancelOrder, Step::NotifyCancellation]);
+        // `begin` reads the reason from the state, so set it before starting.
+        let placeholder = ActiveStep { step: Step::CancelOrder, attempt: 0, deadline: self.now };
+        self.saga.state = SagaState::Compensating { active: placeholder, remaining, reason };
+        self.next_compensation();
+    }
+
+    fn next_compensation(&mut self) {
+        let SagaState::Compensating { remaining, reason, .. } = &mut self.saga.state else { return };
+        if remaining.is_empty() {
+            let reason = reason.clone();
+            self.saga.state = SagaState::Cancelled { reason, at: self.now };
+            return;
+        }
+        let step = remaining.remove(0);
+        self.begin(step, 1, None);
+    }
+
+    fn needs_attention(&mut self, step: Step, detail: String) {
+        self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now };
+    }
+
+    /// Sends `step`'s command as attempt `attempt` and waits for its reply.
+    fn begin(&mut self, step: Step, attempt: u32, detail: Option<String>) {
+        let Some(command) = self.command_for(step) else {
+            let detail = format!("cannot {step}: the saga lacks the prices the inventory quoted");
+            self.needs_attention(step, detail);
+            return;
+        };
+        self.commands.push(command);
+        self.record(step, StepOutcome::Started, attempt, detail);
+        let deadline = self.now + self.policy.for_step(step).timeout_for(attempt);
+        let active = ActiveStep { step, attempt, deadline };
+        match &mut self.saga.state {
+            SagaState::Compensating { active: current, .. } if step.is_compensation() => *current = active,
+            _ => self.saga.state = SagaState::Running { active },
+        }
+    }
+
+    /// The command for `step`, updating what the saga believes is held.
+    fn command_for(&mut self, step: Step) -> Option<Message> {
+        let saga = &mut self.saga;
+        let cancellation = match &saga.state {
+            SagaState::Compensating { reason, .. } => Some(reason.clone()),
+            _ => None,
+        };
+        Some(match step {
+            Step::ReserveInventory => {
+                saga.inventory = InventoryHold::Requested;
+                ReserveInventory { lines: saga.lines.clone() }.into()
+            }
+            Step::AuthorizePayment => {
+                let amount = saga.pricing.as_ref()?.total();
+                saga.payment = PaymentHold::Requested;
+                AuthorizePayment { amount, card_token: saga.card_token.clone() }.into()
+            }
+            Step::ConfirmOrder => ConfirmOrder { pricing: saga.pricing.clone()? }.into(),
+            Step::CapturePayment => {
+                let amount = saga.pricing.as_ref()?.total();
+                saga.payment = PaymentHold::CaptureRequested;
+                CapturePayment { amount }.into()
+            }
+            Step::CommitInventory => {
+                saga.inventory = InventoryHold::CommitRequested;
+                CommitInventory {}.into()
+            }
+            Step::NotifyCustomer => {
+                NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.pricing.clone()? }.into()
+            }
+            Step::VoidPayment => {
+                saga.payment = PaymentHold::VoidRequested;
+                VoidPayment {}.into()
+            }
+            Step::ReleaseInventory => {
+                saga.inventory = InventoryHold::ReleaseRequested;
+                ReleaseInventory {}.into()
+            }
+            Step::CancelOrder => CancelOrder { reason: cancellation?, pricing: saga.pricing.clone() }.into(),
+            Step::NotifyCancellation => {
+                NotifyOrderCancelled { email: saga.email.clone(), reason: cancellation? }.into()
+            }
+        })
+    }
+}
+
+fn reason(code: CancellationCode, detail: String) -> CancellationReason {
+    CancellationReason { code, detail }
+}
+
+/// The quoted lines are exactly the ordered ones (same SKUs, same quantities).
+fn priced_as_ordered(saga: &Saga) -> bool {
+    let Some(pricing) = &saga.pricing else { return false };
+    let mut ordered: Vec<_> = saga.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+    let mut priced: Vec<_> = pricing.lines().iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+    ordered.sort();
+    priced.sort();
+    ordered == priced
+}

@@ -1,0 +1,105 @@
+//! Fixtures and a small driver for the saga tests.
+
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use std::time::Duration;
+
+use checkout_domain::{
+    CardToken, Currency, CustomerId, EmailAddress, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing,
+    Quantity, Sku,
+};
+use checkout_messages::Message;
+use checkout_messages::payloads::order::OrderPlaced;
+use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_saga::{Input, Saga, SagaPolicy, StepPolicy, Transition};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use uuid::Uuid;
+
+pub const T0: OffsetDateTime = datetime!(2026-11-23 10:00 UTC);
+
+pub fn policy() -> SagaPolicy {
+    SagaPolicy {
+        reserve_inventory: StepPolicy::new(Duration::from_secs(5), 3),
+        authorize_payment: StepPolicy::new(Duration::from_secs(5), 2),
+        after_pivot: StepPolicy::new(Duration::from_secs(5), 4),
+        compensation: StepPolicy::new(Duration::from_secs(5), 4),
+    }
+}
+
+pub fn order_id() -> OrderId {
+    OrderId::from_uuid(Uuid::from_u128(42))
+}
+
+pub fn placed() -> OrderPlaced {
+    OrderPlaced {
+        customer_id: CustomerId::parse("cust-1").unwrap(),
+        email: EmailAddress::parse("ada@example.com").unwrap(),
+        lines: OrderLines::new(vec![
+            OrderLine { sku: Sku::parse("MUG").unwrap(), quantity: Quantity::new(2).unwrap() },
+            OrderLine { sku: Sku::parse("TEE").unwrap(), quantity: Quantity::new(1).unwrap() },
+        ])
+        .unwrap(),
+        card_token: CardToken::parse("tok_visa").unwrap(),
+    }
+}
+
+pub fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::EUR).unwrap()
+}
+
+/// The prices the inventory quotes for `placed()`: total EUR 44.99.
+pub fn pricing() -> Pricing {
+    Pricing::new(vec![
+        PricedLine { sku: Sku::parse("MUG").unwrap(), quantity: Quantity::new(2).unwrap(), unit_price: eur(1250) },
+        PricedLine { sku: Sku::parse("TEE").unwrap(), quantity: Quantity::new(1).unwrap(), unit_price: eur(1999) },
+    ])
+    .unwrap()
+}
+
+pub fn authorized() -> Input {
+    Input::PaymentAuthorized { authorization_id: "auth-1".into(), amount: pricing().total() }
+}
+
+/// A saga under test and the clock it runs on.
+pub struct Driver {
+    pub saga: Saga,
+    pub now: OffsetDateTime,
+    pub last: Transition,
+    pub timeline: Vec<SagaStepRecorded>,
+}
+
+impl Driver {
+    pub fn start() -> Self {
+        let last = Saga::start(order_id(), &placed(), T0, &policy());
+        Self { saga: last.saga.clone(), now: T0, timeline: last.timeline.clone(), last }
+    }
+
+    /// Applies `input` and returns the type names of the commands it produced.
+    #[allow(clippy::needless_pass_by_value, reason = "tests read better passing inputs by value")]
+    pub fn apply(&mut self, input: Input) -> Vec<&'static str> {
+        self.last = self.saga.apply(&input, self.now, &policy());
+        self.saga = self.last.saga.clone();
+        self.timeline.extend(self.last.timeline.iter().cloned());
+        command_names(&self.last.commands)
+    }
+
+    /// Moves the clock to the current deadline and lets the timer fire.
+    pub fn time_out(&mut self) -> Vec<&'static str> {
+        self.now = self.saga.deadline().expect("no active step to time out");
+        self.apply(Input::DeadlinePassed)
+    }
+
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// `(step, outcome)` of every timeline entry so far, e.g. `("reserve_inventory", "succeeded")`.
+    pub fn history(&self) -> Vec<(SagaStepName, StepOutcome)> {
+        self.timeline.iter().map(|entry| (entry.step, entry.outcome)).collect()
+    }
+}
+
+pub fn command_names(commands: &[Message]) -> Vec<&'static str> {
+    commands.iter().map(|c| c.message_type().name()).collect()
+}

@@ -1,0 +1,266 @@
+//! Every path through the saga, as given / when / then.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use checkout_messages::Message;
+use checkout_messages::payloads::inventory::RejectionCode;
+use checkout_messages::payloads::notification::NotificationKind;
+use checkout_messages::payloads::order::CancellationCode;
+use checkout_messages::payloads::payment::DeclineCode;
+use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
+use checkout_saga::{Ignored, Input, InventoryHold, PaymentHold, SagaState, SagaStatus, Step};
+use common::{Driver, authorized, eur, pricing};
+
+fn confirmed() -> Input {
+    Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }
+}
+
+fn cancellation_notified() -> Input {
+    Input::CustomerNotified { kind: NotificationKind::OrderCancelled }
+}
+
+fn cancellation(driver: &Driver) -> (CancellationCode, String) {
+    match &driver.saga.state {
+        SagaState::Cancelled { reason, .. } => (reason.code, reason.detail.clone()),
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+}
+
+/// Drives a saga to the point where the payment is being authorized.
+fn reserved() -> Driver {
+    let mut driver = Driver::start();
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
+    driver
+}
+
+#[test]
+fn the_happy_path_runs_every_step_in_order_and_completes() {
+    let mut driver = Driver::start();
+    assert_eq!(command_names(&driver.last.commands), ["ReserveInventory"]);
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
+    assert!(matches!(&driver.last.commands[0], Message::AuthorizePayment(a) if a.amount == eur(4499)));
+    assert_eq!(driver.apply(authorized()), ["ConfirmOrder"]);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["CommitInventory"]);
+    assert_eq!(driver.apply(Input::InventoryCommitted), ["NotifyOrderConfirmed"]);
+    assert_eq!(driver.apply(confirmed()), Vec::<&str>::new());
+    assert_eq!(driver.saga.status(), SagaStatus::Completed);
+    assert_eq!((driver.saga.payment, driver.saga.inventory), (PaymentHold::Captured, InventoryHold::Committed));
+    let started: Vec<S> = driver.history().into_iter().filter(|(_, o)| *o == O::Started).map(|(s, _)| s).collect();
+    assert_eq!(
+        started,
+        [
+            S::ReserveInventory,
+            S::AuthorizePayment,
+            S::ConfirmOrder,
+            S::CapturePayment,
+            S::CommitInventory,
+            S::NotifyCustomer
+        ]
+    );
+    assert_eq!(driver.saga.deadline(), None, "a finished saga sets no timer");
+}
+
+fn command_names(commands: &[Message]) -> Vec<&'static str> {
+    common::command_names(commands)
+}
+
+#[test]
+fn out_of_stock_cancels_and_releases_nothing_because_nothing_was_held() {
+    let mut driver = Driver::start();
+    let rejected = Input::InventoryRejected {
+        code: RejectionCode::OutOfStock,
+        sku: checkout_domain::Sku::parse("TEE").unwrap(),
+        detail: "TEE: 1 requested, 0 available".into(),
+    };
+    assert_eq!(driver.apply(rejected), ["CancelOrder"]);
+    assert_eq!(driver.apply(Input::OrderCancelled), ["NotifyOrderCancelled"]);
+    assert_eq!(driver.apply(cancellation_notified()), Vec::<&str>::new());
+    assert_eq!(cancellation(&driver), (CancellationCode::OutOfStock, "TEE: 1 requested, 0 available".into()));
+}
+
+#[test]
+fn an_unknown_sku_cancels_with_that_reason() {
+    let mut driver = Driver::start();
+    let rejected = Input::InventoryRejected {
+        code: RejectionCode::UnknownSku,
+        sku: checkout_domain::Sku::parse("NOPE").unwrap(),
+        detail: "NOPE is not in the catalog".into(),
+    };
+    driver.apply(rejected);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::UnknownSku);
+}
+
+#[test]
+fn a_declined_payment_releases_the_stock_then_cancels_and_tells_the_customer() {
+    let mut driver = reserved();
+    let declined = Input::PaymentDeclined { code: DeclineCode::InsufficientFunds, detail: "insufficient funds".into() };
+    assert_eq!(driver.apply(declined), ["ReleaseInventory"], "nothing to void: the card was declined");
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    assert!(matches!(&driver.last.commands[0], Message::CancelOrder(c) if c.pricing == Some(pricing())));
+    assert_eq!(driver.apply(Input::OrderCancelled), ["NotifyOrderCancelled"]);
+    assert_eq!(driver.apply(cancellation_notified()), Vec::<&str>::new());
+    assert_eq!(cancellation(&driver), (CancellationCode::PaymentDeclined, "insufficient funds".into()));
+    assert_eq!(driver.saga.inventory, InventoryHold::Released);
+}
+
+#[test]
+fn a_payment_that_never_answers_is_retried_then_voided_released_and_cancelled() {
+    let mut driver = reserved();
+    assert_eq!(driver.time_out(), ["AuthorizePayment"], "the first timeout retries");
+    assert_eq!(driver.saga.active().unwrap().attempt, 2);
+    assert_eq!(driver.time_out(), ["VoidPayment"], "the authorization may still succeed: void it");
+    assert_eq!(driver.apply(Input::PaymentVoided), ["ReleaseInventory"]);
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    assert_eq!(driver.apply(Input::OrderCancelled), ["NotifyOrderCancelled"]);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::PaymentTimedOut);
+    assert!(driver.history().contains(&(S::AuthorizePayment, O::TimedOut)));
+}
+
+#[test]
+fn an_authorization_arriving_after_cancellation_is_voided() {
+    let mut driver = reserved();
+    driver.time_out();
+    driver.time_out();
+    for reply in [Input::PaymentVoided, Input::InventoryReleased, Input::OrderCancelled, cancellation_notified()] {
+        driver.apply(reply);
+    }
+    assert_eq!(driver.saga.status(), SagaStatus::Cancelled);
+
+    assert_eq!(driver.apply(authorized()), ["VoidPayment"]);
+    assert_eq!(driver.saga.payment, PaymentHold::VoidRequested);
+    assert_eq!(driver.apply(authorized()), Vec::<&str>::new(), "a second copy waits for the same void");
+    driver.apply(Input::PaymentVoided);
+    assert_eq!((driver.saga.status(), driver.saga.payment), (SagaStatus::Cancelled, PaymentHold::Voided));
+}
+
+#[test]
+fn an_authorization_arriving_during_compensation_is_covered_by_the_pending_void() {
+    let mut driver = reserved();
+    driver.time_out();
+    driver.time_out();
+    assert_eq!(driver.saga.active().unwrap().step, Step::VoidPayment);
+    assert_eq!(driver.apply(authorized()), Vec::<&str>::new());
+    assert_eq!(driver.last.ignored, Some(Ignored::NotAwaited));
+}
+
+#[test]
+fn a_reservation_arriving_after_cancellation_is_released() {
+    let mut driver = Driver::start();
+    for _ in 0..3 {
+        driver.time_out();
+    }
+    assert_eq!(command_names(&driver.last.commands), ["ReleaseInventory"], "the reservation may have happened");
+    for reply in [Input::InventoryReleased, Input::OrderCancelled, cancellation_notified()] {
+        driver.apply(reply);
+    }
+    assert_eq!(cancellation(&driver).0, CancellationCode::InventoryTimedOut);
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["ReleaseInventory"]);
+}
+
+#[test]
+fn a_reservation_that_expires_before_payment_cancels_the_order() {
+    let mut driver = reserved();
+    assert_eq!(driver.apply(Input::ReservationExpired), ["VoidPayment"], "no release: the stock is already back");
+    assert_eq!(driver.apply(Input::PaymentVoided), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::ReservationExpired);
+}
+
+#[test]
+fn after_the_pivot_failures_are_never_compensated() {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    driver.apply(Input::OrderConfirmed);
+    for _ in 0..4 {
+        assert_eq!(driver.time_out().len(), usize::from(driver.saga.status() == SagaStatus::Running));
+    }
+    assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
+    assert!(!driver.history().iter().any(|(s, _)| matches!(s, S::VoidPayment | S::CancelOrder)));
+}
+
+#[test]
+fn a_reservation_that_cannot_be_committed_needs_attention() {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    driver.apply(Input::OrderConfirmed);
+    driver.apply(Input::PaymentCaptured { amount: eur(4499) });
+    assert_eq!(
+        driver.apply(Input::InventoryCommitRejected { detail: "hold expired, stock gone".into() }),
+        Vec::<&str>::new()
+    );
+    assert!(
+        matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CommitInventory, detail, .. } if detail.contains("stock gone"))
+    );
+}
+
+#[test]
+fn an_authorization_for_the_wrong_amount_is_voided_and_the_order_cancelled() {
+    let mut driver = reserved();
+    let wrong = Input::PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(1) };
+    assert_eq!(driver.apply(wrong), ["VoidPayment"]);
+    assert_eq!(driver.saga.status(), SagaStatus::Compensating);
+}
+
+#[test]
+fn a_duplicate_reply_changes_nothing() {
+    let mut driver = reserved();
+    let before = driver.saga.clone();
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), Vec::<&str>::new());
+    assert_eq!((driver.saga.clone(), driver.last.ignored), (before, Some(Ignored::NotAwaited)));
+}
+
+#[test]
+fn a_timer_firing_early_changes_nothing() {
+    let mut driver = reserved();
+    driver.advance(Duration::from_secs(1));
+    let before = driver.saga.clone();
+    assert_eq!(driver.apply(Input::DeadlinePassed), Vec::<&str>::new());
+    assert_eq!((driver.saga.clone(), driver.last.ignored), (before, Some(Ignored::DeadlineNotDue)));
+}
+
+#[test]
+fn a_reply_for_another_step_changes_nothing() {
+    let mut driver = reserved();
+    let before = driver.saga.clone();
+    assert_eq!(driver.apply(Input::OrderConfirmed), Vec::<&str>::new());
+    assert_eq!(driver.saga, before);
+}
+
+#[test]
+fn inventory_that_never_answers_is_released_in_case_it_reserved() {
+    let mut driver = Driver::start();
+    assert_eq!(driver.time_out(), ["ReserveInventory"]);
+    assert_eq!(driver.time_out(), ["ReserveInventory"]);
+    assert_eq!(driver.time_out(), ["ReleaseInventory"]);
+    assert_eq!(driver.saga.status(), SagaStatus::Compensating);
+}
+
+#[test]
+fn lines_priced_differently_from_the_order_are_rejected() {
+    let mut driver = Driver::start();
+    let other = checkout_domain::Pricing::new(vec![checkout_domain::PricedLine {
+        sku: checkout_domain::Sku::parse("MUG").unwrap(),
+        quantity: checkout_domain::Quantity::new(9).unwrap(),
+        unit_price: eur(1),
+    }])
+    .unwrap();
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: other }), ["ReleaseInventory"]);
+}
+
+#[test]
+fn the_saga_survives_a_round_trip_through_its_stored_form() {
+    let driver = reserved();
+    let stored = serde_json::to_string(&driver.saga).unwrap();
+    let restored: checkout_saga::Saga = serde_json::from_str(&stored).unwrap();
+    assert_eq!(restored, driver.saga);
+}

@@ -1,0 +1,400 @@
+//! Model-based properties: the saga runs against simulated participants whose
+//! replies are duplicated, interleaved across participants and delayed past
+//! any number of deadlines (never lost: the outbox guarantees delivery, and
+//! each participant's replies keep their order, as on a Kafka partition),
+//! whose reservations expire and whose payment gateway answers late. After the chaos, the
+//! participants answer fairly until the saga finishes. Then:
+//!
+//! - every run ends: completed, cancelled, or needing attention after the pivot;
+//! - a completed order is confirmed, captured, committed and emailed once;
+//! - a cancelled order holds no money and no stock, and is emailed once;
+//! - money is never captured for an order that is not confirmed;
+//! - no compensation starts twice;
+//! - applying any input a second time changes nothing.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::VecDeque;
+
+use checkout_messages::Message;
+use checkout_messages::payloads::inventory::RejectionCode;
+use checkout_messages::payloads::notification::NotificationKind;
+use checkout_messages::payloads::payment::DeclineCode;
+use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_saga::{Input, Saga, SagaState, SagaStatus, Step};
+use common::{T0, order_id, placed, policy, pricing};
+use proptest::prelude::*;
+use time::OffsetDateTime;
+
+#[derive(Clone, Copy, Debug)]
+enum Card {
+    Approves,
+    Declines,
+    NeverAnswers,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Chaos {
+    /// Deliver the oldest reply of a participant (0 inventory, 1 payment, 2 order, 3 notification).
+    Deliver(usize),
+    /// Deliver again the last input the saga received.
+    Redeliver,
+    /// Let time pass until the saga's deadline.
+    FireDeadline,
+    /// The inventory's hold times out.
+    ExpireReservation,
+    /// A gateway that did not answer now approves, even if a void reached it first.
+    LateApproval,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stock {
+    None,
+    Held,
+    Released,
+    Committed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Money {
+    None,
+    /// The gateway has not answered; it may still approve.
+    Pending,
+    Authorized,
+    Declined,
+    Voided,
+    Captured,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+/// What the participants really did, as opposed to what the saga believes.
+struct World {
+    in_stock: bool,
+    card: Card,
+    stock: Stock,
+    money: Money,
+    order: Order,
+    emails: Vec<NotificationKind>,
+    queues: [VecDeque<Input>; 4],
+    /// The void arrived while the gateway had not answered: it may still approve.
+    voided_while_pending: bool,
+}
+
+const INVENTORY: usize = 0;
+const PAYMENT: usize = 1;
+const ORDER: usize = 2;
+const NOTIFICATION: usize = 3;
+
+impl World {
+    /// A participant handles a command (idempotently, like the real services) and queues its reply.
+    fn execute(&mut self, command: &Message) {
+        let (queue, reply) = match command {
+            Message::ReserveInventory(_) => (INVENTORY, self.reserve()),
+            Message::ReleaseInventory(_) => (INVENTORY, self.release()),
+            Message::CommitInventory(_) => (INVENTORY, self.commit()),
+            Message::AuthorizePayment(_) => (PAYMENT, self.authorize()),
+            Message::VoidPayment(_) => (PAYMENT, self.void()),
+            Message::CapturePayment(_) => (PAYMENT, self.capture()),
+            Message::ConfirmOrder(_) => (ORDER, self.set_order(Order::Confirmed, Input::OrderConfirmed)),
+            Message::CancelOrder(_) => (ORDER, self.set_order(Order::Cancelled, Input::OrderCancelled)),
+            Message::NotifyOrderConfirmed(_) => (NOTIFICATION, Some(self.email(NotificationKind::OrderConfirmed))),
+            Message::NotifyOrderCancelled(_) => (NOTIFICATION, Some(self.email(NotificationKind::OrderCancelled))),
+            other => panic!("the saga sent a non-command: {other:?}"),
+        };
+        if let Some(reply) = reply {
+            self.queues[queue].push_back(reply);
+        }
+    }
+
+    fn reserve(&mut self) -> Option<Input> {
+        let sku = checkout_domain::Sku::parse("TEE").unwrap();
+        match self.stock {
+            Stock::Held | Stock::Committed => Some(Input::InventoryReserved { pricing: pricing() }),
+            Stock::Released => {
+                Some(Input::InventoryRejected { code: RejectionCode::Other, sku, detail: "released".into() })
+            }
+            Stock::None if self.in_stock => {
+                self.stock = Stock::Held;
+                Some(Input::InventoryReserved { pricing: pricing() })
+            }
+            Stock::None => {
+                Some(Input::InventoryRejected { code: RejectionCode::OutOfStock, sku, detail: "sold out".into() })
+            }
+        }
+    }
+
+    fn release(&mut self) -> Option<Input> {
+        match self.stock {
+            // Committed stock cannot be released; the real service dead-letters the command.
+            Stock::Committed => None,
+            _ => {
+                if self.stock == Stock::Held {
+                    self.stock = Stock::Released;
+                }
+                Some(Input::InventoryReleased)
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Option<Input> {
+        match self.stock {
+            Stock::Held | Stock::Committed => {
+                self.stock = Stock::Committed;
+                Some(Input::InventoryCommitted)
+            }
+            // The hold expired and the stock went to another order.
+            Stock::Released | Stock::None => Some(Input::InventoryCommitRejected { detail: "hold expired".into() }),
+        }
+    }
+
+    fn authorize(&mut self) -> Option<Input> {
+        match (self.money, self.card) {
+            (Money::Authorized | Money::Captured, _) => Some(common::authorized()),
+            (Money::Voided, _) => {
+                Some(Input::PaymentDeclined { code: DeclineCode::AlreadyVoided, detail: "voided".into() })
+            }
+            (Money::Declined, _) | (_, Card::Declines) => {
+                self.money = Money::Declined;
+                Some(Input::PaymentDeclined { code: DeclineCode::CardDeclined, detail: "declined".into() })
+            }
+            (_, Card::NeverAnswers) => {
+                self.money = Money::Pending;
+                None
+            }
+            (_, Card::Approves) => {
+                self.money = Money::Authorized;
+                Some(common::authorized())
+            }
+        }
+    }
+
+    fn void(&mut self) -> Option<Input> {
+        match self.money {
+            // A captured payment cannot be voided; the real service dead-letters the command.
+            Money::Captured => None,
+            _ => {
+                self.voided_while_pending |= self.money == Money::Pending;
+                self.money = Money::Voided;
+                Some(Input::PaymentVoided)
+            }
+        }
+    }
+
+    fn capture(&mut self) -> Option<Input> {
+        match self.money {
+            Money::Authorized | Money::Captured => {
+                self.money = Money::Captured;
+                Some(Input::PaymentCaptured { amount: pricing().total() })
+            }
+            _ => None,
+        }
+    }
+
+    fn set_order(&mut self, target: Order, reply: Input) -> Option<Input> {
+        // An order never changes its mind; the real service dead-letters the contradiction.
+        if self.order == Order::Pending || self.order == target {
+            self.order = target;
+            Some(reply)
+        } else {
+            None
+        }
+    }
+
+    /// One email per order outcome, however often the command arrives.
+    fn email(&mut self, kind: NotificationKind) -> Input {
+        if !self.emails.contains(&kind) {
+            self.emails.push(kind);
+        }
+        Input::CustomerNotified { kind }
+    }
+}
+
+struct Simulation {
+    saga: Saga,
+    now: OffsetDateTime,
+    world: World,
+    timeline: Vec<SagaStepRecorded>,
+    last_input: Option<Input>,
+}
+
+impl Simulation {
+    fn new(in_stock: bool, card: Card) -> Self {
+        let world = World {
+            in_stock,
+            card,
+            stock: Stock::None,
+            money: Money::None,
+            order: Order::Pending,
+            emails: Vec::new(),
+            queues: Default::default(),
+            voided_while_pending: false,
+        };
+        let start = Saga::start(order_id(), &placed(), T0, &policy());
+        let mut simulation =
+            Self { saga: start.saga.clone(), now: T0, world, timeline: start.timeline, last_input: None };
+        for command in &start.commands {
+            simulation.world.execute(command);
+        }
+        simulation
+    }
+
+    fn apply(&mut self, input: Input) -> Result<(), TestCaseError> {
+        let transition = self.saga.apply(&input, self.now, &policy());
+        // Idempotence: the same input again, right after, changes nothing.
+        let again = transition.saga.apply(&input, self.now, &policy());
+        prop_assert!(again.commands.is_empty(), "{input:?} twice sent {:?}", again.commands);
+        prop_assert_eq!(&again.saga, &transition.saga, "{:?} twice changed the saga", input);
+        self.saga = transition.saga;
+        self.timeline.extend(transition.timeline);
+        for command in &transition.commands {
+            self.world.execute(command);
+        }
+        self.last_input = Some(input);
+        Ok(())
+    }
+
+    fn chaos(&mut self, action: Chaos) -> Result<(), TestCaseError> {
+        match action {
+            Chaos::Deliver(queue) => {
+                if let Some(input) = self.world.queues[queue].pop_front() {
+                    self.apply(input)?;
+                }
+            }
+            Chaos::Redeliver => {
+                if let Some(input) = self.last_input.clone() {
+                    self.apply(input)?;
+                }
+            }
+            Chaos::FireDeadline => {
+                if let Some(deadline) = self.saga.deadline() {
+                    self.now = self.now.max(deadline);
+                    self.apply(Input::DeadlinePassed)?;
+                }
+            }
+            Chaos::ExpireReservation => {
+                if self.world.stock == Stock::Held {
+                    self.world.stock = Stock::Released;
+                    self.world.queues[INVENTORY].push_back(Input::ReservationExpired);
+                }
+            }
+            Chaos::LateApproval => {
+                let voided_late = self.world.money == Money::Voided && self.world.voided_while_pending;
+                if self.world.money == Money::Pending || voided_late {
+                    self.world.voided_while_pending = false;
+                    self.world.money = Money::Authorized;
+                    self.world.queues[PAYMENT].push_back(common::authorized());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Participants answer everything, and timers fire, until the saga finishes.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        for _ in 0..500 {
+            if let Some(queue) = self.world.queues.iter().position(|q| !q.is_empty()) {
+                let input = self.world.queues[queue].pop_front().unwrap();
+                self.apply(input)?;
+            } else if let Some(deadline) = self.saga.deadline() {
+                self.now = self.now.max(deadline);
+                self.apply(Input::DeadlinePassed)?;
+            } else {
+                return Ok(());
+            }
+        }
+        Err(TestCaseError::fail(format!("the saga did not finish: {:?}", self.saga.state)))
+    }
+
+    fn started_compensations(&self, step: SagaStepName) -> usize {
+        self.timeline
+            .iter()
+            .filter(|e| e.step == step && e.outcome == StepOutcome::Started && e.attempt == 1 && e.detail.is_none())
+            .count()
+    }
+}
+
+fn chaos() -> impl Strategy<Value = Chaos> {
+    prop_oneof![
+        6 => (0..4_usize).prop_map(Chaos::Deliver),
+        1 => Just(Chaos::Redeliver),
+        2 => Just(Chaos::FireDeadline),
+        1 => Just(Chaos::ExpireReservation),
+        1 => Just(Chaos::LateApproval),
+    ]
+}
+
+fn card() -> impl Strategy<Value = Card> {
+    prop_oneof![Just(Card::Approves), Just(Card::Declines), Just(Card::NeverAnswers)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn every_run_ends_consistently(in_stock in any::<bool>(), card in card(), script in proptest::collection::vec(chaos(), 0..80)) {
+        let mut simulation = Simulation::new(in_stock, card);
+        for action in script {
+            simulation.chaos(action)?;
+        }
+        simulation.drain()?;
+        let world = &simulation.world;
+
+        match &simulation.saga.state {
+            SagaState::Completed { .. } => {
+                prop_assert_eq!(world.order, Order::Confirmed);
+                prop_assert_eq!(world.money, Money::Captured);
+                prop_assert_eq!(world.stock, Stock::Committed);
+                prop_assert_eq!(&world.emails, &vec![NotificationKind::OrderConfirmed]);
+            }
+            SagaState::Cancelled { .. } => {
+                prop_assert_eq!(world.order, Order::Cancelled);
+                prop_assert!(matches!(world.money, Money::None | Money::Declined | Money::Voided), "money left held: {:?}", world.money);
+                prop_assert!(matches!(world.stock, Stock::None | Stock::Released), "stock left held: {:?}", world.stock);
+                prop_assert_eq!(&world.emails, &vec![NotificationKind::OrderCancelled]);
+            }
+            SagaState::NeedsAttention { step, .. } if step.is_compensation() => {
+                // A compensation is never abandoned early: only after every attempt timed out.
+                let attempts = policy().for_step(*step).max_attempts;
+                let exhausted = simulation.timeline.iter().any(|e| {
+                    e.step == step.wire_name() && e.outcome == StepOutcome::TimedOut && e.attempt == attempts
+                });
+                prop_assert!(exhausted, "gave up on {step} before its last attempt");
+            }
+            SagaState::NeedsAttention { step, .. } => {
+                // After the pivot the customer was promised the order, so nothing is undone.
+                prop_assert!(!step.is_before_pivot(), "needs attention at {step}, before the pivot");
+                prop_assert_eq!(world.order, Order::Confirmed);
+            }
+            other => prop_assert!(false, "not finished: {:?}", other),
+        }
+        prop_assert!(world.money != Money::Captured || world.order == Order::Confirmed, "charged an unconfirmed order");
+        for step in [SagaStepName::VoidPayment, SagaStepName::ReleaseInventory, SagaStepName::CancelOrder, SagaStepName::NotifyCancellation] {
+            prop_assert!(simulation.started_compensations(step) <= 1, "{step:?} started twice");
+        }
+        prop_assert_eq!(simulation.saga.status().is_terminal(), true);
+    }
+
+    #[test]
+    fn without_interference_the_outcome_follows_stock_and_card(in_stock in any::<bool>(), card in card()) {
+        let mut simulation = Simulation::new(in_stock, card);
+        simulation.drain()?;
+        let expected = if in_stock && matches!(card, Card::Approves) { SagaStatus::Completed } else { SagaStatus::Cancelled };
+        prop_assert_eq!(simulation.saga.status(), expected);
+    }
+}
+
+#[test]
+fn compensation_plans_never_include_forward_steps() {
+    for step in Step::COMPENSATIONS {
+        assert!(step.is_compensation() && !Step::FORWARD.contains(&step));
+    }
+}

@@ -98,9 +98,9 @@ impl World {
     /// A participant handles a command (idempotently, like the real services) and queues its reply.
     fn execute(&mut self, command: &Message) {
         let (queue, reply) = match command {
-            Message::ReserveInventory(_) => (INVENTORY, self.reserve()),
+            Message::ReserveInventory(_) => (INVENTORY, Some(self.reserve())),
             Message::ReleaseInventory(_) => (INVENTORY, self.release()),
-            Message::CommitInventory(_) => (INVENTORY, self.commit()),
+            Message::CommitInventory(_) => (INVENTORY, Some(self.commit())),
             Message::AuthorizePayment(_) => (PAYMENT, self.authorize()),
             Message::VoidPayment(_) => (PAYMENT, self.void()),
             Message::CapturePayment(_) => (PAYMENT, self.capture()),
@@ -133,26 +133,24 @@ impl World {
     }
 
     fn release(&mut self) -> Option<Input> {
-        match self.stock {
-            // Committed stock cannot be released; the real service dead-letters the command.
-            Stock::Committed => None,
-            _ => {
-                if self.stock == Stock::Held {
-                    self.stock = Stock::Released;
-                }
-                Some(Input::InventoryReleased)
-            }
+        // Committed stock cannot be released; the real service dead-letters the command.
+        if self.stock == Stock::Committed {
+            return None;
         }
+        if self.stock == Stock::Held {
+            self.stock = Stock::Released;
+        }
+        Some(Input::InventoryReleased)
     }
 
-    fn commit(&mut self) -> Option<Input> {
+    fn commit(&mut self) -> Input {
         match self.stock {
             Stock::Held | Stock::Committed => {
                 self.stock = Stock::Committed;
-                Some(Input::InventoryCommitted)
+                Input::InventoryCommitted
             }
             // The hold expired and the stock went to another order.
-            Stock::Released | Stock::None => Some(Input::InventoryCommitRejected { detail: "hold expired".into() }),
+            Stock::Released | Stock::None => Input::InventoryCommitRejected { detail: "hold expired".into() },
         }
     }
 
@@ -178,15 +176,13 @@ impl World {
     }
 
     fn void(&mut self) -> Option<Input> {
-        match self.money {
-            // A captured payment cannot be voided; the real service dead-letters the command.
-            Money::Captured => None,
-            _ => {
-                self.voided_while_pending |= self.money == Money::Pending;
-                self.money = Money::Voided;
-                Some(Input::PaymentVoided)
-            }
+        // A captured payment cannot be voided; the real service dead-letters the command.
+        if self.money == Money::Captured {
+            return None;
         }
+        self.voided_while_pending |= self.money == Money::Pending;
+        self.money = Money::Voided;
+        Some(Input::PaymentVoided)
     }
 
     fn capture(&mut self) -> Option<Input> {

@@ -115,20 +115,16 @@ impl World {
         }
     }
 
-    fn reserve(&mut self) -> Option<Input> {
+    fn reserve(&mut self) -> Input {
         let sku = checkout_domain::Sku::parse("TEE").unwrap();
         match self.stock {
-            Stock::Held | Stock::Committed => Some(Input::InventoryReserved { pricing: pricing() }),
-            Stock::Released => {
-                Some(Input::InventoryRejected { code: RejectionCode::Other, sku, detail: "released".into() })
-            }
+            Stock::Held | Stock::Committed => Input::InventoryReserved { pricing: pricing() },
+            Stock::Released => Input::InventoryRejected { code: RejectionCode::Other, sku, detail: "released".into() },
             Stock::None if self.in_stock => {
                 self.stock = Stock::Held;
-                Some(Input::InventoryReserved { pricing: pricing() })
+                Input::InventoryReserved { pricing: pricing() }
             }
-            Stock::None => {
-                Some(Input::InventoryRejected { code: RejectionCode::OutOfStock, sku, detail: "sold out".into() })
-            }
+            Stock::None => Input::InventoryRejected { code: RejectionCode::OutOfStock, sku, detail: "sold out".into() },
         }
     }
 

@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 packages=()
-for config in $(git ls-files '*sqlx.toml'); do
+for config in $(git ls-files --cached --others --exclude-standard '*sqlx.toml'); do
   dir="$(dirname "$config")"
   var="$(sed -n 's/^database-url-var = "\(.*\)"/\1/p' "$config")"
   package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"

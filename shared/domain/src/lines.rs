@@ -50,6 +50,12 @@ impl OrderLines {
         self.0.iter()
     }
 
+    /// The first line; there always is one.
+    pub fn first(&self) -> &OrderLine {
+        // `new` refuses an empty list, and nothing removes lines afterwards.
+        &self.0[0]
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -14,11 +14,15 @@
 mod classify;
 mod inbox;
 mod relay;
+mod stamp;
+mod unit_of_work;
 mod writer;
 
 pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, claim};
 pub use relay::{OutboxRelay, RelayError, RelaySettings};
+pub use stamp::{caused_by, first_message, new_message_id};
+pub use unit_of_work::UnitOfWork;
 pub use writer::{OutboxError, enqueue};
 
 /// Creates the outbox and inbox tables.

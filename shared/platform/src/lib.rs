@@ -7,14 +7,17 @@
 //! HTTP errors are RFC 9457 problem documents ([`http::Problem`]); every
 //! service serves `/healthz`, `/readyz` and `/metrics`.
 
+pub mod clock;
 pub mod config;
 pub mod database;
 mod host;
 pub mod http;
 pub mod metrics;
+mod service;
 mod shutdown;
 pub mod startup;
 
 pub use host::{HostError, ServiceHost};
+pub use service::{RunningService, ServiceBuilder, run};
 pub use shutdown::shutdown_on_signal;
 pub use startup::StartupError;

@@ -33,12 +33,12 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let pool = self.pool.clone();
-        // Drop may run inside a runtime that is shutting down: use a thread of its own.
+        // Drop may run inside a runtime that is blocked on us: use a thread of its own,
+        // and leave the pool alone (its connections belong to that runtime).
+        // `WITH (FORCE)` ends the pool's sessions on the server side.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = PgConnection::connect(&Self::server_url()).await {
                     let _ = admin
                         .execute(sqlx::AssertSqlSafe(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)))

@@ -23,3 +23,22 @@ pub use poll::eventually;
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
+
+/// A record as the consumer runtime would hand it to a handler.
+pub fn incoming(envelope: checkout_messages::Envelope) -> checkout_kafka::Incoming {
+    let wire_version = envelope.payload.message_type().current_version();
+    checkout_kafka::Incoming {
+        envelope,
+        wire_version,
+        position: checkout_kafka::RecordPosition { topic: "test".into(), partition: 0, offset: 0 },
+        headers: checkout_kafka::RecordHeaders::new(),
+        attempt: 1,
+    }
+}
+
+/// Every message in a service's outbox, oldest first, decoded.
+pub async fn outbox(pool: &sqlx::PgPool) -> Vec<checkout_messages::Envelope> {
+    let payloads: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT payload FROM outbox_messages ORDER BY position").fetch_all(pool).await.unwrap();
+    payloads.iter().map(|bytes| checkout_messages::decode(bytes).unwrap().envelope).collect()
+}

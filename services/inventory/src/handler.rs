@@ -1,0 +1,168 @@
+use std::time::Duration;
+
+use checkout_domain::{OrderId, OrderLines};
+use checkout_kafka::{Handler, HandlerError, Incoming, RecordHeaders, header_names};
+use checkout_messages::payloads::inventory::{
+    InventoryCommitRejected, InventoryCommitted, InventoryReleased, InventoryReservationRejected, InventoryReserved,
+    RejectionCode,
+};
+use checkout_messages::{Envelope, Message, Source};
+use checkout_outbox::{UnitOfWork, caused_by, handler_error};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+use crate::pricing::price;
+use crate::store::{self, Lineage, Status, StoreError};
+
+/// The inventory's name in the inbox.
+const CONSUMER: &str = "inventory";
+
+/// Handles `ReserveInventory`, `ReleaseInventory` and `CommitInventory`.
+#[derive(Debug, Clone)]
+pub struct InventoryHandler {
+    pool: PgPool,
+    reservation_ttl: Duration,
+    source: Source,
+}
+
+impl InventoryHandler {
+    pub fn new(pool: PgPool, reservation_ttl: Duration) -> Self {
+        Self { pool, reservation_ttl, source: Source::service("inventory") }
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => handler_error(error),
+            corrupt @ StoreError::Corrupt(_) => HandlerError::permanent(corrupt),
+        }
+    }
+}
+
+impl Handler for InventoryHandler {
+    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        let envelope = &message.envelope;
+        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
+            return Ok(());
+        };
+        let reply = match &envelope.payload {
+            Message::ReserveInventory(command) => self.reserve(work.conn(), envelope, &command.lines).await?,
+            Message::ReleaseInventory(_) => release(work.conn(), envelope).await?,
+            Message::CommitInventory(_) => commit(work.conn(), envelope.subject).await?,
+            other => {
+                return Err(HandlerError::permanent(format!("{} is not an inventory command", other.message_type())));
+            }
+        };
+        tracing::info!(reply = %reply.message_type(), "inventory command handled");
+        work.send(caused_by(envelope, &self.source, reply));
+        work.commit().await.map_err(handler_error)
+    }
+}
+
+impl InventoryHandler {
+    async fn reserve(
+        &self,
+        conn: &mut PgConnection,
+        envelope: &Envelope<Message>,
+        lines: &OrderLines,
+    ) -> Result<Message, StoreError> {
+        let order = envelope.subject;
+        if let Some(existing) = store::find_reservation(conn, order).await? {
+            return answer_again(conn, order, lines, &existing).await;
+        }
+        let skus: Vec<String> = lines.iter().map(|line| line.sku.to_string()).collect();
+        let stock = store::lock_stock(conn, &skus).await?;
+        let lineage = Lineage { cause: envelope, traceparent: current_traceparent() };
+        match price(lines, &stock) {
+            Ok(pricing) => {
+                let expires_at = checkout_platform::clock::now() + self.reservation_ttl;
+                if store::insert_held(conn, order, &pricing, expires_at, &lineage).await? {
+                    Ok(InventoryReserved { pricing, expires_at }.into())
+                } else {
+                    // A concurrent delivery reserved first; answer as it did.
+                    let existing = store::find_reservation(conn, order).await?;
+                    let existing = existing.ok_or_else(|| StoreError::Corrupt("reservation vanished".into()))?;
+                    answer_again(conn, order, lines, &existing).await
+                }
+            }
+            Err(rejection) => {
+                tracing::info!(%rejection, "reservation rejected");
+                store::insert_rejected(conn, order, &rejection, &lineage).await?;
+                let sku = rejection.sku().clone();
+                Ok(InventoryReservationRejected { code: rejection.code(), sku, detail: rejection.to_string() }.into())
+            }
+        }
+    }
+}
+
+/// The answer to a repeated reservation request: the same as the first time.
+async fn answer_again(
+    conn: &mut PgConnection,
+    order: OrderId,
+    lines: &OrderLines,
+    existing: &store::Reservation,
+) -> Result<Message, StoreError> {
+    Ok(match (existing.status, &existing.rejection) {
+        (Status::Held | Status::Committed, _) => {
+            let pricing = store::reserved_pricing(conn, order).await?;
+            let expires_at = existing.expires_at.unwrap_or_else(OffsetDateTime::now_utc);
+            InventoryReserved { pricing, expires_at }.into()
+        }
+        (Status::Rejected, Some((code, sku, detail))) => {
+            InventoryReservationRejected { code: *code, sku: sku.clone(), detail: detail.clone() }.into()
+        }
+        _ => InventoryReservationRejected {
+            code: RejectionCode::Other,
+            sku: lines.first().sku.clone(),
+            detail: "this order's reservation was already released".into(),
+        }
+        .into(),
+    })
+}
+
+async fn release(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Result<Message, StoreError> {
+    let order = envelope.subject;
+    match store::find_reservation(conn, order).await? {
+        Some(existing) if existing.status == Status::Held => store::release(conn, order, Status::Released).await?,
+        Some(existing) if existing.status == Status::Committed => {
+            return Err(StoreError::Corrupt("the reservation is committed: sold stock cannot be released".into()));
+        }
+        Some(_) => {}
+        // Nothing was reserved: make sure a late reservation request is refused.
+        None => {
+            let lineage = Lineage { cause: envelope, traceparent: None };
+            store::insert_released(conn, order, &lineage).await?;
+        }
+    }
+    Ok(InventoryReleased {}.into())
+}
+
+async fn commit(conn: &mut PgConnection, order: OrderId) -> Result<Message, StoreError> {
+    let status = store::find_reservation(conn, order).await?.map(|r| r.status);
+    Ok(match status {
+        Some(Status::Held) => {
+            store::commit_held(conn, order).await?;
+            InventoryCommitted {}.into()
+        }
+        Some(Status::Committed) => InventoryCommitted {}.into(),
+        // The hold ran out, but the stock may still be there.
+        Some(Status::Expired) => match store::commit_expired(conn, order).await? {
+            None => InventoryCommitted {}.into(),
+            Some(sku) => {
+                InventoryCommitRejected { detail: format!("the reservation expired and {sku} is no longer in stock") }
+                    .into()
+            }
+        },
+        Some(Status::Rejected | Status::Released) | None => {
+            InventoryCommitRejected { detail: "there is no reservation to commit for this order".into() }.into()
+        }
+    })
+}
+
+/// The trace the current message is handled in, to continue from later.
+fn current_traceparent() -> Option<String> {
+    let mut headers = RecordHeaders::new();
+    headers.inject_current_trace_context();
+    headers.get_str(header_names::TRACEPARENT).map(str::to_owned)
+}

@@ -1,0 +1,36 @@
+//! The inventory service: owns the catalog and its stock.
+//!
+//! It reserves every line of an order or none (rejecting unknown SKUs and
+//! short stock with the reason), releases a reservation, and commits it when
+//! the payment is captured. Row locks on the products make concurrent orders
+//! unable to oversell. A reservation neither committed nor released within
+//! its time to live is released by a sweeper, so stock is never held forever
+//! by an orchestrator that went away.
+
+mod catalog;
+mod config;
+mod expiry;
+mod handler;
+mod pricing;
+mod store;
+
+use checkout_messages::Topic;
+use checkout_platform::{RunningService, ServiceBuilder, StartupError};
+
+pub use config::Settings;
+pub use expiry::Sweeper;
+pub use handler::InventoryHandler;
+pub use pricing::{Rejection, StockLevel, price};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Starts the service: consumer, expiry sweeper, relay and HTTP server.
+pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
+    let topics = [Topic::InventoryCommands, Topic::InventoryEvents];
+    let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
+    let pool = builder.pool().clone();
+    builder.consume(&[Topic::InventoryCommands], InventoryHandler::new(pool.clone(), settings.reservation_ttl))?;
+    let sweeper = Sweeper::new(pool.clone(), settings.expiry_sweep_interval);
+    builder.spawn("reservation expiry", |shutdown| sweeper.run(shutdown));
+    Ok(builder.serve(catalog::routes(pool)))
+}

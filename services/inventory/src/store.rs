@@ -1,0 +1,334 @@
+//! The inventory's tables. Every function runs inside the caller's
+//! transaction; products are always locked in SKU order, so concurrent
+//! transactions over the same products cannot deadlock.
+
+use checkout_domain::{Currency, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing, Quantity, Sku};
+use checkout_messages::payloads::inventory::RejectionCode;
+use checkout_messages::{Envelope, Message};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::pricing::{Rejection, StockLevel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// A stored value the domain refuses: a bug or a hand-edited row.
+    #[error("stored inventory data is invalid: {0}")]
+    Corrupt(String),
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Held,
+    Rejected,
+    Released,
+    Expired,
+    Committed,
+}
+
+impl Status {
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "held" => Self::Held,
+            "rejected" => Self::Rejected,
+            "released" => Self::Released,
+            "expired" => Self::Expired,
+            "committed" => Self::Committed,
+            other => return Err(corrupt(format!("reservation status {other:?}"))),
+        })
+    }
+}
+
+/// A stored reservation, locked for the caller's transaction.
+#[derive(Debug)]
+pub struct Reservation {
+    pub status: Status,
+    pub expires_at: Option<OffsetDateTime>,
+    pub rejection: Option<(RejectionCode, Sku, String)>,
+}
+
+pub async fn find_reservation(conn: &mut PgConnection, order: OrderId) -> Result<Option<Reservation>, StoreError> {
+    let Some(row) = sqlx::query!(
+        "SELECT status, expires_at, rejection_code, rejection_sku, rejection_detail
+         FROM reservations WHERE order_id = $1 FOR UPDATE",
+        order.as_uuid(),
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rejection = match (row.rejection_code, row.rejection_sku, row.rejection_detail) {
+        (Some(code), Some(sku), Some(detail)) => {
+            Some((rejection_code(&code), Sku::parse(sku).map_err(corrupt)?, detail))
+        }
+        _ => None,
+    };
+    Ok(Some(Reservation { status: Status::parse(&row.status)?, expires_at: row.expires_at, rejection }))
+}
+
+fn rejection_code(text: &str) -> RejectionCode {
+    match text {
+        "out_of_stock" => RejectionCode::OutOfStock,
+        "unknown_sku" => RejectionCode::UnknownSku,
+        _ => RejectionCode::Other,
+    }
+}
+
+/// The reserved lines with the prices quoted when they were reserved.
+pub async fn reserved_pricing(conn: &mut PgConnection, order: OrderId) -> Result<Pricing, StoreError> {
+    let rows = sqlx::query!(
+        "SELECT l.sku, l.quantity, l.unit_price_minor, r.currency AS \"currency!\"
+         FROM reservation_lines l JOIN reservations r USING (order_id)
+         WHERE l.order_id = $1 ORDER BY l.line_no",
+        order.as_uuid(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let lines = rows
+        .into_iter()
+        .map(|row| {
+            let currency = Currency::parse(&row.currency).map_err(corrupt)?;
+            Ok(PricedLine {
+                sku: Sku::parse(row.sku).map_err(corrupt)?,
+                quantity: Quantity::new(u32::try_from(row.quantity).map_err(corrupt)?).map_err(corrupt)?,
+                unit_price: Money::new(row.unit_price_minor, currency).map_err(corrupt)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Pricing::new(lines).map_err(corrupt)
+}
+
+/// Locks the products in SKU order and reads their price and free stock.
+pub async fn lock_stock(conn: &mut PgConnection, skus: &[String]) -> Result<Vec<StockLevel>, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT sku, unit_price_minor, currency, (on_hand - reserved)::BIGINT AS "available!"
+           FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE"#,
+        skus,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let currency = Currency::parse(&row.currency).map_err(corrupt)?;
+            Ok(StockLevel {
+                sku: Sku::parse(row.sku).map_err(corrupt)?,
+                unit_price: Money::new(row.unit_price_minor, currency).map_err(corrupt)?,
+                available: row.available,
+            })
+        })
+        .collect()
+}
+
+/// The SKUs of an order's reserved lines, for locking them in order.
+async fn reserved_skus(conn: &mut PgConnection, order: OrderId) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar!("SELECT sku FROM reservation_lines WHERE order_id = $1 ORDER BY sku", order.as_uuid())
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+/// Where a reservation came from: its conversation, command and trace.
+pub struct Lineage<'a> {
+    pub cause: &'a Envelope<Message>,
+    pub traceparent: Option<String>,
+}
+
+/// Holds stock for `pricing`'s lines; `false` if another transaction created
+/// the order's reservation first.
+pub async fn insert_held(
+    conn: &mut PgConnection,
+    order: OrderId,
+    pricing: &Pricing,
+    expires_at: OffsetDateTime,
+    lineage: &Lineage<'_>,
+) -> Result<bool, StoreError> {
+    let currency = pricing.total().currency();
+    let inserted = sqlx::query!(
+        "INSERT INTO reservations (order_id, status, currency, expires_at, correlation_id, reserved_by, traceparent)
+         VALUES ($1, 'held', $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        order.as_uuid(),
+        currency.code(),
+        expires_at,
+        lineage.cause.correlation_id.as_uuid(),
+        lineage.cause.id.as_uuid(),
+        lineage.traceparent,
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let lines = pricing.lines();
+    let line_numbers: Vec<i32> = (1..).take(lines.len()).collect();
+    let skus: Vec<String> = lines.iter().map(|l| l.sku.to_string()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)).collect();
+    let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.amount_minor()).collect();
+    sqlx::query!(
+        "INSERT INTO reservation_lines (order_id, line_no, sku, quantity, unit_price_minor)
+         SELECT $1, * FROM UNNEST($2::INT[], $3::TEXT[], $4::INT[], $5::BIGINT[])",
+        order.as_uuid(),
+        &line_numbers,
+        &skus,
+        &quantities,
+        &prices,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE products p SET reserved = p.reserved + l.quantity, updated_at = now()
+         FROM UNNEST($1::TEXT[], $2::INT[]) AS l(sku, quantity) WHERE p.sku = l.sku",
+        &skus,
+        &quantities,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(true)
+}
+
+/// Records that nothing could be reserved, so a repeated request gets the same answer.
+pub async fn insert_rejected(
+    conn: &mut PgConnection,
+    order: OrderId,
+    rejection: &Rejection,
+    lineage: &Lineage<'_>,
+) -> Result<(), StoreError> {
+    let code = match rejection.code() {
+        RejectionCode::OutOfStock => "out_of_stock",
+        RejectionCode::UnknownSku => "unknown_sku",
+        RejectionCode::Other => "other",
+    };
+    sqlx::query!(
+        "INSERT INTO reservations (order_id, status, rejection_code, rejection_sku, rejection_detail, correlation_id, reserved_by)
+         VALUES ($1, 'rejected', $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        order.as_uuid(),
+        code,
+        rejection.sku().as_str(),
+        rejection.to_string(),
+        lineage.cause.correlation_id.as_uuid(),
+        lineage.cause.id.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that the order's stock must never be held (a release that came
+/// first), so a late reservation request is refused.
+pub async fn insert_released(conn: &mut PgConnection, order: OrderId, lineage: &Lineage<'_>) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO reservations (order_id, status, correlation_id, reserved_by)
+         VALUES ($1, 'released', $2, $3) ON CONFLICT (order_id) DO NOTHING",
+        order.as_uuid(),
+        lineage.cause.correlation_id.as_uuid(),
+        lineage.cause.id.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives a held reservation's stock back, leaving it `released` or `expired`.
+pub async fn release(conn: &mut PgConnection, order: OrderId, status: Status) -> Result<(), StoreError> {
+    let skus = reserved_skus(conn, order).await?;
+    lock_stock(conn, &skus).await?;
+    sqlx::query!(
+        "UPDATE products p SET reserved = p.reserved - l.quantity, updated_at = now()
+         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
+        order.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    set_status(conn, order, status).await
+}
+
+/// Turns a held reservation into a sale: the stock leaves the warehouse.
+pub async fn commit_held(conn: &mut PgConnection, order: OrderId) -> Result<(), StoreError> {
+    let skus = reserved_skus(conn, order).await?;
+    lock_stock(conn, &skus).await?;
+    sqlx::query!(
+        "UPDATE products p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
+         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
+        order.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    set_status(conn, order, Status::Committed).await
+}
+
+/// Commits an expired reservation if its stock is still free; returns the
+/// first SKU that is no longer available otherwise.
+pub async fn commit_expired(conn: &mut PgConnection, order: OrderId) -> Result<Option<Sku>, StoreError> {
+    let reserved = reserved_pricing(conn, order).await?;
+    let lines = reserved.lines().iter().map(|l| OrderLine { sku: l.sku.clone(), quantity: l.quantity }).collect();
+    let lines = OrderLines::new(lines).map_err(corrupt)?;
+    let skus = reserved_skus(conn, order).await?;
+    let stock = lock_stock(conn, &skus).await?;
+    if let Err(rejection) = crate::pricing::price(&lines, &stock) {
+        return Ok(Some(rejection.sku().clone()));
+    }
+    sqlx::query!(
+        "UPDATE products p SET on_hand = p.on_hand - l.quantity, updated_at = now()
+         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
+        order.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    set_status(conn, order, Status::Committed).await?;
+    Ok(None)
+}
+
+async fn set_status(conn: &mut PgConnection, order: OrderId, status: Status) -> Result<(), StoreError> {
+    let text = match status {
+        Status::Held => "held",
+        Status::Rejected => "rejected",
+        Status::Released => "released",
+        Status::Expired => "expired",
+        Status::Committed => "committed",
+    };
+    sqlx::query!("UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1", order.as_uuid(), text)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// A held reservation whose time ran out.
+#[derive(Debug)]
+pub struct Expired {
+    pub order: OrderId,
+    pub correlation_id: Uuid,
+    pub reserved_by: Uuid,
+    pub traceparent: Option<String>,
+}
+
+/// Releases up to `limit` held reservations that expired by `now`. Rows
+/// another sweeper is handling are skipped, not waited for.
+pub async fn expire_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Vec<Expired>, StoreError> {
+    let due = sqlx::query!(
+        "SELECT order_id, correlation_id, reserved_by, traceparent FROM reservations
+         WHERE status = 'held' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut expired = Vec::with_capacity(due.len());
+    for row in due {
+        let order = OrderId::from_uuid(row.order_id);
+        release(conn, order, Status::Expired).await?;
+        expired.push(Expired {
+            order,
+            correlation_id: row.correlation_id,
+            reserved_by: row.reserved_by,
+            traceparent: row.traceparent,
+        });
+    }
+    Ok(expired)
+}

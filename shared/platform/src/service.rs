@@ -1,0 +1,144 @@
+//! Assembling and running a service: every service connects, migrates, checks
+//! its topics and runs its consumers, relay and HTTP server the same way.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::Router;
+use checkout_kafka::{ConsumerRuntime, Handler, Publisher};
+use checkout_messages::Topic;
+use checkout_outbox::OutboxRelay;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Env, ServiceSettings};
+use crate::http::{Readiness, ReadinessCheck, service_router};
+use crate::startup::connect_messaging;
+use crate::{HostError, ServiceHost, StartupError, database};
+
+/// A service being assembled: connected, migrated, its topics checked.
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    settings: ServiceSettings,
+    pool: PgPool,
+    publisher: Publisher,
+    listener: TcpListener,
+    host: ServiceHost,
+    readiness: Readiness,
+}
+
+impl ServiceBuilder {
+    /// Connects to the database and migrates it, checks that `topics` exist,
+    /// and binds the HTTP port.
+    pub async fn connect(
+        settings: ServiceSettings,
+        migrator: &Migrator,
+        topics: &[Topic],
+    ) -> Result<Self, StartupError> {
+        let pool = database::connect(&settings.database).await?;
+        database::migrate(&pool, migrator).await?;
+        let publisher = connect_messaging(&settings.kafka, topics).await?;
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr: settings.http_addr, source })?;
+        let host = ServiceHost::new(settings.shutdown_grace);
+        let readiness = Readiness::new().with(ReadinessCheck::Database(pool.clone()));
+        Ok(Self { settings, pool, publisher, listener, host, readiness })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Runs `handler` as this service's member of the consumer group named
+    /// after the service, over `topics`.
+    pub fn consume<H: Handler>(&mut self, topics: &[Topic], handler: H) -> Result<(), StartupError> {
+        let settings = self.settings.consumer(&self.settings.service, topics.iter().copied());
+        let runtime = ConsumerRuntime::new(&self.settings.kafka, settings, self.publisher.clone(), handler)?;
+        self.readiness = std::mem::take(&mut self.readiness)
+            .with(ReadinessCheck::Consumer(self.settings.service.clone(), runtime.status()));
+        self.host.consume("consumer", runtime);
+        Ok(())
+    }
+
+    /// Runs a background loop (a timer, a sweeper) until shutdown.
+    pub fn spawn<F, E>(&mut self, name: &'static str, task: impl FnOnce(CancellationToken) -> F)
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        self.host.spawn(name, task);
+    }
+
+    /// Starts the outbox relay and serves `routes` with the health endpoints.
+    pub fn serve(mut self, routes: Router) -> RunningService {
+        let relay =
+            OutboxRelay::new(self.pool.clone(), self.publisher, self.settings.kafka.topic_names(), self.settings.relay);
+        self.host.relay(relay);
+        let addr = self.listener.local_addr().unwrap_or(self.settings.http_addr);
+        self.host.serve(self.listener, service_router(routes, self.readiness));
+        RunningService { addr, host: self.host }
+    }
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct RunningService {
+    addr: SocketAddr,
+    host: ServiceHost,
+}
+
+impl RunningService {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), HostError> {
+        self.host.run_until_stopped(stop).await
+    }
+}
+
+/// The whole life of a service process: telemetry, settings, start, run
+/// until SIGTERM. Problems are reported on stderr or in the logs, and turn
+/// into a failing exit code.
+pub async fn run<F, Fut>(service: &str, version: &str, build: F) -> ExitCode
+where
+    F: FnOnce(Env) -> Fut,
+    Fut: Future<Output = Result<RunningService, StartupError>>,
+{
+    let telemetry = match checkout_telemetry::TelemetrySettings::from_env(service, version)
+        .and_then(|settings| checkout_telemetry::init(&settings))
+    {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match build(Env::process()).await {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "{service} failed to start");
+            drop(telemetry);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(http.port = running.port(), version, "{service} started");
+    let result = running.run_until_stopped(crate::shutdown_on_signal()).await;
+    let code = match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "{service} stopped with an error");
+            ExitCode::FAILURE
+        }
+    };
+    drop(telemetry);
+    code
+}

@@ -35,3 +35,21 @@ pub async fn claim(
         Ok(Claim::Duplicate)
     }
 }
+
+/// Whether `consumer` has processed `envelope` already. A read-only check for
+/// handlers that call out to other systems before claiming the message, so a
+/// known duplicate never reaches the outside world twice.
+pub async fn already_processed(
+    executor: impl sqlx::PgExecutor<'_>,
+    consumer: &str,
+    envelope: &Envelope<Message>,
+) -> Result<bool, sqlx::Error> {
+    let seen = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM inbox_messages WHERE consumer = $1 AND message_id = $2) AS "seen!""#,
+        consumer,
+        envelope.id.as_uuid(),
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(seen)
+}

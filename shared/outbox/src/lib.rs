@@ -19,7 +19,7 @@ mod unit_of_work;
 mod writer;
 
 pub use classify::{handler_error, is_transient};
-pub use inbox::{Claim, claim};
+pub use inbox::{Claim, already_processed, claim};
 pub use relay::{OutboxRelay, RelayError, RelaySettings};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use unit_of_work::UnitOfWork;

@@ -1,0 +1,141 @@
+//! The payment tables.
+
+use checkout_domain::{Currency, Money, OrderId};
+use checkout_messages::payloads::payment::DeclineCode;
+use sqlx::{PgConnection, PgExecutor};
+
+use crate::ledger::{Payment, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("stored payment data is invalid: {0}")]
+    Corrupt(String),
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+pub async fn load(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Option<Payment>, StoreError> {
+    let Some(row) = sqlx::query!(
+        "SELECT status, amount_minor, currency, authorization_id, decline_code, decline_detail
+         FROM payments WHERE order_id = $1",
+        order.as_uuid(),
+    )
+    .fetch_optional(executor)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let amount = match (row.amount_minor, row.currency) {
+        (Some(minor), Some(currency)) => {
+            Some(Money::new(minor, Currency::parse(&currency).map_err(corrupt)?).map_err(corrupt)?)
+        }
+        _ => None,
+    };
+    let decline = match (row.decline_code, row.decline_detail) {
+        (Some(code), Some(detail)) => Some((decline_code(&code), detail)),
+        _ => None,
+    };
+    let status = Status::parse(&row.status).ok_or_else(|| corrupt(format!("payment status {:?}", row.status)))?;
+    Ok(Some(Payment { status, amount, authorization_id: row.authorization_id, decline }))
+}
+
+fn decline_code(text: &str) -> DeclineCode {
+    match text {
+        "card_declined" => DeclineCode::CardDeclined,
+        "insufficient_funds" => DeclineCode::InsufficientFunds,
+        "already_voided" => DeclineCode::AlreadyVoided,
+        _ => DeclineCode::Other,
+    }
+}
+
+fn decline_text(code: DeclineCode) -> &'static str {
+    match code {
+        DeclineCode::CardDeclined => "card_declined",
+        DeclineCode::InsufficientFunds => "insufficient_funds",
+        DeclineCode::AlreadyVoided => "already_voided",
+        DeclineCode::Other => "other",
+    }
+}
+
+/// Records, before asking the gateway, that an authorization is under way,
+/// so a crash during the call leaves a trace a void can act on.
+pub async fn begin_authorization(
+    executor: impl PgExecutor<'_>,
+    order: OrderId,
+    amount: Money,
+) -> Result<(), StoreError> {
+    let currency = amount.currency();
+    sqlx::query!(
+        "INSERT INTO payments (order_id, status, amount_minor, currency) VALUES ($1, 'authorizing', $2, $3)
+         ON CONFLICT (order_id) DO NOTHING",
+        order.as_uuid(),
+        amount.amount_minor(),
+        currency.code(),
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The payment's status, locked until the caller's transaction ends.
+pub async fn lock_status(conn: &mut PgConnection, order: OrderId) -> Result<Option<Status>, StoreError> {
+    let text = sqlx::query_scalar!("SELECT status FROM payments WHERE order_id = $1 FOR UPDATE", order.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await?;
+    text.map(|text| Status::parse(&text).ok_or_else(|| corrupt(format!("payment status {text:?}")))).transpose()
+}
+
+/// Sets the payment's status, creating its row when there is none.
+pub async fn update(
+    conn: &mut PgConnection,
+    order: OrderId,
+    status: Status,
+    authorization_id: Option<&str>,
+    decline: Option<(DeclineCode, &str)>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO payments (order_id, status, authorization_id, decline_code, decline_detail) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,
+             authorization_id = COALESCE(EXCLUDED.authorization_id, payments.authorization_id),
+             decline_code = COALESCE(EXCLUDED.decline_code, payments.decline_code),
+             decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
+             updated_at = now()",
+        order.as_uuid(),
+        status.as_str(),
+        authorization_id,
+        decline.map(|(code, _)| decline_text(code)),
+        decline.map(|(_, detail)| detail),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends to the payment's audit trail.
+pub async fn record_operation(
+    conn: &mut PgConnection,
+    order: OrderId,
+    operation: &str,
+    outcome: &str,
+    amount: Option<Money>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    let currency = amount.map(|a| a.currency());
+    sqlx::query!(
+        "INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        order.as_uuid(),
+        operation,
+        outcome,
+        amount.map(|a| a.amount_minor()),
+        currency.as_ref().map(Currency::code),
+        detail,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The payment service against a real database and the test gateway.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use checkout_domain::{CardToken, Currency, Money, OrderId};
+use checkout_kafka::{Handler, HandlerError};
+use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, DeclineCode, RefundPayment, VoidPayment};
+use checkout_messages::{Envelope, Message, Source};
+use checkout_outbox::first_message;
+use checkout_payment::gateway::{Authorization, AuthorizationRequest, GatewayError};
+use checkout_payment::{MIGRATOR, PaymentGateway, PaymentHandler, TestGateway};
+use checkout_testkit::{TestDatabase, incoming, outbox};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The test gateway, counting authorization calls.
+#[derive(Clone, Default)]
+struct Counting {
+    authorizations: Arc<AtomicUsize>,
+}
+
+impl PaymentGateway for Counting {
+    async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, GatewayError> {
+        self.authorizations.fetch_add(1, Ordering::SeqCst);
+        TestGateway.authorize(request).await
+    }
+
+    async fn capture(&self, id: &str, amount: Money) -> Result<(), GatewayError> {
+        TestGateway.capture(id, amount).await
+    }
+
+    async fn void(&self, order: OrderId, id: Option<&str>) -> Result<(), GatewayError> {
+        TestGateway.void(order, id).await
+    }
+
+    async fn refund(&self, id: &str, amount: Money) -> Result<(), GatewayError> {
+        TestGateway.refund(id, amount).await
+    }
+}
+
+struct Fixture {
+    db: TestDatabase,
+    gateway: Counting,
+    order: OrderId,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+        Self { db, gateway: Counting::default(), order: OrderId::from_uuid(Uuid::now_v7()) }
+    }
+
+    fn handler(&self) -> PaymentHandler<Counting> {
+        // A short gateway timeout keeps tok_timeout tests quick.
+        PaymentHandler::new(self.db.pool.clone(), self.gateway.clone(), Duration::from_millis(200))
+    }
+
+    fn command(&self, payload: impl Into<Message>) -> Envelope {
+        first_message(&Source::service("orchestrator"), self.order, payload)
+    }
+
+    async fn send(&self, envelope: Envelope) -> Result<(), HandlerError> {
+        self.handler().handle(&incoming(envelope)).await
+    }
+
+    async fn authorize(&self, token: &str) {
+        let command = AuthorizePayment { amount: eur(4499), card_token: CardToken::parse(token).unwrap() };
+        self.send(self.command(command)).await.unwrap();
+    }
+
+    async fn replies(&self) -> Vec<Message> {
+        outbox(&self.db.pool).await.into_iter().map(|e| e.payload).collect()
+    }
+
+    async fn status(&self) -> String {
+        status(&self.db.pool, self.order).await
+    }
+}
+
+async fn status(pool: &PgPool, order: OrderId) -> String {
+    sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+        .bind(order.as_uuid())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::EUR).unwrap()
+}
+
+#[tokio::test]
+async fn tok_visa_is_authorized_for_the_amount_asked() {
+    let f = Fixture::new().await;
+    f.authorize("tok_visa").await;
+    let replies = f.replies().await;
+    let [Message::PaymentAuthorized(authorized)] = replies.as_slice() else { panic!("{replies:?}") };
+    assert_eq!(authorized.amount, eur(4499));
+    assert!(authorized.authorization_id.starts_with("auth_"));
+    assert_eq!(f.status().await, "authorized");
+}
+
+#[tokio::test]
+async fn declining_tokens_are_declined_with_their_reason() {
+    for (token, code) in
+        [("tok_decline", DeclineCode::CardDeclined), ("tok_insufficient_funds", DeclineCode::InsufficientFunds)]
+    {
+        let f = Fixture::new().await;
+        f.authorize(token).await;
+        let replies = f.replies().await;
+        let [Message::PaymentDeclined(declined)] = replies.as_slice() else { panic!("{token}: {replies:?}") };
+        assert_eq!(declined.code, code);
+        assert_eq!(f.status().await, "declined");
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_that_never_answers_leaves_the_outcome_unknown_until_voided() {
+    let f = Fixture::new().await;
+    f.authorize("tok_timeout").await;
+    f.authorize("tok_timeout").await;
+    assert!(f.replies().await.is_empty(), "no answer, so nothing to say");
+    assert_eq!(f.status().await, "authorizing");
+    assert_eq!(f.gateway.authorizations.load(Ordering::SeqCst), 2, "each retry asks again (same idempotency key)");
+
+    f.send(f.command(VoidPayment {})).await.unwrap();
+    assert_eq!(f.status().await, "voided");
+    f.authorize("tok_timeout").await;
+    let replies = f.replies().await;
+    assert!(
+        matches!(replies.as_slice(), [Message::PaymentVoided(_), Message::PaymentDeclined(d)] if d.code == DeclineCode::AlreadyVoided)
+    );
+    let operations: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM payment_operations ORDER BY id").fetch_all(&f.db.pool).await.unwrap();
+    assert_eq!(operations, ["no answer", "no answer", "voided"]);
+}
+
+#[tokio::test]
+async fn the_same_message_twice_calls_the_gateway_once() {
+    let f = Fixture::new().await;
+    let command = f.command(AuthorizePayment { amount: eur(4499), card_token: CardToken::parse("tok_visa").unwrap() });
+    f.send(command.clone()).await.unwrap();
+    f.send(command).await.unwrap();
+    assert_eq!(f.gateway.authorizations.load(Ordering::SeqCst), 1);
+    assert_eq!(f.replies().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_repeated_authorization_is_answered_without_asking_the_gateway() {
+    let f = Fixture::new().await;
+    f.authorize("tok_visa").await;
+    f.authorize("tok_visa").await;
+    assert_eq!(f.gateway.authorizations.load(Ordering::SeqCst), 1);
+    let replies = f.replies().await;
+    assert_eq!(replies[0], replies[1]);
+}
+
+#[tokio::test]
+async fn capture_takes_exactly_the_authorized_amount_once() {
+    let f = Fixture::new().await;
+    f.authorize("tok_visa").await;
+    f.send(f.command(CapturePayment { amount: eur(4499) })).await.unwrap();
+    f.send(f.command(CapturePayment { amount: eur(4499) })).await.unwrap();
+    assert_eq!(f.status().await, "captured");
+    assert!(matches!(f.replies().await[1..], [Message::PaymentCaptured(_), Message::PaymentCaptured(_)]));
+    let wrong = f.send(f.command(CapturePayment { amount: eur(5000) })).await.unwrap_err();
+    assert!(matches!(wrong, HandlerError::Permanent(_)), "{wrong}");
+}
+
+#[tokio::test]
+async fn a_captured_payment_is_refunded_not_voided() {
+    let f = Fixture::new().await;
+    f.authorize("tok_visa").await;
+    f.send(f.command(CapturePayment { amount: eur(4499) })).await.unwrap();
+    let void = f.send(f.command(VoidPayment {})).await.unwrap_err();
+    assert!(matches!(void, HandlerError::Permanent(_)));
+    f.send(f.command(RefundPayment { amount: eur(4499) })).await.unwrap();
+    f.send(f.command(RefundPayment { amount: eur(4499) })).await.unwrap();
+    assert_eq!(f.status().await, "refunded");
+    assert!(matches!(f.replies().await.last(), Some(Message::PaymentRefunded(_))));
+}
+
+#[tokio::test]
+async fn a_void_before_any_authorization_makes_a_late_one_decline() {
+    let f = Fixture::new().await;
+    f.send(f.command(VoidPayment {})).await.unwrap();
+    f.authorize("tok_visa").await;
+    assert_eq!(f.gateway.authorizations.load(Ordering::SeqCst), 0);
+    assert!(matches!(f.replies().await.as_slice(), [Message::PaymentVoided(_), Message::PaymentDeclined(_)]));
+}

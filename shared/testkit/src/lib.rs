@@ -14,10 +14,12 @@
 mod database;
 mod kafka;
 mod poll;
+mod smtp;
 
 pub use database::TestDatabase;
 pub use kafka::{TestKafka, header};
 pub use poll::eventually;
+pub use smtp::{ReceivedMail, SmtpSink};
 
 /// A short random id for naming per-test resources.
 pub fn unique_suffix() -> String {

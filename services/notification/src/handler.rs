@@ -1,0 +1,101 @@
+use checkout_domain::{EmailAddress, OrderId};
+use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
+use checkout_messages::{Message, Source};
+use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
+use sqlx::PgPool;
+
+use crate::email::{self, Email};
+use crate::mailer::{MailError, Mailer, message_id};
+
+/// The notification service's name in the inbox.
+const CONSUMER: &str = "notification";
+
+/// Emails the customer for `NotifyOrderConfirmed` and `NotifyOrderCancelled`.
+///
+/// One email per order and outcome: a repeat of either command, however it
+/// arrives, finds the recorded email and only confirms it. The email is sent
+/// before the record is written, so an unreachable SMTP server is retried
+/// (the command stays unprocessed); a crash in the instant between the
+/// server accepting the email and the commit would send it again.
+#[derive(Debug, Clone)]
+pub struct NotificationHandler {
+    pool: PgPool,
+    mailer: Mailer,
+    source: Source,
+}
+
+impl NotificationHandler {
+    pub fn new(pool: PgPool, mailer: Mailer) -> Self {
+        Self { pool, mailer, source: Source::service("notification") }
+    }
+}
+
+fn kind_name(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::OrderConfirmed => "order_confirmed",
+        NotificationKind::OrderCancelled | NotificationKind::Other => "order_cancelled",
+    }
+}
+
+impl Handler for NotificationHandler {
+    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        let envelope = &message.envelope;
+        let order = envelope.subject;
+        let (kind, recipient, email): (NotificationKind, &EmailAddress, Email) = match &envelope.payload {
+            Message::NotifyOrderConfirmed(command) => {
+                (NotificationKind::OrderConfirmed, &command.email, email::order_confirmed(order, &command.pricing))
+            }
+            Message::NotifyOrderCancelled(command) => {
+                (NotificationKind::OrderCancelled, &command.email, email::order_cancelled(order, &command.reason))
+            }
+            other => {
+                return Err(HandlerError::permanent(format!("{} is not a notification command", other.message_type())));
+            }
+        };
+        if already_processed(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? {
+            return Ok(());
+        }
+        let name = kind_name(kind);
+        let response = if sent_before(&self.pool, order, name).await.map_err(handler_error)? {
+            tracing::info!(notification.kind = name, "email already sent for this outcome; not sending again");
+            None
+        } else {
+            let response = self.mailer.send(order, name, recipient, &email).await.map_err(|error| match error {
+                MailError::Smtp(_) => HandlerError::transient(error),
+                other => HandlerError::permanent(other),
+            })?;
+            tracing::info!(notification.kind = name, smtp.response = %response, "email sent");
+            Some(response)
+        };
+
+        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
+            return Ok(());
+        };
+        sqlx::query!(
+            "INSERT INTO notifications (order_id, kind, recipient, subject, smtp_message_id, smtp_response)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, kind) DO NOTHING",
+            order.as_uuid(),
+            name,
+            recipient.as_str(),
+            email.subject,
+            message_id(order, name),
+            response,
+        )
+        .execute(work.conn())
+        .await
+        .map_err(handler_error)?;
+        work.send(caused_by(envelope, &self.source, CustomerNotified { kind }));
+        work.commit().await.map_err(handler_error)
+    }
+}
+
+async fn sent_before(pool: &PgPool, order: OrderId, kind: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND kind = $2) AS "sent!""#,
+        order.as_uuid(),
+        kind,
+    )
+    .fetch_one(pool)
+    .await
+}

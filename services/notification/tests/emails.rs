@@ -1,0 +1,117 @@
+//! The notification service sends real email over SMTP, once per outcome.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use checkout_domain::{Currency, EmailAddress, Money, OrderId, PricedLine, Pricing, Quantity, Sku};
+use checkout_kafka::{Handler, HandlerError};
+use checkout_messages::payloads::notification::{NotificationKind, NotifyOrderCancelled, NotifyOrderConfirmed};
+use checkout_messages::payloads::order::{CancellationCode, CancellationReason};
+use checkout_messages::{Envelope, Message, Source};
+use checkout_notification::{MIGRATOR, Mailer, NotificationHandler};
+use checkout_outbox::first_message;
+use checkout_testkit::{SmtpSink, TestDatabase, incoming, outbox};
+use uuid::Uuid;
+
+struct Fixture {
+    db: TestDatabase,
+    smtp: SmtpSink,
+    order: OrderId,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+        Self { db, smtp: SmtpSink::start(), order: OrderId::from_uuid(Uuid::now_v7()) }
+    }
+
+    fn handler(&self) -> NotificationHandler {
+        let mailer =
+            Mailer::new("127.0.0.1", self.smtp.port(), "Shop <orders@shop.test>", Duration::from_secs(5)).unwrap();
+        NotificationHandler::new(self.db.pool.clone(), mailer)
+    }
+
+    async fn send(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        self.handler().handle(&incoming(envelope.clone())).await
+    }
+
+    fn confirmed(&self) -> Envelope {
+        let pricing = Pricing::new(vec![PricedLine {
+            sku: Sku::parse("MUG-BLACK").unwrap(),
+            quantity: Quantity::new(2).unwrap(),
+            unit_price: Money::new(1250, Currency::EUR).unwrap(),
+        }])
+        .unwrap();
+        first_message(&Source::service("orchestrator"), self.order, NotifyOrderConfirmed { email: ada(), pricing })
+    }
+}
+
+fn ada() -> EmailAddress {
+    EmailAddress::parse("ada@example.com").unwrap()
+}
+
+#[tokio::test]
+async fn a_confirmation_is_emailed_and_acknowledged() {
+    let f = Fixture::new().await;
+    f.send(&f.confirmed()).await.unwrap();
+
+    let mail = f.smtp.mail();
+    assert_eq!(mail.len(), 1);
+    assert_eq!(
+        (mail[0].from.as_str(), mail[0].to.as_slice()),
+        ("orders@shop.test", &["ada@example.com".to_owned()][..])
+    );
+    assert!(mail[0].header("Subject").unwrap().ends_with("is confirmed"));
+    assert_eq!(
+        mail[0].header("Message-ID").unwrap(),
+        format!("<{}.order_confirmed@checkout-saga.local>", f.order.as_uuid().simple())
+    );
+    assert!(mail[0].data.contains("EUR 25.00"), "{}", mail[0].data);
+    let replies: Vec<Message> = outbox(&f.db.pool).await.into_iter().map(|e| e.payload).collect();
+    assert!(matches!(replies.as_slice(), [Message::CustomerNotified(n)] if n.kind == NotificationKind::OrderConfirmed));
+}
+
+#[tokio::test]
+async fn a_repeated_command_sends_no_second_email_but_is_acknowledged() {
+    let f = Fixture::new().await;
+    f.send(&f.confirmed()).await.unwrap();
+    f.send(&f.confirmed()).await.unwrap();
+    assert_eq!(f.smtp.mail().len(), 1, "one email per order outcome");
+    assert_eq!(outbox(&f.db.pool).await.len(), 2, "each command is answered");
+}
+
+#[tokio::test]
+async fn a_redelivered_message_changes_nothing() {
+    let f = Fixture::new().await;
+    let command = f.confirmed();
+    f.send(&command).await.unwrap();
+    f.send(&command).await.unwrap();
+    assert_eq!((f.smtp.mail().len(), outbox(&f.db.pool).await.len()), (1, 1));
+}
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_is_a_transient_failure_then_the_email_goes_out() {
+    let f = Fixture::new().await;
+    f.smtp.refuse(true);
+    let error = f.send(&f.confirmed()).await.unwrap_err();
+    assert!(matches!(error, HandlerError::Transient(_)), "{error}");
+    assert!(outbox(&f.db.pool).await.is_empty(), "nothing recorded while the email is not sent");
+    f.smtp.refuse(false);
+    f.send(&f.confirmed()).await.unwrap();
+    assert_eq!(f.smtp.mail().len(), 1);
+}
+
+#[tokio::test]
+async fn a_cancellation_email_says_why() {
+    let f = Fixture::new().await;
+    let reason =
+        CancellationReason { code: CancellationCode::OutOfStock, detail: "TEE-M: 1 requested, 0 available".into() };
+    let command =
+        first_message(&Source::service("orchestrator"), f.order, NotifyOrderCancelled { email: ada(), reason });
+    f.send(&command).await.unwrap();
+    let mail = f.smtp.mail();
+    assert!(mail[0].header("Subject").unwrap().ends_with("was cancelled"));
+    assert!(mail[0].data.contains("Reason: TEE-M: 1 requested, 0 available"));
+}

@@ -1,0 +1,132 @@
+//! A real SMTP server for tests: it speaks enough of RFC 5321 for a client
+//! like lettre, keeps every message it accepts, and can play dead.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One accepted message.
+#[derive(Clone, Debug)]
+pub struct ReceivedMail {
+    pub from: String,
+    pub to: Vec<String>,
+    /// Headers and body, as sent.
+    pub data: String,
+}
+
+impl ReceivedMail {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.data
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
+            .map(|line| line[prefix.len()..].trim())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    mail: Mutex<Vec<ReceivedMail>>,
+    refusing: AtomicBool,
+}
+
+/// The server; it runs on a thread of its own until the process ends.
+#[derive(Clone)]
+pub struct SmtpSink {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SmtpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSink").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl SmtpSink {
+    /// Starts listening on a free port of 127.0.0.1.
+    pub fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                while let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream, Arc::clone(&serving)));
+                }
+            });
+        });
+        Self { addr, shared }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn mail(&self) -> Vec<ReceivedMail> {
+        self.shared.mail.lock().unwrap().clone()
+    }
+
+    /// While refusing, every connection is answered `421` and closed, as by a server that is down.
+    pub fn refuse(&self, refusing: bool) {
+        self.shared.refusing.store(refusing, Ordering::SeqCst);
+    }
+}
+
+async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    if shared.refusing.load(Ordering::SeqCst) {
+        writer.write_all(b"421 sink.test Service not available\r\n").await?;
+        return Ok(());
+    }
+    writer.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let (mut from, mut to) = (String::new(), Vec::new());
+    while let Some(line) = lines.next_line().await? {
+        let upper = line.to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+            b"250-sink.test\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = address(&line);
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(address(&line));
+            b"250 OK\r\n"
+        } else if upper == "DATA" {
+            writer.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            let mut data = String::new();
+            while let Some(line) = lines.next_line().await? {
+                if line == "." {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+                data.push('\n');
+            }
+            shared.mail.lock().unwrap().push(ReceivedMail { from: from.clone(), to: std::mem::take(&mut to), data });
+            b"250 OK queued\r\n"
+        } else if upper == "QUIT" {
+            writer.write_all(b"221 Bye\r\n").await?;
+            return Ok(());
+        } else if upper == "RSET" || upper == "NOOP" {
+            b"250 OK\r\n"
+        } else {
+            b"502 Command not implemented\r\n"
+        };
+        writer.write_all(reply).await?;
+    }
+    Ok(())
+}
+
+fn address(line: &str) -> String {
+    line.split_once(':')
+        .map(|(_, rest)| rest.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}

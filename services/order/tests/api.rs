@@ -1,0 +1,312 @@
+//! The checkout API over HTTP, against a real database: accepted orders,
+//! idempotent retries, every kind of bad input, and the documented shapes.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use checkout_domain::{Currency, Money, OrderId, PricedLine, Pricing, Quantity, Sku};
+use checkout_kafka::Handler;
+use checkout_messages::payloads::order::{CancelOrder, CancellationCode, CancellationReason, ConfirmOrder};
+use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_messages::{Message, Source};
+use checkout_order::{MIGRATOR, OrderHandler, api};
+use checkout_outbox::first_message;
+use checkout_platform::http::{Readiness, service_router};
+use checkout_testkit::{TestDatabase, incoming, outbox};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    db: TestDatabase,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Api {
+    async fn new() -> Self {
+        Self { db: TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await }
+    }
+
+    fn router(&self) -> Router {
+        service_router(api::routes(self.db.pool.clone()), Readiness::new())
+    }
+
+    async fn call(&self, request: Request<Body>) -> Reply {
+        let response = self.router().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    async fn post(&self, body: &Value, key: Option<&str>) -> Reply {
+        let mut request = Request::post("/orders").header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.call(request.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.call(Request::get(path).body(Body::empty()).unwrap()).await
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        // Table names come from the tests themselves.
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        sqlx::query_scalar(sql).fetch_one(&self.db.pool).await.unwrap()
+    }
+
+    async fn deliver(&self, order: OrderId, payload: impl Into<Message>) {
+        let envelope = first_message(&Source::service("orchestrator"), order, payload);
+        OrderHandler::new(self.db.pool.clone()).handle(&incoming(envelope)).await.unwrap();
+    }
+}
+
+fn checkout() -> Value {
+    json!({
+        "customer_id": "cust-42",
+        "email": "ada@example.com",
+        "items": [{"sku": "MUG-BLACK", "quantity": 2}, {"sku": "TEE-M", "quantity": 1}],
+        "payment": {"card_token": "tok_visa"}
+    })
+}
+
+/// Validates `value` against a schema of the committed OpenAPI document.
+fn assert_matches_schema(value: &Value, schema: &str) {
+    let document: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let root = json!({ "$ref": format!("#/components/schemas/{schema}"), "components": document["components"] });
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{schema}: {errors:?}\n{value:#}");
+}
+
+#[tokio::test]
+async fn a_valid_checkout_is_accepted_and_its_event_stored_with_it() {
+    let api = Api::new().await;
+    let reply = api.post(&checkout(), None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_matches_schema(&reply.body, "OrderAccepted");
+    let order_id = reply.body["order_id"].as_str().unwrap();
+    assert_eq!(reply.headers[header::LOCATION], format!("/orders/{order_id}"));
+    assert_eq!(reply.body["status"], "PENDING");
+
+    let events = outbox(&api.db.pool).await;
+    let [event] = events.as_slice() else { panic!("one OrderPlaced expected") };
+    let Message::OrderPlaced(placed) = &event.payload else { panic!("{event:?}") };
+    assert_eq!(event.subject.to_string(), order_id);
+    assert_eq!((placed.lines.len(), placed.card_token.as_str()), (2, "tok_visa"));
+    assert_eq!(*event.correlation_id.as_uuid(), *event.id.as_uuid(), "the first message names the conversation");
+
+    let order = api.get(&format!("/orders/{order_id}")).await;
+    assert_eq!(order.status, StatusCode::OK);
+    assert_matches_schema(&order.body, "Order");
+    assert_eq!(order.body["lines"][0]["unit_price"], Value::Null, "no price until the inventory quotes one");
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_returns_the_same_order() {
+    let api = Api::new().await;
+    let first = api.post(&checkout(), Some("retry-1")).await;
+    let second = api.post(&checkout(), Some("retry-1")).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED);
+    assert_eq!(first.body["order_id"], second.body["order_id"]);
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    assert_eq!((api.count("orders").await, api.count("outbox_messages").await), (1, 1));
+}
+
+#[tokio::test]
+async fn the_same_key_with_a_different_body_is_refused() {
+    let api = Api::new().await;
+    api.post(&checkout(), Some("key-2")).await;
+    let mut other = checkout();
+    other["items"][0]["quantity"] = json!(3);
+    let reply = api.post(&other, Some("key-2")).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body["type"].as_str().unwrap().ends_with("/idempotency-key-reused"));
+    assert_eq!(api.count("orders").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_key_create_one_order() {
+    let api = Api::new().await;
+    let body = checkout();
+    let attempts = (0..10).map(|_| api.post(&body, Some("burst")));
+    let replies = futures::future::join_all(attempts).await;
+    let ids: std::collections::HashSet<_> = replies.iter().map(|r| r.body["order_id"].clone()).collect();
+    assert!(replies.iter().all(|r| r.status == StatusCode::ACCEPTED));
+    assert_eq!(ids.len(), 1);
+    assert_eq!((api.count("orders").await, api.count("outbox_messages").await), (1, 1));
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_input_gets_a_problem_and_writes_nothing() {
+    let api = Api::new().await;
+    let with = |path: &str, value: Value| {
+        let mut body = checkout();
+        let pointer = body.pointer_mut(path).unwrap();
+        *pointer = value;
+        body
+    };
+    let mut without_email = checkout();
+    without_email.as_object_mut().unwrap().remove("email");
+    let mut unknown_field = checkout();
+    unknown_field["coupon"] = json!("FREE");
+    let many: Vec<Value> = (0..51).map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1})).collect();
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        ("missing field", without_email, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body"),
+        ("unknown field", unknown_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid-body"),
+        ("zero quantity", with("/items/0/quantity", json!(0)), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+        (
+            "negative quantity",
+            with("/items/0/quantity", json!(-1)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            "absurd quantity",
+            with("/items/0/quantity", json!(1_000_000)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        (
+            "fractional quantity",
+            with("/items/0/quantity", json!(1.5)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+        ),
+        ("too many lines", with("/items", Value::Array(many)), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+        ("no lines", with("/items", json!([])), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+        (
+            "duplicate skus",
+            with("/items/1/sku", json!("MUG-BLACK")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+        ("bad sku", with("/items/0/sku", json!("mug black")), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+        ("bad email", with("/email", json!("ada-at-example")), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"),
+        (
+            "empty card token",
+            with("/payment/card_token", json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+        ),
+    ];
+    for (case, body, status, problem) in cases {
+        let reply = api.post(&body, None).await;
+        assert_eq!(reply.status, status, "{case}: {}", reply.body);
+        assert_eq!(reply.headers[header::CONTENT_TYPE], "application/problem+json", "{case}");
+        assert!(reply.body["type"].as_str().unwrap().ends_with(problem), "{case}: {}", reply.body);
+        assert_matches_schema(&reply.body, "Problem");
+    }
+
+    let malformed = Request::post("/orders")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"items\": ["))
+        .unwrap();
+    assert_eq!(api.call(malformed).await.status, StatusCode::BAD_REQUEST);
+    let oversized = Request::post("/orders")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(vec![b' '; 100 * 1024]))
+        .unwrap();
+    assert_eq!(api.call(oversized).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let form = Request::post("/orders")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("a=b"))
+        .unwrap();
+    assert_eq!(api.call(form).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let long_key = api.post(&checkout(), Some(&"k".repeat(256))).await;
+    assert_eq!(long_key.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!((api.count("orders").await, api.count("outbox_messages").await), (0, 0), "nothing was written");
+}
+
+#[tokio::test]
+async fn every_bad_field_is_named_in_one_answer() {
+    let api = Api::new().await;
+    let body = json!({"customer_id": "", "email": "x", "items": [{"sku": "ok", "quantity": 0}], "payment": {"card_token": "tok visa"}});
+    let reply = api.post(&body, None).await;
+    let fields: Vec<&str> =
+        reply.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["customer_id", "email", "payment.card_token", "items[0].sku", "items[0].quantity"]);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_order_ids_are_problems() {
+    let api = Api::new().await;
+    let unknown = api.get(&format!("/orders/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_matches_schema(&unknown.body, "Problem");
+    assert_eq!(api.get("/orders/not-a-uuid").await.status, StatusCode::BAD_REQUEST);
+}
+
+fn pricing() -> Pricing {
+    let line = |sku: &str, quantity, unit| PricedLine {
+        sku: Sku::parse(sku).unwrap(),
+        quantity: Quantity::new(quantity).unwrap(),
+        unit_price: Money::new(unit, Currency::EUR).unwrap(),
+    };
+    Pricing::new(vec![line("MUG-BLACK", 2, 1250), line("TEE-M", 1, 1999)]).unwrap()
+}
+
+#[tokio::test]
+async fn a_confirmed_order_shows_its_prices_total_and_timeline() {
+    let api = Api::new().await;
+    let accepted = api.post(&checkout(), None).await;
+    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+    let step = SagaStepRecorded {
+        step: SagaStepName::ReserveInventory,
+        outcome: StepOutcome::Succeeded,
+        attempt: 1,
+        detail: None,
+    };
+    api.deliver(order, step).await;
+    api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
+    api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
+
+    let view = api.get(&format!("/orders/{order}")).await.body;
+    assert_matches_schema(&view, "Order");
+    assert_eq!(view["status"], "CONFIRMED");
+    assert_eq!(view["total"], json!({"amount_minor": 4499, "currency": "EUR"}));
+    assert_eq!(view["lines"][0]["unit_price"], json!({"amount_minor": 1250, "currency": "EUR"}));
+    assert_eq!(view["timeline"][0]["step"], "reserve_inventory");
+    let replies: Vec<Message> = outbox(&api.db.pool).await.into_iter().map(|e| e.payload).collect();
+    assert!(matches!(replies[1..], [Message::OrderConfirmed(_), Message::OrderConfirmed(_)]));
+}
+
+#[tokio::test]
+async fn a_cancelled_order_shows_why_and_cannot_be_confirmed() {
+    let api = Api::new().await;
+    let accepted = api.post(&checkout(), None).await;
+    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+    let reason = CancellationReason { code: CancellationCode::PaymentDeclined, detail: "insufficient funds".into() };
+    api.deliver(order, CancelOrder { reason, pricing: Some(pricing()) }).await;
+
+    let view = api.get(&format!("/orders/{order}")).await.body;
+    assert_matches_schema(&view, "Order");
+    assert_eq!(view["status"], "CANCELLED");
+    assert_eq!(view["cancellation"], json!({"code": "payment_declined", "detail": "insufficient funds"}));
+
+    let confirm = first_message(&Source::service("orchestrator"), order, ConfirmOrder { pricing: pricing() });
+    let error = OrderHandler::new(api.db.pool.clone()).handle(&incoming(confirm)).await.unwrap_err();
+    assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)), "{error}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_describes_the_routes() {
+    let api = Api::new().await;
+    let reply = api.get("/openapi.json").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["openapi"], "3.1.0");
+    for path in ["/orders", "/orders/{order_id}", "/healthz", "/readyz", "/metrics"] {
+        assert!(reply.body["paths"].get(path).is_some(), "{path} undocumented");
+    }
+}

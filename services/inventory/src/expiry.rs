@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use checkout_kafka::{RecordHeaders, header_names};
+use checkout_kafka::RecordHeaders;
 use checkout_messages::payloads::inventory::InventoryReservationExpired;
 use checkout_messages::{CorrelationId, Envelope, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
@@ -59,9 +59,7 @@ impl Sweeper {
             // shows in the checkout's trace.
             let span = tracing::info_span!("inventory.reservation_expired", order.id = %reservation.order);
             if let Some(traceparent) = &reservation.traceparent {
-                let mut headers = RecordHeaders::new();
-                headers.insert(header_names::TRACEPARENT, traceparent.as_str());
-                let _ = span.set_parent(headers.trace_context());
+                let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
             }
             let _entered = span.enter();
             tracing::info!("reservation expired; stock released");

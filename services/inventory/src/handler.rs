@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use checkout_domain::{OrderId, OrderLines};
-use checkout_kafka::{Handler, HandlerError, Incoming, RecordHeaders, header_names};
+use checkout_kafka::{Handler, HandlerError, Incoming, RecordHeaders};
 use checkout_messages::payloads::inventory::{
     InventoryCommitRejected, InventoryCommitted, InventoryReleased, InventoryReservationRejected, InventoryReserved,
     RejectionCode,
@@ -73,7 +73,7 @@ impl InventoryHandler {
         }
         let skus: Vec<String> = lines.iter().map(|line| line.sku.to_string()).collect();
         let stock = store::lock_stock(conn, &skus).await?;
-        let lineage = Lineage { cause: envelope, traceparent: current_traceparent() };
+        let lineage = Lineage { cause: envelope, traceparent: RecordHeaders::current_traceparent() };
         match price(lines, &stock) {
             Ok(pricing) => {
                 let expires_at = checkout_platform::clock::now() + self.reservation_ttl;
@@ -158,11 +158,4 @@ async fn commit(conn: &mut PgConnection, order: OrderId) -> Result<Message, Stor
             InventoryCommitRejected { detail: "there is no reservation to commit for this order".into() }.into()
         }
     })
-}
-
-/// The trace the current message is handled in, to continue from later.
-fn current_traceparent() -> Option<String> {
-    let mut headers = RecordHeaders::new();
-    headers.inject_current_trace_context();
-    headers.get_str(header_names::TRACEPARENT).map(str::to_owned)
 }

@@ -88,6 +88,20 @@ impl RecordHeaders {
         self.inject_trace_context(&tracing::Span::current().context());
     }
 
+    /// The current span's context as a W3C `traceparent`, to store and continue later.
+    pub fn current_traceparent() -> Option<String> {
+        let mut headers = Self::new();
+        headers.inject_current_trace_context();
+        headers.get_str(header_names::TRACEPARENT).map(str::to_owned)
+    }
+
+    /// A context to continue from a stored `traceparent`.
+    pub fn context_from_traceparent(traceparent: &str) -> opentelemetry::Context {
+        let mut headers = Self::new();
+        headers.insert(header_names::TRACEPARENT, traceparent);
+        headers.trace_context()
+    }
+
     /// The remote trace context these headers carry (empty if none).
     pub fn trace_context(&self) -> opentelemetry::Context {
         TraceContextPropagator::new().extract(self)

@@ -1,0 +1,94 @@
+//! Making a transition durable: the saga, its history entry, the commands it
+//! sends and the timeline it publishes, all in the caller's transaction.
+
+use checkout_domain::OrderId;
+use checkout_kafka::RecordHeaders;
+use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
+use checkout_outbox::{UnitOfWork, new_message_id};
+use checkout_saga::{SagaStatus, Transition};
+use time::OffsetDateTime;
+
+use crate::store::{self, StoreError, StoredSaga, TransitionRecord};
+
+/// What caused a transition, for the lineage of the messages it sends.
+#[derive(Clone, Copy, Debug)]
+#[allow(clippy::struct_field_names, reason = "they are all ids, and named as in the envelope")]
+pub struct Cause {
+    pub correlation_id: CorrelationId,
+    pub causation_id: MessageId,
+    /// The message applied; `None` when the timer fired.
+    pub message_id: Option<MessageId>,
+}
+
+impl Cause {
+    pub fn message(envelope: &Envelope<Message>) -> Self {
+        Self { correlation_id: envelope.correlation_id, causation_id: envelope.id, message_id: Some(envelope.id) }
+    }
+
+    /// The timer: the lineage continues from the last message the saga applied.
+    pub fn timer(stored: &StoredSaga) -> Self {
+        Self { correlation_id: stored.correlation_id, causation_id: stored.last_message_id, message_id: None }
+    }
+
+    fn envelope(&self, source: &Source, order: OrderId, time: OffsetDateTime, payload: Message) -> Envelope<Message> {
+        Envelope {
+            id: new_message_id(),
+            source: source.clone(),
+            subject: order,
+            time,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            payload,
+        }
+    }
+}
+
+pub async fn record(
+    work: &mut UnitOfWork,
+    from: Option<SagaStatus>,
+    transition: Transition,
+    input: &str,
+    cause: Cause,
+    source: &Source,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let saga = transition.saga;
+    let order = saga.order_id;
+    let span = tracing::Span::current();
+    span.record("saga.status", saga.status().as_str());
+    if let Some(active) = saga.active() {
+        span.record("saga.step", active.step.as_str());
+    }
+    let history = TransitionRecord {
+        at: now,
+        input: input.to_owned(),
+        message_id: cause.message_id.map(|id| *id.as_uuid()),
+        from_status: from.map(|status| status.as_str().to_owned()),
+        to_status: saga.status().as_str().to_owned(),
+        step: saga.active().map(|active| active.step.as_str().to_owned()),
+        commands: transition.commands.iter().map(|c| c.message_type().name().to_owned()).collect(),
+        ignored: transition.ignored.map(|why| why.as_str().to_owned()),
+    };
+    if let Some(why) = transition.ignored {
+        tracing::info!(saga.input = input, ignored = why.as_str(), "input changed nothing");
+    } else {
+        tracing::info!(saga.input = input, saga.status = saga.status().as_str(), commands = ?history.commands, "saga moved on");
+    }
+    if transition.ignored.is_none() {
+        let stored = StoredSaga {
+            saga,
+            correlation_id: cause.correlation_id,
+            last_message_id: cause.message_id.unwrap_or(cause.causation_id),
+            traceparent: RecordHeaders::current_traceparent(),
+        };
+        store::save(work.conn(), &stored).await?;
+    }
+    store::add_transition(work.conn(), order, &history).await?;
+    for payload in transition.commands {
+        work.send(cause.envelope(source, order, now, payload));
+    }
+    for entry in transition.timeline {
+        work.send(cause.envelope(source, order, now, entry.into()));
+    }
+    Ok(())
+}

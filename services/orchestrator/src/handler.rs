@@ -1,0 +1,103 @@
+use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_messages::payloads::order::OrderPlaced;
+use checkout_messages::{Message, Source};
+use checkout_outbox::{UnitOfWork, handler_error};
+use checkout_platform::clock;
+use checkout_saga::{Input, Saga, SagaPolicy};
+use sqlx::PgPool;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::engine::{self, Cause};
+use crate::store::{self, StoreError};
+
+/// The orchestrator's name in the inbox.
+const CONSUMER: &str = "orchestrator";
+
+/// Starts a saga for each placed order and feeds it every participant's reply.
+#[derive(Debug, Clone)]
+pub struct SagaHandler {
+    pool: PgPool,
+    policy: SagaPolicy,
+    source: Source,
+}
+
+impl SagaHandler {
+    pub fn new(pool: PgPool, policy: SagaPolicy) -> Self {
+        Self { pool, policy, source: Source::service("orchestrator") }
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => handler_error(error),
+            corrupt @ StoreError::Corrupt(_) => HandlerError::permanent(corrupt),
+        }
+    }
+}
+
+/// The span of one decision; a child of the message's consumer span, and
+/// the parent of the producer spans of the commands it sends.
+pub fn transition_span(input: &str) -> tracing::Span {
+    tracing::info_span!(
+        "saga.transition",
+        otel.name = %format!("saga {input}"),
+        saga.input = input,
+        saga.status = Empty,
+        saga.step = Empty,
+        order.id = Empty,
+    )
+}
+
+/// What a message means to the orchestrator.
+enum Received<'a> {
+    Placed(&'a OrderPlaced),
+    Input(Input),
+}
+
+impl Handler for SagaHandler {
+    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        let envelope = &message.envelope;
+        let received = match &envelope.payload {
+            Message::OrderPlaced(placed) => Received::Placed(placed),
+            other => {
+                let Some(input) = Input::from_message(other) else {
+                    tracing::debug!(message.type = %other.message_type(), "not a saga input; ignored");
+                    return Ok(());
+                };
+                Received::Input(input)
+            }
+        };
+        let input_name = match &received {
+            Received::Placed(_) => "OrderPlaced",
+            Received::Input(input) => input.name(),
+        };
+        async {
+            let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
+                return Ok(());
+            };
+            let order = envelope.subject;
+            let now = clock::now();
+            let existing = store::lock(work.conn(), order).await?;
+            let (from, transition) = match (received, existing) {
+                (Received::Placed(placed), None) => (None, Saga::start(order, placed, now, &self.policy)),
+                (Received::Placed(_), Some(_)) => {
+                    tracing::info!("a saga already runs for this order");
+                    return work.commit().await.map_err(handler_error);
+                }
+                (Received::Input(input), Some(stored)) => {
+                    (Some(stored.saga.status()), stored.saga.apply(&input, now, &self.policy))
+                }
+                (Received::Input(_), None) => {
+                    return Err(HandlerError::permanent(format!("no saga for order {order}")));
+                }
+            };
+            engine::record(&mut work, from, transition, input_name, Cause::message(envelope), &self.source, now)
+                .await?;
+            work.commit().await.map_err(handler_error)
+        }
+        .instrument(transition_span(input_name))
+        .await
+    }
+}

@@ -1,0 +1,47 @@
+//! The orchestrator: runs one checkout saga per order.
+//!
+//! Decisions come from the pure saga core (`checkout-saga`); this service
+//! persists each saga and every transition it makes, sends its commands
+//! through the outbox in the same transaction, and wakes sagas whose step
+//! timed out. `GET /sagas/{order_id}` shows a saga's history and
+//! `GET /sagas?state=…&older_than=…` finds stuck ones.
+
+mod config;
+mod engine;
+mod handler;
+mod http;
+mod store;
+mod timer;
+
+use checkout_messages::Topic;
+use checkout_platform::{RunningService, ServiceBuilder, StartupError};
+
+pub use config::Settings;
+pub use handler::SagaHandler;
+pub use timer::Timer;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// The event topics the orchestrator listens to.
+pub const SUBSCRIPTIONS: [Topic; 4] =
+    [Topic::OrderEvents, Topic::InventoryEvents, Topic::PaymentEvents, Topic::NotificationEvents];
+
+pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
+    let topics = [
+        Topic::OrderEvents,
+        Topic::InventoryEvents,
+        Topic::PaymentEvents,
+        Topic::NotificationEvents,
+        Topic::OrderCommands,
+        Topic::InventoryCommands,
+        Topic::PaymentCommands,
+        Topic::NotificationCommands,
+        Topic::OrchestratorEvents,
+    ];
+    let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
+    let pool = builder.pool().clone();
+    builder.consume(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
+    let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval);
+    builder.spawn("saga timer", |shutdown| timer.run(shutdown));
+    Ok(builder.serve(http::routes(pool)))
+}

@@ -1,0 +1,172 @@
+//! The saga tables: state, history, and the queries the timer and the API need.
+
+use checkout_domain::OrderId;
+use checkout_messages::{CorrelationId, MessageId};
+use checkout_saga::{Saga, SagaStatus};
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("stored saga is invalid: {0}")]
+    Corrupt(String),
+}
+
+/// A saga as stored, with the lineage its next timer-driven command continues.
+#[derive(Debug, Clone)]
+pub struct StoredSaga {
+    pub saga: Saga,
+    pub correlation_id: CorrelationId,
+    pub last_message_id: MessageId,
+    pub traceparent: Option<String>,
+}
+
+fn decode(
+    state: serde_json::Value,
+    correlation_id: uuid::Uuid,
+    last_message_id: uuid::Uuid,
+    traceparent: Option<String>,
+) -> Result<StoredSaga, StoreError> {
+    Ok(StoredSaga {
+        saga: serde_json::from_value(state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        correlation_id: CorrelationId::from_uuid(correlation_id),
+        last_message_id: MessageId::from_uuid(last_message_id),
+        traceparent,
+    })
+}
+
+/// The order's saga, locked until the caller's transaction ends.
+pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
+    let row = sqlx::query!(
+        "SELECT state, correlation_id, last_message_id, traceparent FROM sagas WHERE order_id = $1 FOR UPDATE",
+        order.as_uuid(),
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| decode(r.state, r.correlation_id, r.last_message_id, r.traceparent)).transpose()
+}
+
+/// Sagas whose deadline has passed, locked; sagas another timer holds are skipped.
+pub async fn lock_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Vec<StoredSaga>, StoreError> {
+    let rows = sqlx::query!(
+        "SELECT state, correlation_id, last_message_id, traceparent FROM sagas
+         WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|r| decode(r.state, r.correlation_id, r.last_message_id, r.traceparent)).collect()
+}
+
+pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), StoreError> {
+    let saga = &stored.saga;
+    let state = serde_json::to_value(saga).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query!(
+        "INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id, traceparent,
+                            started_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, current_step = EXCLUDED.current_step,
+             deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
+             traceparent = EXCLUDED.traceparent, updated_at = EXCLUDED.updated_at",
+        saga.order_id.as_uuid(),
+        saga.status().as_str(),
+        saga.active().map(|active| active.step.as_str()),
+        saga.deadline(),
+        state,
+        stored.correlation_id.as_uuid(),
+        stored.last_message_id.as_uuid(),
+        stored.traceparent,
+        saga.started_at,
+        saga.updated_at,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One entry of a saga's history.
+#[derive(Debug)]
+pub struct TransitionRecord {
+    pub at: OffsetDateTime,
+    pub input: String,
+    pub message_id: Option<uuid::Uuid>,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub step: Option<String>,
+    pub commands: Vec<String>,
+    pub ignored: Option<String>,
+}
+
+pub async fn add_transition(
+    conn: &mut PgConnection,
+    order: OrderId,
+    record: &TransitionRecord,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO saga_transitions (order_id, at, input, message_id, from_status, to_status, step, commands, ignored)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        order.as_uuid(),
+        record.at,
+        record.input,
+        record.message_id,
+        record.from_status,
+        record.to_status,
+        record.step,
+        &record.commands,
+        record.ignored,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn history(pool: &PgPool, order: OrderId) -> Result<Vec<TransitionRecord>, StoreError> {
+    Ok(sqlx::query_as!(
+        TransitionRecord,
+        r#"SELECT at, input, message_id, from_status, to_status, step, commands AS "commands!", ignored
+           FROM saga_transitions WHERE order_id = $1 ORDER BY id"#,
+        order.as_uuid(),
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn find(pool: &PgPool, order: OrderId) -> Result<Option<Saga>, StoreError> {
+    let state = sqlx::query_scalar!("SELECT state FROM sagas WHERE order_id = $1", order.as_uuid())
+        .fetch_optional(pool)
+        .await?;
+    state.map(|state| serde_json::from_value(state).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+}
+
+/// A row of `GET /sagas`.
+#[derive(Debug)]
+pub struct SagaSummary {
+    pub order_id: uuid::Uuid,
+    pub status: String,
+    pub current_step: Option<String>,
+    pub deadline: Option<OffsetDateTime>,
+    pub started_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Sagas in `status` (any when `None`) not updated since `cutoff`, oldest first.
+pub async fn list(
+    pool: &PgPool,
+    status: Option<SagaStatus>,
+    cutoff: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<SagaSummary>, StoreError> {
+    Ok(sqlx::query_as!(
+        SagaSummary,
+        "SELECT order_id, status, current_step, deadline, started_at, updated_at FROM sagas
+         WHERE ($1::TEXT IS NULL OR status = $1) AND updated_at <= $2 ORDER BY updated_at LIMIT $3",
+        status.map(SagaStatus::as_str),
+        cutoff,
+        limit,
+    )
+    .fetch_all(pool)
+    .await?)
+}

@@ -1,0 +1,91 @@
+use std::time::Duration;
+
+use checkout_kafka::RecordHeaders;
+use checkout_messages::Source;
+use checkout_outbox::{OutboxError, UnitOfWork};
+use checkout_platform::clock;
+use checkout_saga::{Input, SagaPolicy};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::engine::{self, Cause};
+use crate::handler::transition_span;
+use crate::store::{self, StoreError};
+
+/// Most sagas woken in one transaction.
+const BATCH: i64 = 50;
+
+/// Wakes sagas whose step timed out.
+#[derive(Debug, Clone)]
+pub struct Timer {
+    pool: PgPool,
+    policy: SagaPolicy,
+    interval: Duration,
+    source: Source,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TimerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
+impl Timer {
+    pub fn new(pool: PgPool, policy: SagaPolicy, interval: Duration) -> Self {
+        Self { pool, policy, interval, source: Source::service("orchestrator") }
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            loop {
+                match self.fire_due().await {
+                    Ok(fired) if fired == usize::try_from(BATCH).unwrap_or(usize::MAX) => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "saga timer pass failed; retrying");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `DeadlinePassed` to every saga whose deadline has passed;
+    /// returns how many it woke.
+    pub async fn fire_due(&self) -> Result<usize, TimerError> {
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
+        let now = clock::now();
+        let due = store::lock_due(work.conn(), now, BATCH).await?;
+        for stored in &due {
+            // Continue the checkout's trace: a timeout belongs to the saga it ends.
+            let span = transition_span(Input::DeadlinePassed.name());
+            span.record("order.id", tracing::field::display(stored.saga.order_id));
+            if let Some(traceparent) = &stored.traceparent {
+                let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
+            }
+            let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
+            let from = Some(stored.saga.status());
+            engine::record(
+                &mut work,
+                from,
+                transition,
+                Input::DeadlinePassed.name(),
+                Cause::timer(stored),
+                &self.source,
+                now,
+            )
+            .instrument(span)
+            .await?;
+        }
+        work.commit().await?;
+        Ok(due.len())
+    }
+}

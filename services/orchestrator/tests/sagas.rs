@@ -1,0 +1,213 @@
+//! The orchestrator against a real database: sagas start, move, time out and
+//! survive restarts; every transition is recorded; commands keep the lineage.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use checkout_domain::{
+    CardToken, Currency, CustomerId, EmailAddress, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing,
+    Quantity, Sku,
+};
+use checkout_kafka::Handler;
+use checkout_messages::payloads::inventory::{InventoryCommitted, InventoryReleased, InventoryReserved};
+use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
+use checkout_messages::payloads::order::{OrderCancelled, OrderConfirmed, OrderPlaced};
+use checkout_messages::payloads::payment::{PaymentAuthorized, PaymentCaptured, PaymentVoided};
+use checkout_messages::{Envelope, Message, MessageType, Source};
+use checkout_orchestrator::{MIGRATOR, SagaHandler, Timer};
+use checkout_outbox::{caused_by, first_message};
+use checkout_saga::{SagaPolicy, StepPolicy};
+use checkout_testkit::{TestDatabase, eventually, incoming, outbox};
+use uuid::Uuid;
+
+fn policy() -> SagaPolicy {
+    let quick = StepPolicy::new(Duration::from_millis(10), 2);
+    SagaPolicy {
+        reserve_inventory: quick,
+        authorize_payment: quick,
+        after_pivot: quick,
+        compensation: StepPolicy::new(Duration::from_millis(10), 5),
+    }
+}
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::EUR).unwrap()
+}
+
+fn pricing() -> Pricing {
+    Pricing::new(vec![PricedLine {
+        sku: Sku::parse("MUG-BLACK").unwrap(),
+        quantity: Quantity::new(2).unwrap(),
+        unit_price: eur(1250),
+    }])
+    .unwrap()
+}
+
+struct Fixture {
+    db: TestDatabase,
+    order: OrderId,
+    placed: Envelope,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+        let order = OrderId::from_uuid(Uuid::now_v7());
+        let placed = first_message(
+            &Source::service("order"),
+            order,
+            OrderPlaced {
+                customer_id: CustomerId::parse("cust-1").unwrap(),
+                email: EmailAddress::parse("ada@example.com").unwrap(),
+                lines: OrderLines::new(vec![OrderLine {
+                    sku: Sku::parse("MUG-BLACK").unwrap(),
+                    quantity: Quantity::new(2).unwrap(),
+                }])
+                .unwrap(),
+                card_token: CardToken::parse("tok_visa").unwrap(),
+            },
+        );
+        Self { db, order, placed }
+    }
+
+    /// A fresh handler, as after a restart: all it knows is in the database.
+    fn handler(&self) -> SagaHandler {
+        SagaHandler::new(self.db.pool.clone(), policy())
+    }
+
+    async fn deliver(&self, envelope: &Envelope) {
+        self.handler().handle(&incoming(envelope.clone())).await.unwrap();
+    }
+
+    /// A participant's reply to the latest command.
+    async fn reply(&self, payload: impl Into<Message>) -> Envelope {
+        let command = self.commands().await.pop().unwrap();
+        let reply = caused_by(&command, &Source::service("participant"), payload);
+        self.deliver(&reply).await;
+        reply
+    }
+
+    async fn commands(&self) -> Vec<Envelope> {
+        outbox(&self.db.pool).await.into_iter().filter(|e| !matches!(e.payload, Message::SagaStepRecorded(_))).collect()
+    }
+
+    async fn command_types(&self) -> Vec<MessageType> {
+        self.commands().await.iter().map(|e| e.payload.message_type()).collect()
+    }
+
+    async fn status(&self) -> String {
+        sqlx::query_scalar("SELECT status FROM sagas WHERE order_id = $1")
+            .bind(self.order.as_uuid())
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Lets the timer fire until the saga's step (with its 10 ms timeout) times out.
+    async fn time_out(&self) {
+        let timer = Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1));
+        let before = self.commands().await.len();
+        eventually(Duration::from_secs(5), "the step to time out", || async {
+            timer.fire_due().await.unwrap();
+            (self.commands().await.len() > before).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_placed_order_starts_a_saga_that_reserves_inventory() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory]);
+    assert_eq!(f.status().await, "running");
+    let timeline =
+        outbox(&f.db.pool).await.into_iter().filter(|e| matches!(e.payload, Message::SagaStepRecorded(_))).count();
+    assert_eq!(timeline, 1, "the order service is told the step started");
+}
+
+#[tokio::test]
+async fn the_happy_path_completes_and_every_command_continues_the_conversation() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    let authorized = f.reply(PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(2500) }).await;
+    f.reply(OrderConfirmed { total: eur(2500) }).await;
+    f.reply(PaymentCaptured { amount: eur(2500) }).await;
+    f.reply(InventoryCommitted {}).await;
+    f.reply(CustomerNotified { kind: NotificationKind::OrderConfirmed }).await;
+    assert_eq!(f.status().await, "completed");
+    assert_eq!(
+        f.command_types().await,
+        [
+            MessageType::ReserveInventory,
+            MessageType::AuthorizePayment,
+            MessageType::ConfirmOrder,
+            MessageType::CapturePayment,
+            MessageType::CommitInventory,
+            MessageType::NotifyOrderConfirmed
+        ]
+    );
+    let commands = f.commands().await;
+    assert!(commands.iter().all(|c| c.correlation_id == f.placed.correlation_id && c.subject == f.order));
+    assert_eq!(commands[2].causation_id, authorized.id, "ConfirmOrder was caused by PaymentAuthorized");
+    let transitions: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM saga_transitions").fetch_one(&f.db.pool).await.unwrap();
+    assert_eq!(transitions, 7);
+}
+
+#[tokio::test]
+async fn a_payment_that_never_answers_is_timed_out_by_the_timer_and_compensated() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    f.time_out().await;
+    f.time_out().await;
+    let types = f.command_types().await;
+    assert_eq!(types[1..], [MessageType::AuthorizePayment, MessageType::AuthorizePayment, MessageType::VoidPayment]);
+    let void = f.commands().await.pop().unwrap();
+    assert_eq!(void.correlation_id, f.placed.correlation_id, "timer-driven commands keep the conversation");
+
+    f.reply(PaymentVoided {}).await;
+    f.reply(InventoryReleased {}).await;
+    f.reply(OrderCancelled {
+        reason: checkout_messages::payloads::order::CancellationReason {
+            code: checkout_messages::payloads::order::CancellationCode::PaymentTimedOut,
+            detail: "the payment provider did not answer".into(),
+        },
+    })
+    .await;
+    f.reply(CustomerNotified { kind: NotificationKind::OrderCancelled }).await;
+    assert_eq!(f.status().await, "cancelled");
+    let deadline: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT deadline FROM sagas").fetch_one(&f.db.pool).await.unwrap();
+    assert_eq!(deadline, None, "a finished saga sets no timer");
+}
+
+#[tokio::test]
+async fn a_redelivered_message_changes_nothing() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    let reserved = f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    f.deliver(&reserved).await;
+    f.deliver(&f.placed).await;
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+}
+
+#[tokio::test]
+async fn a_reply_for_an_unknown_saga_is_refused() {
+    let f = Fixture::new().await;
+    let stray = first_message(&Source::service("payment"), f.order, PaymentVoided {});
+    let error = f.handler().handle(&incoming(stray)).await.unwrap_err();
+    assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)));
+}
+
+#[tokio::test]
+async fn the_timer_skips_sagas_whose_deadline_has_not_come() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    sqlx::query("UPDATE sagas SET deadline = now() + interval '1 hour'").execute(&f.db.pool).await.unwrap();
+    assert_eq!(Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).fire_due().await.unwrap(), 0);
+}

@@ -66,10 +66,29 @@ ensure_postgres() {
 
 broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }
 
+topics_tool() { (cd "$ROOT" && cargo run --quiet -p checkout-kafka --bin checkout-topics -- "$@"); }
+
+# The port can be open while the broker no longer serves requests (its
+# storage task can die); ask it for metadata. `check` exits 3 for missing
+# topics, which still proves the broker answers.
+broker_answers() {
+  local code=0
+  topics_tool check >/dev/null 2>&1 || code=$?
+  [ "$code" -eq 0 ] || [ "$code" -eq 3 ]
+}
+
 ensure_broker() {
   if broker_ready; then
-    log "broker: running on $BROKER_HOST:$BROKER_PORT"
-    return
+    if broker_answers; then
+      log "broker: running on $BROKER_HOST:$BROKER_PORT"
+      return
+    fi
+    if [ -f "$STATE/broker.pid" ] && kill -0 "$(cat "$STATE/broker.pid")" 2>/dev/null; then
+      log "broker: listening but not answering; restarting it (log: $STATE/broker.log)"
+      stop_pidfile broker
+    else
+      die "something listens on $BROKER_HOST:$BROKER_PORT but does not answer as a Kafka broker; stop it first"
+    fi
   fi
   if ! command -v tansu >/dev/null; then
     log "broker: installing tansu $TANSU_VERSION (builds from source; about 10 minutes the first time)"
@@ -113,7 +132,7 @@ sqlite_has_header_table() {
 export -f sqlite_has_header_table
 
 ensure_topics() {
-  (cd "$ROOT" && cargo run --quiet -p checkout-kafka --bin checkout-topics -- create --partitions "$PARTITIONS")
+  topics_tool create --partitions "$PARTITIONS"
 }
 
 stop_pidfile() {
@@ -148,7 +167,13 @@ case "$cmd" in
     ;;
   status)
     if postgres_ready; then echo "postgres: up (127.0.0.1:5432)"; else echo "postgres: down"; fi
-    if broker_ready; then echo "broker:   up ($BROKER_HOST:$BROKER_PORT)"; else echo "broker:   down"; fi
+    if ! broker_ready; then
+      echo "broker:   down"
+    elif broker_answers; then
+      echo "broker:   up ($BROKER_HOST:$BROKER_PORT)"
+    else
+      echo "broker:   listening on $BROKER_HOST:$BROKER_PORT but not answering"
+    fi
     ;;
   *)
     die "usage: $0 up|down|status"

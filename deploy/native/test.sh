@@ -34,4 +34,8 @@ step "query metadata"
 deploy/native/sqlx-prepare.sh --check
 
 step "tests"
+# The end-to-end tests run the service binaries; build them first.
+cargo build --workspace --bins --quiet
+# Topics left by earlier runs; deleting them now, with no consumer running, is safe.
+cargo run --quiet -p checkout-kafka --bin checkout-topics -- delete-test-topics
 cargo test --workspace --all-features --quiet

@@ -1,3 +1,4 @@
+use checkout_domain::OrderId;
 use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{Message, Source};
@@ -37,16 +38,20 @@ impl From<StoreError> for HandlerError {
     }
 }
 
-/// The span of one decision; a child of the message's consumer span, and
-/// the parent of the producer spans of the commands it sends.
-pub fn transition_span(input: &str) -> tracing::Span {
+/// The span of one decision; a child of the message's consumer span (or of
+/// the saga's last span, when the timer fires), and the parent of the
+/// producer spans of the commands it sends. It names the order and the
+/// lineage, so every log line of the decision carries them.
+pub fn transition_span(input: &str, order: OrderId, cause: &Cause) -> tracing::Span {
     tracing::info_span!(
         "saga.transition",
         otel.name = %format!("saga {input}"),
         saga.input = input,
         saga.status = Empty,
         saga.step = Empty,
-        order.id = Empty,
+        order.id = %order,
+        correlation.id = %cause.correlation_id,
+        causation.id = %cause.causation_id,
     )
 }
 
@@ -97,7 +102,7 @@ impl Handler for SagaHandler {
                 .await?;
             work.commit().await.map_err(handler_error)
         }
-        .instrument(transition_span(input_name))
+        .instrument(transition_span(input_name, envelope.subject, &Cause::message(envelope)))
         .await
     }
 }

@@ -66,8 +66,8 @@ impl Timer {
         let due = store::lock_due(work.conn(), now, BATCH).await?;
         for stored in &due {
             // Continue the checkout's trace: a timeout belongs to the saga it ends.
-            let span = transition_span(Input::DeadlinePassed.name());
-            span.record("order.id", tracing::field::display(stored.saga.order_id));
+            let cause = Cause::timer(stored);
+            let span = transition_span(Input::DeadlinePassed.name(), stored.saga.order_id, &cause);
             if let Some(traceparent) = &stored.traceparent {
                 let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
             }

@@ -60,19 +60,21 @@ pub async fn create_topics(
     Ok(missing)
 }
 
-/// The names in `names` that the cluster does not have.
-pub async fn missing_topics(settings: &KafkaSettings, names: &[String]) -> Result<Vec<String>, AdminError> {
+/// Every topic on the cluster.
+pub async fn list_topics(settings: &KafkaSettings) -> Result<Vec<String>, AdminError> {
     let client = admin(settings)?;
     let servers = settings.bootstrap_servers.clone();
-    let existing: HashSet<String> = tokio::task::spawn_blocking(move || {
-        client
-            .inner()
-            .fetch_metadata(None, TIMEOUT)
-            .map(|metadata| metadata.topics().iter().map(|topic| topic.name().to_owned()).collect())
+    tokio::task::spawn_blocking(move || {
+        client.inner().fetch_metadata(None, TIMEOUT).map(|m| m.topics().iter().map(|t| t.name().to_owned()).collect())
     })
     .await
     .map_err(|_| AdminError::Request(KafkaError::Canceled))?
-    .map_err(|source| AdminError::Metadata { servers, source })?;
+    .map_err(|source| AdminError::Metadata { servers, source })
+}
+
+/// The names in `names` that the cluster does not have.
+pub async fn missing_topics(settings: &KafkaSettings, names: &[String]) -> Result<Vec<String>, AdminError> {
+    let existing: HashSet<String> = list_topics(settings).await?.into_iter().collect();
     Ok(names.iter().filter(|name| !existing.contains(*name)).cloned().collect())
 }
 

@@ -6,12 +6,14 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// A set of topics that belong to one test, deleted when it is dropped so the
-/// broker does not accumulate every test's data.
+/// A set of topics that belong to one test, named `t<12 hex digits>-<topic>`.
+///
+/// They are not deleted when the test ends: a consumer may still be fetching,
+/// and deleting a topic under a fetch crashes the local broker's storage.
+/// `checkout-topics delete-test-topics`, run before a test run, clears them.
 #[derive(Debug)]
 pub struct TestKafka {
     pub settings: KafkaSettings,
-    topics: Vec<String>,
 }
 
 impl TestKafka {
@@ -30,7 +32,7 @@ impl TestKafka {
         let names = settings.topic_names();
         let physical: Vec<String> = topics.iter().flat_map(|&t| [names.physical(t), names.dead_letter(t)]).collect();
         admin::create_topics(&settings, &physical, partitions, 1).await.expect("test topics could not be created");
-        Self { settings, topics: physical }
+        Self { settings }
     }
 
     /// Creates every topic of the system and its dead-letter topic under a fresh prefix.
@@ -90,17 +92,4 @@ impl TestKafka {
 /// A header of a raw record, as text.
 pub fn header<'a>(record: &'a OwnedMessage, name: &str) -> Option<&'a str> {
     record.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
-}
-
-impl Drop for TestKafka {
-    fn drop(&mut self) {
-        let settings = self.settings.clone();
-        let topics = std::mem::take(&mut self.topics);
-        // Drop may run inside a runtime that is shutting down: use a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            let _ = runtime.block_on(admin::delete_topics(&settings, &topics));
-        })
-        .join();
-    }
 }

@@ -3,7 +3,12 @@
 //! ```text
 //! checkout-topics create [--partitions N] [--replication R]
 //! checkout-topics check
+//! checkout-topics delete-test-topics
 //! ```
+//! `check` exits 0 when every topic exists, 3 when some are missing and 1
+//! when the broker cannot be asked. `delete-test-topics` removes the topics
+//! integration tests create (`t<12 hex digits>-…`); run it only while no
+//! test is running.
 //! Broker and prefix come from `KAFKA_BOOTSTRAP_SERVERS` (default
 //! `127.0.0.1:9092`) and `KAFKA_TOPIC_PREFIX` (default none).
 
@@ -11,7 +16,9 @@ use std::process::ExitCode;
 
 use checkout_kafka::{KafkaSettings, admin};
 
-const USAGE: &str = "usage: checkout-topics create [--partitions N] [--replication R] | checkout-topics check";
+const USAGE: &str = "usage: checkout-topics create [--partitions N] [--replication R] | checkout-topics check | checkout-topics delete-test-topics";
+/// Exit status of `check` when the broker answers but topics are missing.
+const MISSING: u8 = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -53,7 +60,17 @@ async fn main() -> ExitCode {
             }
             Ok(missing) => {
                 eprintln!("missing topics: {}", missing.join(", "));
+                ExitCode::from(MISSING)
+            }
+            Err(error) => {
+                eprintln!("checkout-topics: {error}");
                 ExitCode::FAILURE
+            }
+        },
+        Some("delete-test-topics") => match delete_test_topics(&settings).await {
+            Ok(count) => {
+                println!("deleted {count} test topics");
+                ExitCode::SUCCESS
             }
             Err(error) => {
                 eprintln!("checkout-topics: {error}");
@@ -65,6 +82,21 @@ async fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Names the test kit gives its topics: `t`, 12 hex digits, `-`.
+fn is_test_topic(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() > 14 && bytes[0] == b't' && bytes[13] == b'-' && bytes[1..13].iter().all(u8::is_ascii_hexdigit)
+}
+
+async fn delete_test_topics(settings: &KafkaSettings) -> Result<usize, admin::AdminError> {
+    let stale: Vec<String> =
+        admin::list_topics(settings).await?.into_iter().filter(|name| is_test_topic(name)).collect();
+    for batch in stale.chunks(100) {
+        admin::delete_topics(settings, batch).await?;
+    }
+    Ok(stale.len())
 }
 
 /// The value after `name`, or `default` when the flag is absent; `None` when malformed.

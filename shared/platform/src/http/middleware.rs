@@ -68,3 +68,27 @@ fn caller_trace_context(headers: &axum::http::HeaderMap) -> opentelemetry::Conte
     }
     opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)))
 }
+
+/// Bodies larger than this are not read at all before refusing them.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+/// Refuses a request whose declared length exceeds the body limit with a 413
+/// problem, after reading and discarding what the client sends (up to 1 MiB).
+/// Answering before the body is read would close the connection under a
+/// client still sending, which then sees a reset instead of the answer.
+pub async fn refuse_oversized(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > super::MAX_BODY_BYTES => {
+            if length <= DRAIN_LIMIT {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+            }
+            axum::response::IntoResponse::into_response(super::Problem::payload_too_large(super::MAX_BODY_BYTES))
+        }
+        _ => next.run(request).await,
+    }
+}

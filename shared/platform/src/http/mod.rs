@@ -27,6 +27,7 @@ pub fn service_router(routes: Router, readiness: Readiness) -> Router {
         .merge(health_routes(readiness))
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(middleware::refuse_oversized))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("request handler panicked");
             axum::response::IntoResponse::into_response(Problem::internal())

@@ -1,0 +1,244 @@
+//! One function per scenario; `all` lists them for the harness.
+
+use std::sync::Arc;
+
+use checkout_kafka::OutgoingRecord;
+use checkout_messages::Source;
+use checkout_messages::payloads::payment::PaymentAuthorized;
+use checkout_outbox::first_message;
+use checkout_testkit::eventually;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::Scenario;
+use crate::support::checkout::{
+    add_product, checkout_body, get, mail_to, place, post_order, post_raw, stock, unique, wait_until_finished,
+    wait_until_saga_finished,
+};
+use crate::support::invariants;
+use crate::support::stack::Stack;
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        pub fn all() -> Vec<(&'static str, Scenario)> {
+            vec![$((stringify!($name), |stack| Box::pin($name(stack)) as _),)*]
+        }
+    };
+}
+
+scenarios![
+    the_happy_path_confirms_charges_commits_and_emails_once,
+    out_of_stock_cancels_without_charging,
+    an_unknown_sku_cancels_the_order,
+    a_declined_payment_releases_the_stock_and_says_why,
+    a_payment_that_never_answers_is_compensated_and_a_late_authorization_voided,
+    an_idempotent_retry_creates_one_order,
+    fifty_concurrent_checkouts_for_the_last_ten_units_confirm_exactly_ten,
+    bad_input_gets_problems_and_starts_no_saga,
+];
+
+fn email(label: &str) -> String {
+    format!("{}@example.com", unique(label).to_lowercase())
+}
+
+fn steps(view: &Value) -> Vec<(String, String)> {
+    view["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_owned(), s["outcome"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+async fn the_happy_path_confirms_charges_commits_and_emails_once(stack: Arc<Stack>) {
+    let mug = add_product(&stack, "MUG", 1250, 10).await;
+    let tee = add_product(&stack, "TEE", 1999, 5).await;
+    let customer = email("happy");
+    let order = place(&stack, &customer, &[(&mug, 2), (&tee, 1)], "tok_visa").await;
+
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(view["status"], "CONFIRMED", "{view:#}");
+    assert_eq!(view["total"]["amount_minor"], 2 * 1250 + 1999);
+    assert_eq!(view["lines"][0]["unit_price"]["amount_minor"], 1250);
+    assert!(view["trace_id"].as_str().is_some_and(|id| id.len() == 32), "{view:#}");
+    wait_until_saga_finished(&stack, order).await;
+    // The timeline reaches the order service on its own topic: wait for its last entry.
+    let view = eventually(std::time::Duration::from_secs(30), "the order's timeline to show the email", || {
+        let stack = Arc::clone(&stack);
+        async move {
+            let view = get(&stack, "order", &format!("/orders/{order}")).await.body;
+            steps(&view).contains(&("notify_customer".to_owned(), "succeeded".to_owned())).then_some(view)
+        }
+    })
+    .await;
+    let timeline = steps(&view);
+    for step in [
+        "reserve_inventory",
+        "authorize_payment",
+        "confirm_order",
+        "capture_payment",
+        "commit_inventory",
+        "notify_customer",
+    ] {
+        assert!(timeline.contains(&(step.to_owned(), "succeeded".to_owned())), "{step} missing from {timeline:?}");
+    }
+    assert_eq!(stock(&stack, &mug).await, (8, 0));
+    assert_eq!(stock(&stack, &tee).await, (4, 0));
+    let mail = mail_to(&stack, &customer);
+    assert_eq!(mail.len(), 1, "exactly one email");
+    assert!(mail[0].header("Subject").unwrap().ends_with("is confirmed"));
+    invariants::check(&stack, &[order], &[(&mug, 10), (&tee, 5)]).await;
+}
+
+async fn out_of_stock_cancels_without_charging(stack: Arc<Stack>) {
+    let scarce = add_product(&stack, "SCARCE", 500, 1).await;
+    let customer = email("oos");
+    let order = place(&stack, &customer, &[(&scarce, 2)], "tok_visa").await;
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(view["status"], "CANCELLED");
+    assert_eq!(view["cancellation"]["code"], "out_of_stock");
+    assert!(view["cancellation"]["detail"].as_str().unwrap().contains("2 requested, 1 available"));
+    wait_until_saga_finished(&stack, order).await;
+    assert_eq!(crate::support::checkout::payment_status(&stack, order).await, None, "the card was never touched");
+    assert_eq!(mail_to(&stack, &customer).len(), 1);
+    invariants::check(&stack, &[order], &[(&scarce, 1)]).await;
+}
+
+async fn an_unknown_sku_cancels_the_order(stack: Arc<Stack>) {
+    let customer = email("unknown");
+    let missing = unique("NOPE");
+    let order = place(&stack, &customer, &[(&missing, 1)], "tok_visa").await;
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancellation"]["code"].as_str()),
+        (Some("CANCELLED"), Some("unknown_sku"))
+    );
+    wait_until_saga_finished(&stack, order).await;
+    invariants::check(&stack, &[order], &[]).await;
+}
+
+async fn a_declined_payment_releases_the_stock_and_says_why(stack: Arc<Stack>) {
+    let hoodie = add_product(&stack, "HOODIE", 4900, 3).await;
+    let customer = email("declined");
+    let order = place(&stack, &customer, &[(&hoodie, 2)], "tok_insufficient_funds").await;
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(view["status"], "CANCELLED");
+    assert_eq!(view["cancellation"]["code"], "payment_declined");
+    assert_eq!(view["total"]["amount_minor"], 9800, "the prices quoted before the decline are kept");
+    let saga = wait_until_saga_finished(&stack, order).await;
+    assert_eq!(saga["inventory"], "released");
+    assert_eq!(stock(&stack, &hoodie).await, (3, 0), "the stock is back");
+    let mail = mail_to(&stack, &customer);
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].data.contains("Reason: insufficient funds"), "{}", mail[0].data);
+    invariants::check(&stack, &[order], &[(&hoodie, 3)]).await;
+}
+
+async fn a_payment_that_never_answers_is_compensated_and_a_late_authorization_voided(stack: Arc<Stack>) {
+    let poster = add_product(&stack, "POSTER", 2500, 4).await;
+    let customer = email("timeout");
+    let order = place(&stack, &customer, &[(&poster, 1)], "tok_timeout").await;
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancellation"]["code"].as_str()),
+        (Some("CANCELLED"), Some("payment_timed_out"))
+    );
+    let saga = wait_until_saga_finished(&stack, order).await;
+    assert_eq!(saga["payment"], "voided", "{saga:#}");
+    assert_eq!(stock(&stack, &poster).await, (4, 0));
+
+    // The gateway's answer turns up after all: it must be voided.
+    let late = first_message(
+        &Source::service("payment"),
+        order,
+        PaymentAuthorized {
+            authorization_id: "auth_late".into(),
+            amount: checkout_domain::Money::new(2500, checkout_domain::Currency::EUR).unwrap(),
+        },
+    );
+    let record = OutgoingRecord::for_envelope(&late, &stack.kafka.names()).unwrap();
+    stack.kafka.publisher().publish(&record).await.unwrap();
+    let saga = eventually(std::time::Duration::from_secs(30), "the late authorization to be voided", || {
+        let stack = Arc::clone(&stack);
+        async move {
+            let saga = get(&stack, "orchestrator", &format!("/sagas/{order}")).await.body;
+            let transitions = saga["transitions"].as_array().cloned().unwrap_or_default();
+            let voided = transitions
+                .iter()
+                .any(|t| t["input"] == "PaymentAuthorized" && t["commands"] == serde_json::json!(["VoidPayment"]));
+            (voided && saga["payment"] == "voided").then_some(saga)
+        }
+    })
+    .await;
+    assert_eq!(saga["status"], "cancelled");
+    assert_eq!(mail_to(&stack, &customer).len(), 1, "one cancellation email");
+    invariants::check(&stack, &[order], &[(&poster, 4)]).await;
+}
+
+async fn an_idempotent_retry_creates_one_order(stack: Arc<Stack>) {
+    let sticker = add_product(&stack, "STICKER", 499, 20).await;
+    let customer = email("retry");
+    let body = checkout_body(&customer, &[(&sticker, 3)], "tok_visa");
+    let key = unique("key");
+    let first = post_order(&stack, &body, Some(&key)).await;
+    let second = post_order(&stack, &body, Some(&key)).await;
+    assert_eq!((first.status, second.status), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(first.body["order_id"], second.body["order_id"]);
+    let order = first.body["order_id"].as_str().unwrap().parse().unwrap();
+    wait_until_finished(&stack, order).await;
+    wait_until_saga_finished(&stack, order).await;
+    assert_eq!(stock(&stack, &sticker).await, (17, 0), "charged and shipped once");
+    assert_eq!(mail_to(&stack, &customer).len(), 1);
+    invariants::check(&stack, &[order], &[(&sticker, 20)]).await;
+}
+
+async fn fifty_concurrent_checkouts_for_the_last_ten_units_confirm_exactly_ten(stack: Arc<Stack>) {
+    let limited = add_product(&stack, "LIMITED", 12000, 10).await;
+    let customers: Vec<String> = (0..50).map(|_| email("rush")).collect();
+    let items = [(limited.as_str(), 1)];
+    let orders =
+        futures::future::join_all(customers.iter().map(|customer| place(&stack, customer, &items, "tok_visa"))).await;
+    let views = futures::future::join_all(orders.iter().map(|&order| wait_until_finished(&stack, order))).await;
+    let confirmed = views.iter().filter(|v| v["status"] == "CONFIRMED").count();
+    let sold_out = views.iter().filter(|v| v["cancellation"]["code"] == "out_of_stock").count();
+    assert_eq!((confirmed, sold_out), (10, 40));
+    futures::future::join_all(orders.iter().map(|&order| wait_until_saga_finished(&stack, order))).await;
+    assert_eq!(stock(&stack, &limited).await, (0, 0));
+    for customer in &customers {
+        assert_eq!(mail_to(&stack, customer).len(), 1, "{customer} got one email");
+    }
+    invariants::check(&stack, &orders, &[(&limited, 10)]).await;
+}
+
+async fn bad_input_gets_problems_and_starts_no_saga(stack: Arc<Stack>) {
+    let customer = email("bad");
+    let mug = add_product(&stack, "BADMUG", 100, 5).await;
+    let mut unknown_field = checkout_body(&customer, &[(&mug, 1)], "tok_visa");
+    unknown_field["gift"] = Value::Bool(true);
+    let cases = [
+        (checkout_body(&customer, &[(&mug, 0)], "tok_visa"), StatusCode::UNPROCESSABLE_ENTITY),
+        (checkout_body(&customer, &[(&mug, 100_000)], "tok_visa"), StatusCode::UNPROCESSABLE_ENTITY),
+        (checkout_body(&customer, &[(&mug, 1), (&mug, 1)], "tok_visa"), StatusCode::UNPROCESSABLE_ENTITY),
+        (checkout_body("not-an-email", &[(&mug, 1)], "tok_visa"), StatusCode::UNPROCESSABLE_ENTITY),
+        (unknown_field, StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, status) in cases {
+        let reply = post_order(&stack, &body, None).await;
+        assert_eq!(reply.status, status, "{body}: {}", reply.body);
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+    }
+    assert_eq!(post_raw(&stack, "application/json", b"{\"items\":".to_vec()).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(post_raw(&stack, "application/json", vec![b' '; 200_000]).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(post_raw(&stack, "text/plain", b"hello".to_vec()).await.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let unknown = get(&stack, "order", &format!("/orders/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.headers["content-type"], "application/problem+json");
+
+    let placed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE email = $1")
+        .bind(&customer)
+        .fetch_one(stack.db("order"))
+        .await
+        .unwrap();
+    assert_eq!(placed, 0, "no order was written");
+    assert_eq!(stock(&stack, &mug).await, (5, 0));
+}

@@ -1,0 +1,7 @@
+//! The stack under test and what scenarios need to drive and inspect it.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+pub mod checkout;
+pub mod invariants;
+pub mod stack;

@@ -1,0 +1,143 @@
+//! Starts the five services as separate processes, each with its own fresh
+//! database, all on one fresh set of topics and one SMTP sink.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use checkout_testkit::{SmtpSink, TestDatabase, TestKafka, eventually};
+use sqlx::PgPool;
+
+pub const SERVICES: [&str; 5] = ["order", "orchestrator", "inventory", "payment", "notification"];
+
+/// Shorter timeouts than production, so compensation paths finish in seconds.
+const TEST_ENV: [(&str, &str); 12] = [
+    ("LOG_FORMAT", "json"),
+    ("RUST_LOG", "info"),
+    ("KAFKA_FETCH_WAIT_MAX_MS", "10"),
+    ("SAGA_AUTHORIZE_TIMEOUT_MS", "1500"),
+    ("SAGA_AUTHORIZE_MAX_ATTEMPTS", "2"),
+    ("SAGA_RESERVE_TIMEOUT_MS", "5000"),
+    ("SAGA_AFTER_PIVOT_TIMEOUT_MS", "5000"),
+    ("SAGA_COMPENSATION_TIMEOUT_MS", "5000"),
+    ("PAYMENT_GATEWAY_TIMEOUT_MS", "300"),
+    ("ORCHESTRATOR_TIMER_INTERVAL_MS", "100"),
+    ("INVENTORY_EXPIRY_SWEEP_INTERVAL_MS", "500"),
+    ("SHUTDOWN_GRACE_SECS", "10"),
+];
+
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    child: Child,
+}
+
+pub struct Stack {
+    pub kafka: TestKafka,
+    pub databases: BTreeMap<&'static str, TestDatabase>,
+    pub smtp: SmtpSink,
+    pub services: Vec<Service>,
+    pub logs: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// Where cargo put the service binaries: next to the directory of this test binary.
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: build the services first (cargo build --bins)", path.display());
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Stack {
+    /// Starts everything and waits until every service is ready (its
+    /// consumer has joined its group). `extra_env` goes to every service.
+    pub async fn start(extra_env: &[(&str, String)]) -> Self {
+        let kafka = TestKafka::with_all_topics(3).await;
+        let smtp = SmtpSink::start();
+        let mut databases = BTreeMap::new();
+        for name in SERVICES {
+            databases.insert(name, TestDatabase::create(&[]).await);
+        }
+        let logs = std::env::temp_dir().join(format!("checkout-e2e-{}", checkout_testkit::unique_suffix()));
+        std::fs::create_dir_all(&logs).unwrap();
+        let mut services = Vec::new();
+        for name in SERVICES {
+            let port = free_port();
+            let log = File::create(logs.join(format!("{name}.log"))).unwrap();
+            let mut command = Command::new(binary(name));
+            command
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+                .env("DATABASE_URL", &databases[name].url)
+                .env("KAFKA_BOOTSTRAP_SERVERS", &kafka.settings.bootstrap_servers)
+                .env("KAFKA_TOPIC_PREFIX", &kafka.settings.topic_prefix)
+                .env("SMTP_PORT", smtp.port().to_string())
+                .envs(TEST_ENV)
+                .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log));
+            services.push(Service { name, port, child: command.spawn().unwrap() });
+        }
+        let stack = Self { kafka, databases, smtp, services, logs, http: reqwest::Client::new() };
+        for service in &stack.services {
+            let url = format!("http://127.0.0.1:{}/readyz", service.port);
+            let http = stack.http.clone();
+            let what = format!("{} to be ready (logs in {})", service.name, stack.logs.display());
+            eventually(Duration::from_secs(90), &what, || {
+                let (http, url) = (http.clone(), url.clone());
+                async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
+            })
+            .await;
+        }
+        stack
+    }
+
+    pub fn url(&self, service: &str) -> String {
+        let port = self.services.iter().find(|s| s.name == service).unwrap().port;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn db(&self, service: &str) -> &PgPool {
+        &self.databases[service].pool
+    }
+
+    /// Sends SIGTERM to every service and waits for each to exit; returns
+    /// their exit statuses by name.
+    pub fn stop(&mut self) -> Vec<(&'static str, std::process::ExitStatus)> {
+        for service in &self.services {
+            let _ = Command::new("kill").arg("-TERM").arg(service.child.id().to_string()).status();
+        }
+        let mut statuses = Vec::new();
+        for service in &mut self.services {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let status = loop {
+                if let Some(status) = service.child.try_wait().unwrap() {
+                    break status;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = service.child.kill();
+                    break service.child.wait().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            statuses.push((service.name, status));
+        }
+        statuses
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,7 +4,9 @@
 # with every topic and dead-letter topic created.
 #
 #   deploy/native/stack.sh up       start what is not running (installs what is missing)
-#   deploy/native/stack.sh down     stop what `up` started
+#   deploy/native/stack.sh start    `up`, then build and start the five services and a mail catcher
+#   deploy/native/stack.sh stop     stop the services and the mail catcher
+#   deploy/native/stack.sh down     `stop`, then stop what `up` started
 #   deploy/native/stack.sh status
 #
 # The broker is Tansu (Apache-2.0, from crates.io), with durable SQLite storage
@@ -148,6 +150,75 @@ stop_pidfile() {
   rm -f "$file"
 }
 
+SERVICES="order orchestrator inventory payment notification"
+PROFILE="${CHECKOUT_PROFILE:-release}"
+
+port_of() {
+  case "$1" in
+    order) echo 8080 ;; orchestrator) echo 8081 ;; inventory) echo 8082 ;; payment) echo 8083 ;; notification) echo 8084 ;;
+  esac
+}
+
+ensure_databases() {
+  for service in $SERVICES; do
+    if ! psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'checkout_$service'" | grep -q 1; then
+      log "postgres: creating database checkout_$service"
+      psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE checkout_$service"
+    fi
+  done
+}
+
+# A local stand-in for Mailpit: MailDev from npm (SMTP on 1025, web UI on 1080).
+ensure_mail_catcher() {
+  if port_open 127.0.0.1 1025; then
+    log "mail: an SMTP server already listens on 127.0.0.1:1025"
+    return
+  fi
+  if ! command -v npx >/dev/null; then
+    log "mail: no SMTP server on 127.0.0.1:1025 and no npx to start MailDev; emails will be retried until one appears"
+    return
+  fi
+  log "mail: starting MailDev (SMTP 127.0.0.1:1025, web UI http://127.0.0.1:1080)"
+  nohup npx --yes maildev@3 --ip 127.0.0.1 --smtp 1025 --web 1080 >"$STATE/logs/maildev.log" 2>&1 &
+  echo $! >"$STATE/maildev.pid"
+  wait_until 180 "MailDev to accept SMTP connections (see $STATE/logs/maildev.log)" port_open 127.0.0.1 1025
+}
+
+service_ready() { curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
+
+start_services() {
+  local flag=()
+  [ "$PROFILE" = release ] && flag=(--release)
+  log "services: building ($PROFILE)"
+  (cd "$ROOT" && cargo build --quiet --bins "${flag[@]}")
+  mkdir -p "$STATE/logs"
+  for service in $SERVICES; do
+    local port
+    port="$(port_of "$service")"
+    if [ -f "$STATE/$service.pid" ] && kill -0 "$(cat "$STATE/$service.pid")" 2>/dev/null; then
+      log "$service: already running"
+      continue
+    fi
+    env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+      HTTP_ADDR="127.0.0.1:$port" \
+      DATABASE_URL="postgres://postgres@127.0.0.1:5432/checkout_$service" \
+      KAFKA_BOOTSTRAP_SERVERS="$BROKER_HOST:$BROKER_PORT" \
+      LOG_FORMAT="${LOG_FORMAT:-text}" \
+      OTEL_EXPORTER_OTLP_ENDPOINT="${CHECKOUT_OTLP_ENDPOINT:-}" \
+      nohup "$ROOT/target/$PROFILE/$service" >"$STATE/logs/$service.log" 2>&1 &
+    echo $! >"$STATE/$service.pid"
+  done
+  for service in $SERVICES; do
+    wait_until 90 "$service to be ready (see $STATE/logs/$service.log)" service_ready "$(port_of "$service")"
+    log "$service: ready on http://127.0.0.1:$(port_of "$service")"
+  done
+}
+
+stop_services() {
+  for service in $SERVICES; do stop_pidfile "$service"; done
+  stop_pidfile maildev
+}
+
 cmd="${1:-up}"
 mkdir -p "$STATE"
 case "$cmd" in
@@ -157,7 +228,31 @@ case "$cmd" in
     index_broker_store
     ensure_topics
     ;;
+  start)
+    mkdir -p "$STATE/logs"
+    ensure_postgres
+    ensure_broker
+    index_broker_store
+    ensure_topics
+    ensure_databases
+    ensure_mail_catcher
+    start_services
+    cat <<EOF
+
+The checkout is open:
+  orders        http://127.0.0.1:8080/orders   (OpenAPI: http://127.0.0.1:8080/openapi.json)
+  sagas         http://127.0.0.1:8081/sagas
+  products      http://127.0.0.1:8082/products
+  payments      http://127.0.0.1:8083/payments/{order_id}
+  emails        http://127.0.0.1:1080          (MailDev)
+Logs in $STATE/logs; stop with: deploy/native/stack.sh stop
+EOF
+    ;;
+  stop)
+    stop_services
+    ;;
   down)
+    stop_services
     stop_pidfile broker
     if [ -f "$STATE/started-postgres" ]; then
       log "postgres: stopping the cluster this script started"
@@ -167,6 +262,9 @@ case "$cmd" in
     ;;
   status)
     if postgres_ready; then echo "postgres: up (127.0.0.1:5432)"; else echo "postgres: down"; fi
+    for service in $SERVICES; do
+      if service_ready "$(port_of "$service")"; then echo "$service: ready"; else echo "$service: not running"; fi
+    done
     if ! broker_ready; then
       echo "broker:   down"
     elif broker_answers; then
@@ -176,6 +274,6 @@ case "$cmd" in
     fi
     ;;
   *)
-    die "usage: $0 up|down|status"
+    die "usage: $0 up|start|stop|down|status"
     ;;
 esac

@@ -11,6 +11,9 @@ CREATE TABLE sagas (
     correlation_id  UUID NOT NULL,
     last_message_id UUID NOT NULL,
     traceparent     TEXT,
+    -- The span that reported the failure a compensation answers; every
+    -- compensation step's span links to it.
+    failure_traceparent TEXT,
     started_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL
 );

@@ -6,28 +6,47 @@ use checkout_kafka::RecordHeaders;
 use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
 use checkout_saga::{SagaStatus, Transition};
+use opentelemetry::trace::TraceContextExt;
 use time::OffsetDateTime;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::store::{self, StoreError, StoredSaga, TransitionRecord};
 
 /// What caused a transition, for the lineage of the messages it sends.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 #[allow(clippy::struct_field_names, reason = "they are all ids, and named as in the envelope")]
 pub struct Cause {
     pub correlation_id: CorrelationId,
     pub causation_id: MessageId,
     /// The message applied; `None` when the timer fired.
     pub message_id: Option<MessageId>,
+    /// The span that produced the input: the sender's span for a message,
+    /// the saga's last span for a timeout.
+    pub origin_traceparent: Option<String>,
+    /// The failure the saga's compensation answers, if it is compensating.
+    pub failure_traceparent: Option<String>,
 }
 
 impl Cause {
-    pub fn message(envelope: &Envelope<Message>) -> Self {
-        Self { correlation_id: envelope.correlation_id, causation_id: envelope.id, message_id: Some(envelope.id) }
+    pub fn message(envelope: &Envelope<Message>, headers: &RecordHeaders, stored: Option<&StoredSaga>) -> Self {
+        Self {
+            correlation_id: envelope.correlation_id,
+            causation_id: envelope.id,
+            message_id: Some(envelope.id),
+            origin_traceparent: headers.get_str(checkout_kafka::header_names::TRACEPARENT).map(str::to_owned),
+            failure_traceparent: stored.and_then(|s| s.failure_traceparent.clone()),
+        }
     }
 
     /// The timer: the lineage continues from the last message the saga applied.
     pub fn timer(stored: &StoredSaga) -> Self {
-        Self { correlation_id: stored.correlation_id, causation_id: stored.last_message_id, message_id: None }
+        Self {
+            correlation_id: stored.correlation_id,
+            causation_id: stored.last_message_id,
+            message_id: None,
+            origin_traceparent: stored.traceparent.clone(),
+            failure_traceparent: stored.failure_traceparent.clone(),
+        }
     }
 
     fn envelope(&self, source: &Source, order: OrderId, time: OffsetDateTime, payload: Message) -> Envelope<Message> {
@@ -55,6 +74,19 @@ pub async fn record(
     let saga = transition.saga;
     let order = saga.order_id;
     let span = tracing::Span::current();
+    // Compensation starts: remember the span that reported the failure (or,
+    // for a timeout, the span of the step that went unanswered), and link
+    // every compensation decision to it.
+    let starts_compensating = from != Some(SagaStatus::Compensating) && saga.status() == SagaStatus::Compensating;
+    let failure_traceparent =
+        if starts_compensating { cause.origin_traceparent.clone() } else { cause.failure_traceparent.clone() };
+    let compensates =
+        matches!(saga.status(), SagaStatus::Compensating | SagaStatus::Cancelled) && !transition.commands.is_empty();
+    if let Some(failure) = failure_traceparent.as_deref().filter(|_| compensates) {
+        let context = RecordHeaders::context_from_traceparent(failure);
+        span.add_link(context.span().span_context().clone());
+        span.record("saga.compensating", true);
+    }
     span.record("saga.status", saga.status().as_str());
     if let Some(active) = saga.active() {
         span.record("saga.step", active.step.as_str());
@@ -80,6 +112,7 @@ pub async fn record(
             correlation_id: cause.correlation_id,
             last_message_id: cause.message_id.unwrap_or(cause.causation_id),
             traceparent: RecordHeaders::current_traceparent(),
+            failure_traceparent,
         };
         store::save(work.conn(), &stored).await?;
     }

@@ -1,7 +1,7 @@
 use checkout_domain::OrderId;
 use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
-use checkout_messages::{Message, Source};
+use checkout_messages::{CorrelationId, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, handler_error};
 use checkout_platform::clock;
 use checkout_saga::{Input, Saga, SagaPolicy};
@@ -42,16 +42,17 @@ impl From<StoreError> for HandlerError {
 /// the saga's last span, when the timer fires), and the parent of the
 /// producer spans of the commands it sends. It names the order and the
 /// lineage, so every log line of the decision carries them.
-pub fn transition_span(input: &str, order: OrderId, cause: &Cause) -> tracing::Span {
+pub fn transition_span(input: &str, order: OrderId, correlation: CorrelationId, causation: MessageId) -> tracing::Span {
     tracing::info_span!(
         "saga.transition",
         otel.name = %format!("saga {input}"),
         saga.input = input,
         saga.status = Empty,
         saga.step = Empty,
+        saga.compensating = Empty,
         order.id = %order,
-        correlation.id = %cause.correlation_id,
-        causation.id = %cause.causation_id,
+        correlation.id = %correlation,
+        causation.id = %causation,
     )
 }
 
@@ -85,6 +86,7 @@ impl Handler for SagaHandler {
             let order = envelope.subject;
             let now = clock::now();
             let existing = store::lock(work.conn(), order).await?;
+            let cause = Cause::message(envelope, &message.headers, existing.as_ref());
             let (from, transition) = match (received, existing) {
                 (Received::Placed(placed), None) => (None, Saga::start(order, placed, now, &self.policy)),
                 (Received::Placed(_), Some(_)) => {
@@ -98,11 +100,10 @@ impl Handler for SagaHandler {
                     return Err(HandlerError::permanent(format!("no saga for order {order}")));
                 }
             };
-            engine::record(&mut work, from, transition, input_name, Cause::message(envelope), &self.source, now)
-                .await?;
+            engine::record(&mut work, from, transition, input_name, cause, &self.source, now).await?;
             work.commit().await.map_err(handler_error)
         }
-        .instrument(transition_span(input_name, envelope.subject, &Cause::message(envelope)))
+        .instrument(transition_span(input_name, envelope.subject, envelope.correlation_id, envelope.id))
         .await
     }
 }

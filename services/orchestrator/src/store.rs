@@ -21,44 +21,52 @@ pub struct StoredSaga {
     pub correlation_id: CorrelationId,
     pub last_message_id: MessageId,
     pub traceparent: Option<String>,
+    pub failure_traceparent: Option<String>,
 }
 
-fn decode(
+struct Row {
     state: serde_json::Value,
     correlation_id: uuid::Uuid,
     last_message_id: uuid::Uuid,
     traceparent: Option<String>,
-) -> Result<StoredSaga, StoreError> {
+    failure_traceparent: Option<String>,
+}
+
+fn decode(row: Row) -> Result<StoredSaga, StoreError> {
     Ok(StoredSaga {
-        saga: serde_json::from_value(state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        correlation_id: CorrelationId::from_uuid(correlation_id),
-        last_message_id: MessageId::from_uuid(last_message_id),
-        traceparent,
+        saga: serde_json::from_value(row.state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        correlation_id: CorrelationId::from_uuid(row.correlation_id),
+        last_message_id: MessageId::from_uuid(row.last_message_id),
+        traceparent: row.traceparent,
+        failure_traceparent: row.failure_traceparent,
     })
 }
 
 /// The order's saga, locked until the caller's transaction ends.
 pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
-    let row = sqlx::query!(
-        "SELECT state, correlation_id, last_message_id, traceparent FROM sagas WHERE order_id = $1 FOR UPDATE",
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT state, correlation_id, last_message_id, traceparent, failure_traceparent
+         FROM sagas WHERE order_id = $1 FOR UPDATE",
         order.as_uuid(),
     )
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|r| decode(r.state, r.correlation_id, r.last_message_id, r.traceparent)).transpose()
+    row.map(decode).transpose()
 }
 
 /// Sagas whose deadline has passed, locked; sagas another timer holds are skipped.
 pub async fn lock_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Vec<StoredSaga>, StoreError> {
-    let rows = sqlx::query!(
-        "SELECT state, correlation_id, last_message_id, traceparent FROM sagas
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
          WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
     )
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter().map(|r| decode(r.state, r.correlation_id, r.last_message_id, r.traceparent)).collect()
+    rows.into_iter().map(decode).collect()
 }
 
 pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), StoreError> {
@@ -66,11 +74,12 @@ pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), St
     let state = serde_json::to_value(saga).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query!(
         "INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id, traceparent,
-                            started_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                            failure_traceparent, started_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, current_step = EXCLUDED.current_step,
              deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
-             traceparent = EXCLUDED.traceparent, updated_at = EXCLUDED.updated_at",
+             traceparent = EXCLUDED.traceparent, failure_traceparent = EXCLUDED.failure_traceparent,
+             updated_at = EXCLUDED.updated_at",
         saga.order_id.as_uuid(),
         saga.status().as_str(),
         saga.active().map(|active| active.step.as_str()),
@@ -79,6 +88,7 @@ pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), St
         stored.correlation_id.as_uuid(),
         stored.last_message_id.as_uuid(),
         stored.traceparent,
+        stored.failure_traceparent,
         saga.started_at,
         saga.updated_at,
     )

@@ -67,23 +67,20 @@ impl Timer {
         for stored in &due {
             // Continue the checkout's trace: a timeout belongs to the saga it ends.
             let cause = Cause::timer(stored);
-            let span = transition_span(Input::DeadlinePassed.name(), stored.saga.order_id, &cause);
+            let span = transition_span(
+                Input::DeadlinePassed.name(),
+                stored.saga.order_id,
+                cause.correlation_id,
+                cause.causation_id,
+            );
             if let Some(traceparent) = &stored.traceparent {
                 let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
             }
             let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
             let from = Some(stored.saga.status());
-            engine::record(
-                &mut work,
-                from,
-                transition,
-                Input::DeadlinePassed.name(),
-                Cause::timer(stored),
-                &self.source,
-                now,
-            )
-            .instrument(span)
-            .await?;
+            engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), cause, &self.source, now)
+                .instrument(span)
+                .await?;
         }
         work.commit().await?;
         Ok(due.len())

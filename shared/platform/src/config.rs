@@ -1,10 +1,11 @@
 //! Settings from environment variables, validated at start: a bad value stops
 //! the service with a message naming the variable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_kafka::{ConsumerSettings, KafkaSettings, RetryPolicy};
@@ -26,22 +27,38 @@ impl ConfigError {
 }
 
 /// Where settings come from: the process environment, or a map in tests.
+/// It remembers which variables were asked for, so a deployment can be
+/// checked for variables no service reads (typos, leftovers).
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     overrides: Option<HashMap<String, String>>,
+    asked: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Env {
     pub fn process() -> Self {
-        Self { overrides: None }
+        Self::default()
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self { overrides: Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()) }
+        let overrides = pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        Self { overrides: Some(overrides), asked: Arc::default() }
+    }
+
+    /// Variables of a map-backed `Env` that nothing has asked for.
+    pub fn never_asked(&self) -> Vec<String> {
+        let asked = self.asked.lock().map(|asked| asked.clone()).unwrap_or_default();
+        let mut unasked: Vec<String> =
+            self.overrides.iter().flat_map(HashMap::keys).filter(|name| !asked.contains(*name)).cloned().collect();
+        unasked.sort();
+        unasked
     }
 
     /// The variable's value, unless unset or blank.
     pub fn get(&self, name: &str) -> Option<String> {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(name.to_owned());
+        }
         let value = match &self.overrides {
             Some(map) => map.get(name).cloned(),
             None => std::env::var(name).ok(),

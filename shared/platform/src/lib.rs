@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod config;
 pub mod database;
+mod healthcheck;
 mod host;
 pub mod http;
 pub mod metrics;

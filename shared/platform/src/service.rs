@@ -107,12 +107,16 @@ impl RunningService {
 
 /// The whole life of a service process: telemetry, settings, start, run
 /// until SIGTERM. Problems are reported on stderr or in the logs, and turn
-/// into a failing exit code.
-pub async fn run<F, Fut>(service: &str, version: &str, build: F) -> ExitCode
+/// into a failing exit code. `<binary> healthcheck` instead probes a running
+/// instance's `/readyz` (for container health checks).
+pub async fn run<F, Fut>(service: &str, version: &str, default_port: u16, build: F) -> ExitCode
 where
     F: FnOnce(Env) -> Fut,
     Fut: Future<Output = Result<RunningService, StartupError>>,
 {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return crate::healthcheck::probe(&Env::process(), default_port);
+    }
     let telemetry = match checkout_telemetry::TelemetrySettings::from_env(service, version)
         .and_then(|settings| checkout_telemetry::init(&settings))
     {

@@ -58,6 +58,16 @@ pub enum TelemetryError {
 }
 
 impl TelemetrySettings {
+    /// Every variable `from_env` reads (plus `RUST_LOG`, read by the log filter).
+    pub const VARIABLES: [&'static str; 6] = [
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_SERVICE_INSTANCE_ID",
+    ];
+
     /// Reads `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_ENDPOINT`,
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_TRACES_EXPORTER` and
     /// `OTEL_SERVICE_INSTANCE_ID` (default: a fresh id).

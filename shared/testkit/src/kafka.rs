@@ -8,9 +8,10 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 /// A set of topics that belong to one test, named `t<12 hex digits>-<topic>`.
 ///
-/// They are not deleted when the test ends: a consumer may still be fetching,
-/// and deleting a topic under a fetch crashes the local broker's storage.
-/// `checkout-topics delete-test-topics`, run before a test run, clears them.
+/// They are never deleted: on the local broker (Tansu 0.6) deleting one topic
+/// deletes every topic of the cluster, including other tests' topics, and a
+/// fetch of a topic deleted under it crashes the broker's storage. A fresh
+/// broker store (`.stack/` of a new clone) starts empty.
 #[derive(Debug)]
 pub struct TestKafka {
     pub settings: KafkaSettings,

@@ -13,11 +13,13 @@
 
 mod database;
 mod kafka;
+mod otlp;
 mod poll;
 mod smtp;
 
 pub use database::TestDatabase;
 pub use kafka::{TestKafka, header};
+pub use otlp::{CollectedSpan, OtlpReceiver};
 pub use poll::eventually;
 pub use smtp::{ReceivedMail, SmtpSink};
 

@@ -3,12 +3,10 @@
 //! ```text
 //! checkout-topics create [--partitions N] [--replication R]
 //! checkout-topics check
-//! checkout-topics delete-test-topics
 //! ```
 //! `check` exits 0 when every topic exists, 3 when some are missing and 1
-//! when the broker cannot be asked. `delete-test-topics` removes the topics
-//! integration tests create (`t<12 hex digits>-…`); run it only while no
-//! test is running.
+//! when the broker cannot be asked. There is deliberately no delete: on the
+//! local broker (Tansu 0.6) deleting one topic deletes every topic.
 //! Broker and prefix come from `KAFKA_BOOTSTRAP_SERVERS` (default
 //! `127.0.0.1:9092`) and `KAFKA_TOPIC_PREFIX` (default none).
 
@@ -16,7 +14,7 @@ use std::process::ExitCode;
 
 use checkout_kafka::{KafkaSettings, admin};
 
-const USAGE: &str = "usage: checkout-topics create [--partitions N] [--replication R] | checkout-topics check | checkout-topics delete-test-topics";
+const USAGE: &str = "usage: checkout-topics create [--partitions N] [--replication R] | checkout-topics check";
 /// Exit status of `check` when the broker answers but topics are missing.
 const MISSING: u8 = 3;
 
@@ -67,36 +65,11 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Some("delete-test-topics") => match delete_test_topics(&settings).await {
-            Ok(count) => {
-                println!("deleted {count} test topics");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("checkout-topics: {error}");
-                ExitCode::FAILURE
-            }
-        },
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
     }
-}
-
-/// Names the test kit gives its topics: `t`, 12 hex digits, `-`.
-fn is_test_topic(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    bytes.len() > 14 && bytes[0] == b't' && bytes[13] == b'-' && bytes[1..13].iter().all(u8::is_ascii_hexdigit)
-}
-
-async fn delete_test_topics(settings: &KafkaSettings) -> Result<usize, admin::AdminError> {
-    let stale: Vec<String> =
-        admin::list_topics(settings).await?.into_iter().filter(|name| is_test_topic(name)).collect();
-    for batch in stale.chunks(100) {
-        admin::delete_topics(settings, batch).await?;
-    }
-    Ok(stale.len())
 }
 
 /// The value after `name`, or `default` when the flag is absent; `None` when malformed.

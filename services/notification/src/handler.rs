@@ -6,7 +6,7 @@ use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
 use sqlx::PgPool;
 
 use crate::email::{self, Email};
-use crate::mailer::{MailError, Mailer, message_id};
+use crate::mailer::{Mailer, message_id};
 
 /// The notification service's name in the inbox.
 const CONSUMER: &str = "notification";
@@ -61,9 +61,8 @@ impl Handler for NotificationHandler {
             tracing::info!(notification.kind = name, "email already sent for this outcome; not sending again");
             None
         } else {
-            let response = self.mailer.send(order, name, recipient, &email).await.map_err(|error| match error {
-                MailError::Smtp(_) => HandlerError::transient(error),
-                other => HandlerError::permanent(other),
+            let response = self.mailer.send(order, name, recipient, &email).await.map_err(|error| {
+                if error.is_transient() { HandlerError::transient(error) } else { HandlerError::permanent(error) }
             })?;
             tracing::info!(notification.kind = name, smtp.response = %response, "email sent");
             Some(response)

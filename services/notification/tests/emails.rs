@@ -27,14 +27,13 @@ impl Fixture {
         Self { db, smtp: SmtpSink::start(), order: OrderId::from_uuid(Uuid::now_v7()) }
     }
 
-    fn handler(&self) -> NotificationHandler {
-        let mailer =
-            Mailer::new("127.0.0.1", self.smtp.port(), "Shop <orders@shop.test>", Duration::from_secs(5)).unwrap();
+    fn handler(&self, smtp_timeout: Duration) -> NotificationHandler {
+        let mailer = Mailer::new("127.0.0.1", self.smtp.port(), "Shop <orders@shop.test>", smtp_timeout).unwrap();
         NotificationHandler::new(self.db.pool.clone(), mailer)
     }
 
     async fn send(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        self.handler().handle(&incoming(envelope.clone())).await
+        self.handler(Duration::from_secs(5)).handle(&incoming(envelope.clone())).await
     }
 
     fn confirmed(&self) -> Envelope {
@@ -101,6 +100,26 @@ async fn an_unreachable_smtp_server_is_a_transient_failure_then_the_email_goes_o
     f.smtp.refuse(false);
     f.send(&f.confirmed()).await.unwrap();
     assert_eq!(f.smtp.mail().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_as_a_transient_failure() {
+    let f = Fixture::new().await;
+    f.smtp.silent(true);
+    let error = f.handler(Duration::from_millis(300)).handle(&incoming(f.confirmed())).await.unwrap_err();
+    assert!(matches!(error, HandlerError::Transient(_)), "{error}");
+    assert!(error.to_string().contains("did not finish"), "{error}");
+    assert!(outbox(&f.db.pool).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_mailbox_the_server_refuses_is_a_permanent_failure() {
+    let f = Fixture::new().await;
+    f.smtp.reject_mailbox(ada().as_str());
+    let error = f.send(&f.confirmed()).await.unwrap_err();
+    assert!(matches!(error, HandlerError::Permanent(_)), "{error}");
+    assert!(f.smtp.mail().is_empty());
+    assert!(outbox(&f.db.pool).await.is_empty(), "nothing recorded for an email not sent");
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! A real SMTP server for tests: it speaks enough of RFC 5321 for a client
-//! like lettre, keeps every message it accepts, and can play dead.
+//! like lettre, keeps every message it accepts, and can play dead, hang, or
+//! refuse a mailbox.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ impl ReceivedMail {
 struct Shared {
     mail: Mutex<Vec<ReceivedMail>>,
     refusing: AtomicBool,
+    silent: AtomicBool,
+    unknown_mailboxes: Mutex<Vec<String>>,
 }
 
 /// The server; it runs on a thread of its own until the process ends.
@@ -79,6 +82,16 @@ impl SmtpSink {
     pub fn refuse(&self, refusing: bool) {
         self.shared.refusing.store(refusing, Ordering::SeqCst);
     }
+
+    /// While silent, connections are accepted and never answered, as by a server that hangs.
+    pub fn silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// Answers `550` (a permanent failure) to `RCPT TO` for this address.
+    pub fn reject_mailbox(&self, address: &str) {
+        self.shared.unknown_mailboxes.lock().unwrap().push(address.to_owned());
+    }
 }
 
 async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
@@ -86,6 +99,11 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let mut lines = BufReader::new(reader).lines();
     if shared.refusing.load(Ordering::SeqCst) {
         writer.write_all(b"421 sink.test Service not available\r\n").await?;
+        return Ok(());
+    }
+    if shared.silent.load(Ordering::SeqCst) {
+        // Hold the connection open without a word until the client gives up.
+        while lines.next_line().await?.is_some() {}
         return Ok(());
     }
     writer.write_all(b"220 sink.test ESMTP\r\n").await?;
@@ -98,8 +116,13 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
             from = address(&line);
             b"250 OK\r\n"
         } else if upper.starts_with("RCPT TO:") {
-            to.push(address(&line));
-            b"250 OK\r\n"
+            let recipient = address(&line);
+            if shared.unknown_mailboxes.lock().unwrap().contains(&recipient) {
+                b"550 5.1.1 No such mailbox\r\n"
+            } else {
+                to.push(recipient);
+                b"250 OK\r\n"
+            }
         } else if upper == "DATA" {
             writer.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
             let mut data = String::new();

@@ -7,7 +7,10 @@
 //!
 //! `cargo build --bins && cargo bench -p checkout-e2e --bench saga_latency`
 //! Environment: `BENCH_SAMPLES` (default 100), `BENCH_BURST` (200),
-//! `BENCH_FETCH_WAIT_MS` (the services' `KAFKA_FETCH_WAIT_MAX_MS`, default 20).
+//! `BENCH_FETCH_WAIT_MS` (the services' `KAFKA_FETCH_WAIT_MAX_MS`, default 20),
+//! `BENCH_RUST_LOG` (the services' `RUST_LOG`, default `warn`),
+//! `BENCH_TRACING=1` to export every span over OTLP (to a receiver in this
+//! process), for the cost of tracing.
 
 // Benchmark code: a failed unwrap aborts the run; statistics are floats.
 #![allow(
@@ -103,14 +106,21 @@ fn main() {
     let samples = env_or("BENCH_SAMPLES", 100);
     let burst_size = env_or("BENCH_BURST", 200);
     let fetch_wait = env_or("BENCH_FETCH_WAIT_MS", 20);
+    let tracing = env_or("BENCH_TRACING", 0) == 1;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut stack =
-            Stack::start(&[("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait.to_string()), ("RUST_LOG", "warn".into())]).await;
+        let receiver = checkout_testkit::OtlpReceiver::start();
+        let log_filter = std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut env = vec![("KAFKA_FETCH_WAIT_MAX_MS", fetch_wait.to_string()), ("RUST_LOG", log_filter)];
+        if tracing {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()));
+        }
+        let mut stack = Stack::start(&env).await;
         let stock = i32::try_from(samples * 3 + burst_size).unwrap();
         let sku = add_product(&stack, "BENCH", 1000, stock).await;
         println!(
-            "\nsaga latency on the native stack (KAFKA_FETCH_WAIT_MAX_MS={fetch_wait}; service logs in {})\n",
+            "\nsaga latency on the native stack (KAFKA_FETCH_WAIT_MAX_MS={fetch_wait}, span export {}; logs in {})\n",
+            if tracing { "on" } else { "off" },
             stack.logs.display()
         );
         measure(&stack, "confirmed (tok_visa)", &sku, "tok_visa", samples).await;
@@ -119,5 +129,8 @@ fn main() {
         measure(&stack, "cancelled (out of stock)", &sold_out, "tok_visa", samples).await;
         burst(&stack, &sku, burst_size).await;
         stack.stop();
+        if tracing {
+            println!("{:<48} {}", "spans exported", receiver.spans().len());
+        }
     });
 }

@@ -126,6 +126,7 @@ impl OutboxRelay {
     }
 
     async fn pass(&self, mark: bool) -> Result<Pass, RelayError> {
+        let began = Instant::now();
         let mut tx = self.pool.begin().await?;
         let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK)
             .fetch_one(&mut *tx)
@@ -147,6 +148,7 @@ impl OutboxRelay {
 
         // Enqueue the whole batch in order, then wait for the acknowledgements
         // together: one round trip per batch, not per message.
+        let publishing = Instant::now();
         let mut in_flight = Vec::with_capacity(rows.len());
         for row in &rows {
             let (record, span) = self.record_for(row)?;
@@ -172,12 +174,19 @@ impl OutboxRelay {
                 }
             }
         }
+        let published_in = publishing.elapsed();
         if mark {
             sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &published)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
         }
+        tracing::debug!(
+            rows = rows.len(),
+            publish_ms = millis(published_in),
+            pass_ms = millis(began.elapsed()),
+            "outbox relay pass"
+        );
         metrics::counter!("checkout_outbox_published_total").increment(published.len() as u64);
         let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
         Ok(Pass::Published { count: published.len(), full })
@@ -328,4 +337,8 @@ async fn wait_for_notification(listener: Option<&mut PgListener>) -> bool {
         },
         None => std::future::pending().await,
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

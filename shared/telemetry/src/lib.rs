@@ -12,6 +12,7 @@
 //!
 //! The returned guard flushes pending spans when dropped.
 
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
@@ -130,7 +131,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
             .with_span_list(false)
             .flatten_event(true)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().compact().boxed(),
+        // Colour codes only help a person at a terminal; in a file or a log
+        // collector they are noise.
+        LogFormat::Text => {
+            tracing_subscriber::fmt::layer().compact().with_ansi(std::io::stdout().is_terminal()).boxed()
+        }
     };
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(settings.service_name.clone()))

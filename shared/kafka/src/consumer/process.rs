@@ -121,7 +121,12 @@ async fn process<H: Handler>(
         let first_failed_at = first_failure.map_or(first_seen, |(at, _)| at);
         let (class, message) = match result {
             Ok(Ok(())) => {
-                tracing::debug!(attempt = incoming.attempt, "message handled");
+                tracing::debug!(
+                    attempt = incoming.attempt,
+                    handled_in_ms = (OffsetDateTime::now_utc() - first_seen).whole_milliseconds(),
+                    record_age_ms = record_age_ms(record),
+                    "message handled"
+                );
                 count(shared, record, "handled");
                 return Outcome::Done;
             }
@@ -219,4 +224,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the producer created the record: how long it waited in
+/// the broker, the fetch and this consumer's queues, plus its handling.
+fn record_age_ms(record: &OwnedMessage) -> Option<i64> {
+    let created = record.timestamp().to_millis()?;
+    let now = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).ok()?;
+    Some(now - created)
 }

@@ -1,6 +1,7 @@
 //! One checkout is one trace: the five services export their spans over
 //! OTLP to a receiver in this test, which then checks the traces of a
-//! confirmed and of a declined checkout.
+//! confirmed, a declined and a timed-out checkout (whose compensation the
+//! orchestrator's timer starts, not a message).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,6 +23,8 @@ const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 const PRODUCER: i32 = 4;
 const CONSUMER: i32 = 5;
+/// The span of a service's database transaction, which writes the outbox.
+const TRANSACTION: &str = "postgresql transaction";
 
 /// The spans of one checkout's trace.
 struct CheckoutTrace {
@@ -63,20 +66,17 @@ async fn checkout(stack: &Stack, receiver: &OtlpReceiver, card: &str, last_messa
     let order = reply.body["order_id"].as_str().unwrap().parse().unwrap();
     wait_until_saga_finished(stack, order).await;
     // Spans are exported in batches; wait for the last message's processing to arrive.
-    let spans = eventually(Duration::from_secs(30), &format!("{last_message} to be traced"), || {
-        let trace = receiver.trace(&trace_id);
-        async move {
-            trace
-                .iter()
-                .any(|s| s.kind == CONSUMER && s.attribute("message.type") == Some(last_message))
-                .then_some(trace)
-        }
+    eventually(Duration::from_secs(30), &format!("{last_message} to be traced"), || {
+        let arrived = receiver
+            .trace(&trace_id)
+            .iter()
+            .any(|s| s.kind == CONSUMER && s.attribute("message.type") == Some(last_message));
+        async move { arrived.then_some(()) }
     })
     .await;
     // Let any straggling batch land before checking.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let spans = receiver.trace(&trace_id).into_iter().chain(spans.into_iter().take(0)).collect();
-    CheckoutTrace { trace_id, traceparent_header, spans }
+    CheckoutTrace { spans: receiver.trace(&trace_id), trace_id, traceparent_header }
 }
 
 fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
@@ -102,6 +102,19 @@ fn one_trace_across_all_five_services(trace: &CheckoutTrace, receiver: &OtlpRece
 
 fn parents_follow_causation(trace: &CheckoutTrace) -> Result<(), Failed> {
     let by_id = trace.by_id();
+    for producer in trace.spans.iter().filter(|s| s.kind == PRODUCER) {
+        let parent = by_id.get(producer.parent_span_id.as_str());
+        // A message is published from the transaction that wrote it; the
+        // timer's transaction spans many sagas, so its messages continue the
+        // decision of their own saga instead.
+        let continues_its_writer = parent.is_some_and(|p| {
+            p.service == producer.service
+                && (p.name == TRANSACTION || p.attribute("saga.input") == Some("DeadlinePassed"))
+        });
+        check(continues_its_writer, || {
+            format!("{} ({}) does not continue the transaction that wrote it", producer.name, producer.service)
+        })?;
+    }
     for consumer in trace.spans.iter().filter(|s| s.kind == CONSUMER) {
         let message = consumer.attribute("messaging.message.id").unwrap_or_default();
         let cause = consumer.attribute("causation.id").unwrap_or_default();
@@ -163,6 +176,33 @@ fn compensations_link_to_the_failure(trace: &CheckoutTrace) -> Result<(), Failed
         .iter()
         .find(|s| s.kind == PRODUCER && s.attribute("message.type") == Some("PaymentDeclined"))
         .ok_or("the decline was not traced")?;
+    links_to(trace, failure)
+}
+
+/// The timer, not a message, starts this compensation: its decisions and
+/// commands still belong to the checkout's trace, and link to the span of the
+/// step that was left waiting.
+fn compensations_started_by_the_timer_stay_in_the_trace(trace: &CheckoutTrace) -> Result<(), Failed> {
+    for compensation in ["VoidPayment", "ReleaseInventory", "CancelOrder", "NotifyOrderCancelled"] {
+        check(trace.consumers_of(compensation).next().is_some(), || {
+            format!("no {compensation} in the timed-out trace")
+        })?;
+    }
+    let timeouts = trace.spans.iter().filter(|s| s.attribute("saga.input") == Some("DeadlinePassed")).count();
+    check(timeouts >= 2, || format!("{timeouts} deadline decisions traced, expected one per authorize attempt"))?;
+    let by_id = trace.by_id();
+    for span in trace.spans.iter().filter(|s| s.attribute("saga.compensating") == Some("true")) {
+        let linked = span.links.iter().filter_map(|(trace_id, span_id)| {
+            (*trace_id == trace.trace_id).then(|| by_id.get(span_id.as_str())).flatten()
+        });
+        check(linked.into_iter().any(|l| l.name.starts_with("saga ")), || {
+            format!("{} does not link to the decision that was left waiting", span.name)
+        })?;
+    }
+    Ok(())
+}
+
+fn links_to(trace: &CheckoutTrace, failure: &CollectedSpan) -> Result<(), Failed> {
     let deciding: Vec<&CollectedSpan> = trace
         .spans
         .iter()
@@ -192,21 +232,25 @@ fn main() -> ExitCode {
         "the_parent_chain_follows_the_causation_chain",
         "message_spans_carry_lineage_and_messaging_attributes",
         "a_declined_payment_links_its_compensations_to_the_failure",
+        "a_payment_timeout_is_compensated_within_the_same_trace",
     ];
     if args.list {
         return libtest_mimic::run(&args, names.iter().map(|n| Trial::test(*n, || Ok(()))).collect()).exit_code();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let receiver = OtlpReceiver::start();
-    let (mut stack, happy, declined) = runtime.block_on(async {
+    let (mut stack, happy, declined, timed_out) = runtime.block_on(async {
         let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()), ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned())];
         let stack = Stack::start(&env).await;
         let happy = checkout(&stack, &receiver, "tok_visa", "NotifyOrderConfirmed").await;
         let declined = checkout(&stack, &receiver, "tok_insufficient_funds", "NotifyOrderCancelled").await;
-        (stack, happy, declined)
+        let timed_out = checkout(&stack, &receiver, "tok_timeout", "NotifyOrderCancelled").await;
+        (stack, happy, declined, timed_out)
     });
     summary("confirmed checkout", &happy);
     summary("declined checkout", &declined);
+    summary("timed-out checkout", &timed_out);
+    let timed_out = Arc::new(timed_out);
     let (happy, declined, receiver) = (Arc::new(happy), Arc::new(declined), Arc::new(receiver));
     let trials = vec![
         {
@@ -231,6 +275,14 @@ fn main() -> ExitCode {
             })
         },
         Trial::test(names[3], move || compensations_link_to_the_failure(&declined)),
+        {
+            let receiver = receiver.clone();
+            Trial::test(names[4], move || {
+                one_trace_across_all_five_services(&timed_out, &receiver)?;
+                parents_follow_causation(&timed_out)?;
+                compensations_started_by_the_timer_stay_in_the_trace(&timed_out)
+            })
+        },
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     stack.stop();

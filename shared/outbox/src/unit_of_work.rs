@@ -1,7 +1,13 @@
 use checkout_messages::{Envelope, Message};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tracing::Instrument;
+use tracing::field::Empty;
 
-use crate::{Claim, OutboxError, claim, enqueue};
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::writer::enqueue_in_trace;
+use crate::{Claim, OutboxError, claim};
 
 /// One transaction that records a state change and the messages it causes.
 ///
@@ -10,15 +16,32 @@ use crate::{Claim, OutboxError, claim, enqueue};
 /// often the message is delivered; an HTTP handler starts one with
 /// [`begin`](Self::begin). Messages passed to [`send`](Self::send) are written
 /// to the outbox on [`commit`](Self::commit) and published after it.
+///
+/// The transaction is traced as a span from begin to commit. A message sent in
+/// the trace the transaction belongs to continues from the transaction's span,
+/// so its publish and processing descend from the transaction that wrote it.
+/// A message sent under a span of another trace (a timer waking many sagas in
+/// one transaction) continues that span instead: it belongs to its checkout.
 #[derive(Debug)]
 pub struct UnitOfWork {
     tx: Transaction<'static, Postgres>,
-    outgoing: Vec<Envelope<Message>>,
+    outgoing: Vec<(Envelope<Message>, opentelemetry::Context)>,
+    span: tracing::Span,
 }
 
 impl UnitOfWork {
     pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        Ok(Self { tx: pool.begin().await?, outgoing: Vec::new() })
+        let span = tracing::info_span!(
+            "db.transaction",
+            otel.name = "postgresql transaction",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system.name = "postgresql",
+            db.operation.name = "transaction",
+            outbox.messages = Empty,
+        );
+        let tx = pool.begin().instrument(span.clone()).await?;
+        Ok(Self { tx, outgoing: Vec::new(), span })
     }
 
     /// Begins, and claims `envelope` for `consumer`: `None` if it was processed before.
@@ -41,14 +64,27 @@ impl UnitOfWork {
 
     /// Sends `envelope` if, and only if, the transaction commits.
     pub fn send(&mut self, envelope: Envelope<Message>) {
-        self.outgoing.push(envelope);
+        let current = tracing::Span::current().context();
+        let transaction = self.span.context();
+        let same_trace = current.span().span_context().trace_id() == transaction.span().span_context().trace_id();
+        self.outgoing.push((envelope, if same_trace { transaction } else { current }));
     }
 
-    pub async fn commit(mut self) -> Result<(), OutboxError> {
-        for envelope in &self.outgoing {
-            enqueue(&mut self.tx, envelope).await?;
+    pub async fn commit(self) -> Result<(), OutboxError> {
+        let Self { mut tx, outgoing, span } = self;
+        span.record("outbox.messages", outgoing.len());
+        let committed = async {
+            for (envelope, trace) in &outgoing {
+                enqueue_in_trace(&mut tx, envelope, trace).await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        self.tx.commit().await?;
-        Ok(())
+        .instrument(span.clone())
+        .await;
+        if committed.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        committed
     }
 }

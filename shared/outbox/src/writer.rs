@@ -1,6 +1,7 @@
 use checkout_kafka::RecordHeaders;
 use checkout_messages::{EncodeError, Envelope, Message, encode};
 use sqlx::PgConnection;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -14,8 +15,17 @@ pub enum OutboxError {
 /// published if and only if that transaction commits. The trace context of the
 /// current span is stored with it, so publishing continues the same trace.
 pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Result<(), OutboxError> {
+    enqueue_in_trace(conn, envelope, &tracing::Span::current().context()).await
+}
+
+/// [`enqueue`] with the trace context to continue given explicitly.
+pub(crate) async fn enqueue_in_trace(
+    conn: &mut PgConnection,
+    envelope: &Envelope<Message>,
+    trace: &opentelemetry::Context,
+) -> Result<(), OutboxError> {
     let mut headers = RecordHeaders::for_envelope(envelope);
-    headers.inject_current_trace_context();
+    headers.inject_trace_context(trace);
     let message_type = envelope.payload.message_type();
     sqlx::query!(
         "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers) VALUES ($1, $2, $3, $4, $5)",

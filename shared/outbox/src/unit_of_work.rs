@@ -83,7 +83,7 @@ impl UnitOfWork {
         .instrument(span.clone())
         .await;
         if committed.is_err() {
-            span.record("otel.status_code", "error");
+            span.record("otel.status_code", "ERROR");
         }
         committed
     }

@@ -5,7 +5,8 @@
 //! for the happy path and two compensation paths; then the throughput of a
 //! burst of concurrent checkouts.
 //!
-//! `cargo build --bins && cargo bench -p checkout-e2e --bench saga_latency`
+//! `cargo build --release --bins && cargo bench -p checkout-e2e --bench saga_latency`
+//! (the bench runs the release binaries: rebuild them after every change).
 //! Environment: `BENCH_SAMPLES` (default 100), `BENCH_BURST` (200),
 //! `BENCH_FETCH_WAIT_MS` (the services' `KAFKA_FETCH_WAIT_MAX_MS`, default 20),
 //! `BENCH_RUST_LOG` (the services' `RUST_LOG`, default `warn`),

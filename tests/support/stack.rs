@@ -48,7 +48,11 @@ fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build the services first (cargo build --bins)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the services first (cargo build --bins, with --release for the bench)",
+        path.display()
+    );
     path
 }
 

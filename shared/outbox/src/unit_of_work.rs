@@ -1,9 +1,8 @@
 use checkout_messages::{Envelope, Message};
+use opentelemetry::trace::TraceContextExt;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tracing::Instrument;
 use tracing::field::Empty;
-
-use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::writer::enqueue_in_trace;

@@ -48,6 +48,8 @@ pub enum PublishError {
     Delivery(#[source] KafkaError),
     #[error("producer shut down before the delivery was reported")]
     Canceled,
+    #[error("broker metadata could not be fetched: {0}")]
+    Metadata(#[source] KafkaError),
 }
 
 /// Idempotent, `acks=all` producer shared by a whole service (cheap to clone).
@@ -114,6 +116,16 @@ impl Publisher {
     /// Sends one record and waits for the broker to store it.
     pub async fn publish(&self, record: &OutgoingRecord) -> Result<Delivered, PublishError> {
         self.enqueue(record).await?.await
+    }
+
+    /// Asks the broker for the metadata of every topic, so the first record
+    /// sent does not wait for the producer to learn where its partition lives.
+    pub async fn warm_up(&self, timeout: Duration) -> Result<(), PublishError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).map(|_| ()))
+            .await
+            .map_err(|_| PublishError::Canceled)?
+            .map_err(PublishError::Metadata)
     }
 
     /// Waits until every enqueued record is delivered or failed, up to `timeout`.

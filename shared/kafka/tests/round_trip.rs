@@ -69,3 +69,15 @@ async fn the_same_key_always_lands_on_the_same_partition() {
         assert_eq!(partitions.len(), 1, "order {order} was spread over partitions");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_up_succeeds_against_the_broker_and_fails_plainly_without_one() {
+    let kafka = TestKafka::with_topics(&[TOPIC], 2).await;
+    kafka.publisher().warm_up(Duration::from_secs(10)).await.unwrap();
+
+    let mut nowhere = kafka.settings.clone();
+    nowhere.bootstrap_servers = "127.0.0.1:1".into();
+    let publisher = checkout_kafka::Publisher::new(&nowhere).unwrap();
+    let error = publisher.warm_up(Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(error, checkout_kafka::PublishError::Metadata(_)), "{error}");
+}

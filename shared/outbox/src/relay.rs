@@ -229,6 +229,9 @@ impl OutboxRelay {
 
     /// Publishes as rows commit until `shutdown`, then flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) {
+        if let Err(error) = self.publisher.warm_up(Duration::from_secs(10)).await {
+            tracing::warn!(%error, "producer warm-up failed; the first publish will wait for metadata");
+        }
         let mut listener = self.listen().await;
         let mut last_prune = Instant::now();
         let mut failures = 0_u32;

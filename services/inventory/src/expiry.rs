@@ -3,16 +3,25 @@ use std::time::Duration;
 use checkout_kafka::RecordHeaders;
 use checkout_messages::payloads::inventory::InventoryReservationExpired;
 use checkout_messages::{CorrelationId, Envelope, MessageId, Source};
-use checkout_outbox::{UnitOfWork, new_message_id};
+use checkout_outbox::{OutboxError, UnitOfWork, new_message_id};
+use checkout_platform::periodic;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::store;
+use crate::store::{self, StoreError};
 
 /// Most reservations expired in one transaction.
 const BATCH: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
 
 /// Releases reservations whose time ran out and tells the orchestrator.
 #[derive(Debug, Clone)]
@@ -28,32 +37,14 @@ impl Sweeper {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(self.interval) => {}
-            }
-            loop {
-                match self.sweep_once().await {
-                    Ok(count) if count == usize::try_from(BATCH).unwrap_or(usize::MAX) => {}
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "reservation expiry sweep failed; retrying");
-                        break;
-                    }
-                }
-            }
-        }
+        periodic::drain_every(self.interval, BATCH, "reservation expiry sweep", &shutdown, || self.sweep_once()).await
     }
 
     /// Expires one batch; returns how many reservations it released.
-    pub async fn sweep_once(&self) -> Result<usize, checkout_outbox::OutboxError> {
-        let mut work = UnitOfWork::begin(&self.pool).await?;
+    pub async fn sweep_once(&self) -> Result<usize, SweepError> {
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
         let now = OffsetDateTime::now_utc();
-        let expired = store::expire_due(work.conn(), now, BATCH).await.map_err(|error| match error {
-            store::StoreError::Database(error) => checkout_outbox::OutboxError::Database(error),
-            store::StoreError::Corrupt(detail) => checkout_outbox::OutboxError::Database(sqlx::Error::Protocol(detail)),
-        })?;
+        let expired = store::expire_due(work.conn(), now, BATCH).await?;
         for reservation in &expired {
             // Continue the trace of the command that reserved, so the expiry
             // shows in the checkout's trace.

@@ -18,7 +18,7 @@ use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
 pub use config::Settings;
-pub use expiry::Sweeper;
+pub use expiry::{SweepError, Sweeper};
 pub use handler::InventoryHandler;
 pub use pricing::{Rejection, StockLevel, price};
 

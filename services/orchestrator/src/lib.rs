@@ -18,7 +18,7 @@ use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
 pub use config::Settings;
 pub use handler::SagaHandler;
-pub use timer::Timer;
+pub use timer::{Timer, TimerError};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 

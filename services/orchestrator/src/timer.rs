@@ -3,7 +3,7 @@ use std::time::Duration;
 use checkout_kafka::RecordHeaders;
 use checkout_messages::Source;
 use checkout_outbox::{OutboxError, UnitOfWork};
-use checkout_platform::clock;
+use checkout_platform::{clock, periodic};
 use checkout_saga::{Input, SagaPolicy};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -40,22 +40,7 @@ impl Timer {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(self.interval) => {}
-            }
-            loop {
-                match self.fire_due().await {
-                    Ok(fired) if fired == usize::try_from(BATCH).unwrap_or(usize::MAX) => {}
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "saga timer pass failed; retrying");
-                        break;
-                    }
-                }
-            }
-        }
+        periodic::drain_every(self.interval, BATCH, "saga timer pass", &shutdown, || self.fire_due()).await
     }
 
     /// Applies `DeadlinePassed` to every saga whose deadline has passed;

@@ -14,6 +14,7 @@ mod healthcheck;
 mod host;
 pub mod http;
 pub mod metrics;
+pub mod periodic;
 mod service;
 mod shutdown;
 pub mod startup;

@@ -123,7 +123,7 @@ async fn process<H: Handler>(
             Ok(Ok(())) => {
                 tracing::debug!(
                     attempt = incoming.attempt,
-                    handled_in_ms = (OffsetDateTime::now_utc() - first_seen).whole_milliseconds(),
+                    handled_in_ms = i64::try_from((OffsetDateTime::now_utc() - first_seen).whole_milliseconds()).ok(),
                     record_age_ms = record_age_ms(record),
                     "message handled"
                 );

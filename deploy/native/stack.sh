@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
 # The infrastructure the services need, on this machine, without Docker:
-# PostgreSQL on 127.0.0.1:5432 and a Kafka-compatible broker on 127.0.0.1:9092
-# with every topic and dead-letter topic created.
+# PostgreSQL on 127.0.0.1:5432 and Apache Kafka on 127.0.0.1:9092 with every
+# topic and dead-letter topic created.
 #
 #   deploy/native/stack.sh up       start what is not running (installs what is missing)
 #   deploy/native/stack.sh start    `up`, then build and start the five services and a mail catcher
 #   deploy/native/stack.sh stop     stop the services and the mail catcher
-#   deploy/native/stack.sh down     `stop`, then stop what `up` started
+#   deploy/native/stack.sh down     `stop`, then stop what `up` started (the broker with a controlled shutdown)
 #   deploy/native/stack.sh status
 #
-# The broker is Tansu (Apache-2.0, from crates.io), with durable SQLite storage
-# under .stack/broker/. Services only speak the Kafka protocol to it.
+# Kafka is the broker users run (the apache/kafka image in docker-compose.yml),
+# here from Maven Central jars (deploy/kafka/pom.xml, copied once to
+# .stack/kafka/libs/): a single KRaft node, broker and controller, with its
+# data under .stack/kafka/data/. Services only speak the Kafka protocol to it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE="${CHECKOUT_STACK_DIR:-$ROOT/.stack}"
 BROKER_HOST=127.0.0.1
 BROKER_PORT=9092
+CONTROLLER_PORT=9093
 PARTITIONS="${CHECKOUT_TOPIC_PARTITIONS:-6}"
-TANSU_VERSION=0.6.0
+# The same id as CLUSTER_ID in docker-compose.yml: base64url of 16 bytes.
+KAFKA_CLUSTER_ID=Y2hlY2tvdXQtc2FnYS0wMQ
+KAFKA_DIR="$STATE/kafka"
+KAFKA_HEAP="${CHECKOUT_KAFKA_HEAP:-512m}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -46,106 +52,119 @@ ensure_postgres() {
     log "postgres: running on 127.0.0.1:5432"
     return
   fi
-  local fresh=0
   if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
     log "postgres: not installed; installing with apt"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    fresh=1
   fi
-  local version
+  local version hba
   version="$(ls /etc/postgresql | sort -V | tail -n 1)"
-  if [ "$fresh" -eq 1 ]; then
-    # A development database: trust local connections, as the services expect.
-    as_root sed -i -E 's/^(host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1\/32|::1\/128)[[:space:]]+)[^[:space:]]+/\1trust/' \
-      "/etc/postgresql/$version/main/pg_hba.conf"
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  # A development database: the services and tests connect as postgres over
+  # loopback without a password. Debian's default asks for one.
+  if grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+[^t]' "$hba"; then
+    log "postgres: trusting loopback connections in $hba"
+    as_root sed -i -E 's/^(host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1\/32|::1\/128)[[:space:]]+)[^[:space:]]+/\1trust/' "$hba"
   fi
   log "postgres: starting cluster $version/main"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  # The package may have started the cluster itself before pg_hba.conf was
+  # changed: make the running server read it.
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
   wait_until 30 "postgres to accept connections" postgres_ready
   touch "$STATE/started-postgres"
 }
 
 broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }
 
-topics_tool() { (cd "$ROOT" && cargo run --quiet -p checkout-kafka --bin checkout-topics -- "$@"); }
+TOPICS_TOOL="$ROOT/target/debug/checkout-topics"
+# Built before anything waits on it, so a rebuild never counts as broker start time.
+build_topics_tool() {
+  if [ ! -x "$TOPICS_TOOL" ] || [ -n "$(find "$ROOT/shared" -newer "$TOPICS_TOOL" -name '*.rs' -print -quit)" ]; then
+    log "building checkout-topics"
+    (cd "$ROOT" && cargo build --quiet -p checkout-kafka --bin checkout-topics)
+  fi
+}
+topics_tool() { KAFKA_BOOTSTRAP_SERVERS="$BROKER_HOST:$BROKER_PORT" "$TOPICS_TOOL" "$@"; }
 
-# The port can be open while the broker no longer serves requests (its
-# storage task can die); ask it for metadata. `check` exits 3 for missing
-# topics, which still proves the broker answers.
+# Ready means it answers a metadata request, not that a port is open or a log
+# line was written. `check` exits 3 for missing topics, which still proves
+# the broker answers.
 broker_answers() {
   local code=0
   topics_tool check >/dev/null 2>&1 || code=$?
   [ "$code" -eq 0 ] || [ "$code" -eq 3 ]
 }
 
+# The broker's jars, copied from Maven Central by the pinned pom once; a
+# changed pom copies them again.
+ensure_kafka_jars() {
+  local pom="$ROOT/deploy/kafka/pom.xml" stamp
+  stamp="$KAFKA_DIR/libs/.pom-$(sha256sum "$pom" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  command -v mvn >/dev/null || die "broker: Maven is needed to fetch Apache Kafka (apt-get install maven)"
+  command -v java >/dev/null || die "broker: a Java 17+ runtime is needed for Apache Kafka"
+  log "broker: fetching Apache Kafka $(kafka_version) from Maven Central"
+  rm -rf "$KAFKA_DIR/libs"
+  mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs"
+  touch "$stamp"
+}
+
+kafka_version() { sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/kafka/pom.xml"; }
+
+kafka_java() {
+  java -cp "$KAFKA_DIR/libs/*" -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" "$@"
+}
+
+broker_started() {
+  kill -0 "$(cat "$STATE/broker.pid")" 2>/dev/null || die "broker: exited during start (see $STATE/logs/kafka.log)"
+  broker_answers
+}
+
 ensure_broker() {
   if broker_ready; then
-    if broker_answers; then
-      log "broker: running on $BROKER_HOST:$BROKER_PORT"
-      return
-    fi
-    if [ -f "$STATE/broker.pid" ] && kill -0 "$(cat "$STATE/broker.pid")" 2>/dev/null; then
-      log "broker: listening but not answering; restarting it (log: $STATE/broker.log)"
-      stop_pidfile broker
-    else
-      die "something listens on $BROKER_HOST:$BROKER_PORT but does not answer as a Kafka broker; stop it first"
-    fi
+    broker_answers || die "something listens on $BROKER_HOST:$BROKER_PORT but does not answer as a Kafka broker; stop it first"
+    log "broker: running on $BROKER_HOST:$BROKER_PORT"
+    return
   fi
-  if ! command -v tansu >/dev/null; then
-    log "broker: installing tansu $TANSU_VERSION (builds from source; about 10 minutes the first time)"
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore,libsql,postgres
-  fi
-  mkdir -p "$STATE/broker"
-  log "broker: starting tansu on $BROKER_HOST:$BROKER_PORT (log: $STATE/broker.log)"
-  # Tansu reads .env from its working directory and OTEL_* from the
-  # environment; run it in its own directory without our telemetry settings.
+  port_open "$BROKER_HOST" "$CONTROLLER_PORT" && die "something listens on $BROKER_HOST:$CONTROLLER_PORT (the controller's port); stop it first"
+  ensure_kafka_jars
+  mkdir -p "$KAFKA_DIR/data" "$STATE/logs"
+  sed "s|@DATA_DIR@|$KAFKA_DIR/data|" "$ROOT/deploy/kafka/server.properties" >"$KAFKA_DIR/server.properties"
+  # Formatting writes the cluster id and the initial metadata; a formatted
+  # directory is left alone, so data survives restarts.
+  kafka_java kafka.tools.StorageTool format --ignore-formatted \
+    --cluster-id "$KAFKA_CLUSTER_ID" --config "$KAFKA_DIR/server.properties" >"$STATE/logs/kafka-format.log" 2>&1 \
+    || die "broker: formatting $KAFKA_DIR/data failed (see $STATE/logs/kafka-format.log)"
+  log "broker: starting Apache Kafka $(kafka_version) on $BROKER_HOST:$BROKER_PORT (log: $STATE/logs/kafka.log)"
+  local started=$SECONDS
   (
-    cd "$STATE/broker"
-    env -u OTEL_EXPORTER_OTLP_ENDPOINT nohup tansu broker \
-      --listener-url "tcp://$BROKER_HOST:$BROKER_PORT" \
-      --advertised-listener-url "tcp://$BROKER_HOST:$BROKER_PORT" \
-      --storage-engine sqlite://tansu.db >"$STATE/broker.log" 2>&1 &
+    cd "$KAFKA_DIR"
+    # OTEL_* would be read by nothing here, but keep the broker's environment plain.
+    env -u OTEL_EXPORTER_OTLP_ENDPOINT nohup java \
+      -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+      -Djava.awt.headless=true -Dlog4j2.configurationFile="$ROOT/deploy/kafka/log4j2.properties" \
+      -cp "$KAFKA_DIR/libs/*" kafka.Kafka "$KAFKA_DIR/server.properties" >>"$STATE/logs/kafka.log" 2>&1 &
     echo $! >"$STATE/broker.pid"
   )
-  wait_until 30 "the broker to listen (see $STATE/broker.log)" broker_ready
+  wait_until 60 "the broker to answer metadata requests (see $STATE/logs/kafka.log)" broker_started
+  log "broker: ready in $((SECONDS - started))s"
 }
-
-# Tansu 0.6 looks up each fetched record's headers by (topition, offset_id),
-# a column pair its SQLite schema does not index: every fetch then scans all
-# headers ever written and throughput falls as data accumulates (~5000 msg/s
-# on a fresh store, ~150 msg/s after a few thousand records). The index
-# keeps fetches constant-time.
-index_broker_store() {
-  local store="$STATE/broker/tansu.db"
-  local sql="CREATE INDEX IF NOT EXISTS header_record ON header (topition, offset_id)"
-  [ -f "$store" ] || return 0
-  wait_until 30 "the broker schema" bash -c "sqlite_has_header_table '$store'"
-  if command -v sqlite3 >/dev/null; then
-    sqlite3 -cmd ".timeout 10000" "$store" "$sql"
-  else
-    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=10); c.execute(sys.argv[2]); c.commit()" "$store" "$sql"
-  fi
-}
-
-sqlite_has_header_table() {
-  python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1], timeout=10); sys.exit(0 if c.execute(\"select 1 from sqlite_master where name='header'\").fetchone() else 1)" "$1"
-}
-export -f sqlite_has_header_table
 
 ensure_topics() {
   topics_tool create --partitions "$PARTITIONS"
 }
 
+# stop_pidfile <name> [seconds]: SIGTERM, then wait for the process to exit.
 stop_pidfile() {
-  local name=$1 file="$STATE/$1.pid"
+  local name=$1 file="$STATE/$1.pid" seconds=${2:-20}
   [ -f "$file" ] || return 0
   local pid
   pid="$(cat "$file")"
   if kill -0 "$pid" 2>/dev/null; then
     log "$name: stopping (pid $pid)"
     kill "$pid"
-    wait_until 20 "$name to stop" bash -c "! kill -0 $pid 2>/dev/null"
+    wait_until "$seconds" "$name to stop" bash -c "! kill -0 $pid 2>/dev/null"
   fi
   rm -f "$file"
 }
@@ -221,18 +240,17 @@ stop_services() {
 
 cmd="${1:-up}"
 mkdir -p "$STATE"
+case "$cmd" in up | start | status) build_topics_tool ;; esac
 case "$cmd" in
   up)
     ensure_postgres
     ensure_broker
-    index_broker_store
     ensure_topics
     ;;
   start)
     mkdir -p "$STATE/logs"
     ensure_postgres
     ensure_broker
-    index_broker_store
     ensure_topics
     ensure_databases
     ensure_mail_catcher
@@ -253,7 +271,9 @@ EOF
     ;;
   down)
     stop_services
-    stop_pidfile broker
+    # SIGTERM is a controlled shutdown: the log is flushed and closed cleanly,
+    # so the next start needs no recovery.
+    stop_pidfile broker 60
     if [ -f "$STATE/started-postgres" ]; then
       log "postgres: stopping the cluster this script started"
       as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop || true

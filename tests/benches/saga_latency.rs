@@ -1,5 +1,5 @@
 //! End-to-end saga latency on the native stack: the five service binaries,
-//! the local broker and Postgres. Prints, for sequential checkouts, the time
+//! Apache Kafka and Postgres. Prints, for sequential checkouts, the time
 //! from `POST /orders` to the order being confirmed or cancelled (what a
 //! polling client sees) and to the saga having finished (the email sent),
 //! for the happy path and two compensation paths; then the throughput of a
@@ -8,7 +8,7 @@
 //! `cargo build --release --bins && cargo bench -p checkout-e2e --bench saga_latency`
 //! (the bench runs the release binaries: rebuild them after every change).
 //! Environment: `BENCH_SAMPLES` (default 100), `BENCH_BURST` (200),
-//! `BENCH_FETCH_WAIT_MS` (the services' `KAFKA_FETCH_WAIT_MAX_MS`, default 20),
+//! `BENCH_FETCH_WAIT_MS` (the services' `KAFKA_FETCH_WAIT_MAX_MS`; their default when unset),
 //! `BENCH_RUST_LOG` (the services' `RUST_LOG`, default `warn`),
 //! `BENCH_TRACING=1` to export every span over OTLP (to a receiver in this
 //! process), for the cost of tracing.
@@ -106,7 +106,10 @@ async fn burst(stack: &Stack, sku: &str, orders: u64) {
 fn main() {
     let samples = env_or("BENCH_SAMPLES", 100);
     let burst_size = env_or("BENCH_BURST", 200);
-    let fetch_wait = env_or("BENCH_FETCH_WAIT_MS", 20);
+    let fetch_wait = env_or(
+        "BENCH_FETCH_WAIT_MS",
+        u64::try_from(checkout_kafka::KafkaSettings::default().fetch_wait_max.as_millis()).unwrap(),
+    );
     let tracing = env_or("BENCH_TRACING", 0) == 1;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use checkout_messages::Topic;
+use checkout_kafka::Retention;
+use checkout_messages::{Topic, TopicKind};
 use checkout_platform::config::{ConfigError, Env};
 use serde_norway::Value;
 
@@ -59,20 +60,85 @@ fn settings_accept(name: &str, env: &Env) -> Result<(), ConfigError> {
     }
 }
 
+/// `NAME=value` pairs as they are written in a YAML string or list.
+fn shell_words(value: &str) -> Vec<&str> {
+    value.split_whitespace().collect()
+}
+
 #[test]
-fn every_topic_and_its_dead_letter_topic_is_created() {
+fn every_topic_and_its_dead_letter_topic_is_created_with_the_retention_the_code_gives_it() {
     let compose = compose();
     let job = service(&compose, "kafka-topics");
     let env = environment(&compose, "kafka-topics");
-    let mut created: Vec<&str> = env["TOPICS"].split_whitespace().collect();
+    let retention_of_kind = |kind: TopicKind| match kind {
+        TopicKind::Events => &env["EVENT_RETENTION_MS"],
+        TopicKind::Commands => &env["COMMAND_RETENTION_MS"],
+    };
+    let mut created = Vec::new();
+    for (variable, kind) in [("EVENT_TOPICS", TopicKind::Events), ("COMMAND_TOPICS", TopicKind::Commands)] {
+        for name in shell_words(&env[variable]) {
+            let topic = Topic::from_name(name).unwrap_or_else(|| panic!("{variable} names an unknown topic {name}"));
+            assert_eq!(topic.kind(), kind, "{name} is listed among the wrong kind");
+            assert_eq!(retention_of_kind(kind), &Retention::of(topic).millis().to_string(), "{name}");
+            created.push(name);
+        }
+    }
+    assert_eq!(env["DEAD_LETTER_RETENTION_MS"], Retention::DeadLetters.millis().to_string());
     created.sort_unstable();
     let mut expected: Vec<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
     expected.sort_unstable();
     assert_eq!(created, expected);
+
     let script = text(&job["command"][0]);
-    assert!(script.contains("\"$$topic.dlt\""), "the job must create each dead-letter topic: {script}");
+    assert!(script.contains("\"$$topic.dlt $$DEAD_LETTER_RETENTION_MS\""), "each dead-letter topic: {script}");
+    assert!(script.contains("--config \"retention.ms=$$2\""), "each topic gets its retention: {script}");
     assert!(script.contains("--if-not-exists"), "the job must be safe to run again");
+    assert!(script.contains("create $$job &") && script.contains("wait -n"), "topics are created in parallel");
+    assert!(script.contains("set -euo pipefail"), "a failed creation fails the job");
     assert!(env["PARTITIONS"].parse::<u32>().unwrap() >= 3, "several partitions, so orders spread");
+}
+
+#[test]
+fn kafka_is_the_version_of_the_native_stack_and_keeps_its_data() {
+    let compose = compose();
+    let pom = std::fs::read_to_string(root().join("deploy/kafka/pom.xml")).unwrap();
+    let version = pom.split("<kafka.version>").nth(1).and_then(|rest| rest.split('<').next()).unwrap();
+    for name in ["kafka", "kafka-topics"] {
+        assert_eq!(text(&service(&compose, name)["image"]), format!("apache/kafka:{version}"), "{name}");
+    }
+    let env = environment(&compose, "kafka");
+    let stack = std::fs::read_to_string(root().join("deploy/native/stack.sh")).unwrap();
+    assert!(stack.contains(&format!("KAFKA_CLUSTER_ID={}\n", env["CLUSTER_ID"])), "one cluster id, set explicitly");
+    assert_eq!(env["KAFKA_LOG_DIRS"], "/var/lib/kafka/data");
+    let volumes: Vec<String> = service(&compose, "kafka")["volumes"].as_sequence().unwrap().iter().map(text).collect();
+    let volume = volumes.iter().find_map(|v| v.strip_suffix(":/var/lib/kafka/data")).expect("the log is on a volume");
+    assert!(compose["volumes"].get(volume).is_some(), "{volume} must be a named volume");
+}
+
+#[test]
+fn postgres_is_healthy_only_when_it_answers_over_tcp() {
+    let compose = compose();
+    let test: Vec<String> =
+        service(&compose, "postgres")["healthcheck"]["test"].as_sequence().unwrap().iter().map(text).collect();
+    let host = test.iter().position(|arg| arg == "-h").map(|i| test[i + 1].as_str());
+    assert_eq!(host, Some("127.0.0.1"), "the socket answers while the init scripts run: {test:?}");
+}
+
+#[test]
+fn compose_waits_for_a_service_to_drain_before_killing_it() {
+    let compose = compose();
+    let grace_of = |value: &Value| -> u64 { text(value).strip_suffix('s').unwrap().parse().unwrap() };
+    for (name, port) in SERVICES {
+        let env = environment(&compose, name);
+        let settings = checkout_platform::config::ServiceSettings::from_env(
+            &Env::from_pairs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            name,
+            port,
+        )
+        .unwrap();
+        let stop = grace_of(&service(&compose, name)["stop_grace_period"]);
+        assert!(stop > settings.shutdown_grace.as_secs(), "{name}: stop_grace_period {stop}s is not longer");
+    }
 }
 
 #[test]
@@ -175,4 +241,7 @@ fn the_services_start_only_after_their_infrastructure() {
         assert_eq!(text(&depends["kafka-topics"]["condition"]), "service_completed_successfully", "{name}");
         assert_eq!(text(&service(&compose, name)["restart"]), "unless-stopped", "{name}");
     }
+    let notification = &service(&compose, "notification")["depends_on"];
+    assert_eq!(text(&notification["mailpit"]["condition"]), "service_healthy");
+    assert!(service(&compose, "mailpit").get("healthcheck").is_some(), "mailpit must report its health");
 }

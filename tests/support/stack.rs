@@ -2,9 +2,10 @@
 //! database, all on one fresh set of topics and one SMTP sink.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use checkout_testkit::{SmtpSink, TestDatabase, TestKafka, eventually};
@@ -13,10 +14,9 @@ use sqlx::PgPool;
 pub const SERVICES: [&str; 5] = ["order", "orchestrator", "inventory", "payment", "notification"];
 
 /// Shorter timeouts than production, so compensation paths finish in seconds.
-const TEST_ENV: [(&str, &str); 12] = [
+const TEST_ENV: [(&str, &str); 11] = [
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "info"),
-    ("KAFKA_FETCH_WAIT_MAX_MS", "10"),
     ("SAGA_AUTHORIZE_TIMEOUT_MS", "1500"),
     ("SAGA_AUTHORIZE_MAX_ATTEMPTS", "2"),
     ("SAGA_RESERVE_TIMEOUT_MS", "5000"),
@@ -28,17 +28,56 @@ const TEST_ENV: [(&str, &str); 12] = [
     ("SHUTDOWN_GRACE_SECS", "10"),
 ];
 
+/// One service process; it can be killed and started again on the same port,
+/// database and topics.
 pub struct Service {
     pub name: &'static str,
     pub port: u16,
-    child: Child,
+    command: Mutex<Command>,
+    log: PathBuf,
+    child: Mutex<Child>,
 }
 
+/// Starts `command` with its output appended to `log`.
+fn spawn(command: &mut Command, log: &Path) -> Child {
+    let log = OpenOptions::new().create(true).append(true).open(log).unwrap();
+    command.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+    command.spawn().unwrap()
+}
+
+impl Service {
+    fn start(name: &'static str, port: u16, mut command: Command, log: PathBuf) -> Self {
+        let child = Mutex::new(spawn(&mut command, &log));
+        Self { name, port, command: Mutex::new(command), log, child }
+    }
+
+    /// SIGKILL: no drain, no final commit, no leaving the group.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the service again (after [`kill`](Self::kill)); does not wait for it to be ready.
+    pub fn restart(&self) {
+        let fresh = spawn(&mut self.command.lock().unwrap(), &self.log);
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        *child = fresh;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+}
+
+/// Fields drop in order: the services stop before their topics and databases go.
 pub struct Stack {
+    pub services: Vec<Service>,
     pub kafka: TestKafka,
     pub databases: BTreeMap<&'static str, TestDatabase>,
     pub smtp: SmtpSink,
-    pub services: Vec<Service>,
     pub logs: PathBuf,
     pub http: reqwest::Client,
 }
@@ -75,7 +114,6 @@ impl Stack {
         let mut services = Vec::new();
         for name in SERVICES {
             let port = free_port();
-            let log = File::create(logs.join(format!("{name}.log"))).unwrap();
             let mut command = Command::new(binary(name));
             command
                 .env_clear()
@@ -86,23 +124,29 @@ impl Stack {
                 .env("KAFKA_TOPIC_PREFIX", &kafka.settings.topic_prefix)
                 .env("SMTP_PORT", smtp.port().to_string())
                 .envs(TEST_ENV)
-                .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())))
-                .stdout(Stdio::from(log.try_clone().unwrap()))
-                .stderr(Stdio::from(log));
-            services.push(Service { name, port, child: command.spawn().unwrap() });
+                .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())));
+            services.push(Service::start(name, port, command, logs.join(format!("{name}.log"))));
         }
         let stack = Self { kafka, databases, smtp, services, logs, http: reqwest::Client::new() };
         for service in &stack.services {
-            let url = format!("http://127.0.0.1:{}/readyz", service.port);
-            let http = stack.http.clone();
-            let what = format!("{} to be ready (logs in {})", service.name, stack.logs.display());
-            eventually(Duration::from_secs(90), &what, || {
-                let (http, url) = (http.clone(), url.clone());
-                async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
-            })
-            .await;
+            stack.wait_ready(service.name).await;
         }
         stack
+    }
+
+    pub fn service(&self, name: &str) -> &Service {
+        self.services.iter().find(|s| s.name == name).unwrap()
+    }
+
+    /// Waits until `name` answers `/readyz` with success (its consumer joined its group).
+    pub async fn wait_ready(&self, name: &str) {
+        let url = format!("{}/readyz", self.url(name));
+        let what = format!("{name} to be ready (logs in {})", self.logs.display());
+        eventually(Duration::from_secs(90), &what, || {
+            let (http, url) = (self.http.clone(), url.clone());
+            async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
+        })
+        .await;
     }
 
     pub fn url(&self, service: &str) -> String {
@@ -118,18 +162,19 @@ impl Stack {
     /// their exit statuses by name.
     pub fn stop(&mut self) -> Vec<(&'static str, std::process::ExitStatus)> {
         for service in &self.services {
-            let _ = Command::new("kill").arg("-TERM").arg(service.child.id().to_string()).status();
+            let _ = Command::new("kill").arg("-TERM").arg(service.pid().to_string()).status();
         }
         let mut statuses = Vec::new();
-        for service in &mut self.services {
+        for service in &self.services {
+            let mut child = service.child.lock().unwrap();
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             let status = loop {
-                if let Some(status) = service.child.try_wait().unwrap() {
+                if let Some(status) = child.try_wait().unwrap() {
                     break status;
                 }
                 if std::time::Instant::now() > deadline {
-                    let _ = service.child.kill();
-                    break service.child.wait().unwrap();
+                    let _ = child.kill();
+                    break child.wait().unwrap();
                 }
                 std::thread::sleep(Duration::from_millis(50));
             };
@@ -141,7 +186,6 @@ impl Stack {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -1,12 +1,15 @@
 //! Topic administration through the Kafka admin API.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::KafkaSettings;
+use crate::{KafkaSettings, TopicSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -20,6 +23,10 @@ pub enum AdminError {
     },
     #[error("could not create topic {topic}: {code}")]
     CreateTopic { topic: String, code: RDKafkaErrorCode },
+    #[error("could not delete topic {topic}: {code}")]
+    DeleteTopic { topic: String, code: RDKafkaErrorCode },
+    #[error("could not configure topic {topic}: {code}")]
+    Configure { topic: String, code: RDKafkaErrorCode },
     #[error("topic request failed: {0}")]
     Request(#[source] KafkaError),
 }
@@ -30,31 +37,98 @@ fn admin(settings: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, 
     settings.base_config().create().map_err(AdminError::Create)
 }
 
-/// Creates each topic that does not exist yet with `partitions` partitions;
-/// returns the names it created.
+/// Creates each topic that does not exist yet with `partitions` partitions
+/// and its configs, and gives the topics that exist the configs of their
+/// spec (so a changed retention reaches existing clusters); returns the
+/// names it created.
 pub async fn create_topics(
     settings: &KafkaSettings,
-    names: &[String],
+    specs: &[TopicSpec],
     partitions: i32,
     replication: i32,
 ) -> Result<Vec<String>, AdminError> {
-    let missing = missing_topics(settings, names).await?;
-    if missing.is_empty() {
-        return Ok(missing);
-    }
+    let names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
+    let missing = missing_topics(settings, &names).await?;
     let client = admin(settings)?;
-    let new_topics: Vec<NewTopic<'_>> =
-        missing.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
     let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let results = client.create_topics(&new_topics, &options).await.map_err(AdminError::Request)?;
-    for result in results {
-        match result {
-            // Someone else created it between our check and our request: fine.
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
+    let configs: Vec<Vec<(&str, String)>> = specs.iter().map(TopicSpec::configs).collect();
+
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .zip(&configs)
+        .filter(|(spec, _)| missing.contains(&spec.name))
+        .map(|(spec, configs)| {
+            configs.iter().fold(
+                NewTopic::new(&spec.name, partitions, TopicReplication::Fixed(replication)),
+                |topic, (key, value)| topic.set(key, value),
+            )
+        })
+        .collect();
+    if !new_topics.is_empty() {
+        for result in client.create_topics(&new_topics, &options).await.map_err(AdminError::Request)? {
+            match result {
+                // Someone else created it between our check and our request: fine.
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(AdminError::CreateTopic { topic, code }),
+            }
+        }
+    }
+
+    let existing: Vec<AlterConfig<'_>> = specs
+        .iter()
+        .zip(&configs)
+        .filter(|(spec, _)| !missing.contains(&spec.name))
+        .map(|(spec, configs)| {
+            configs.iter().fold(AlterConfig::new(ResourceSpecifier::Topic(&spec.name)), |alter, (key, value)| {
+                alter.set(key, value)
+            })
+        })
+        .collect();
+    if !existing.is_empty() {
+        for result in client.alter_configs(&existing, &options).await.map_err(AdminError::Request)? {
+            if let Err((resource, code)) = result {
+                return Err(AdminError::Configure { topic: format!("{resource:?}"), code });
+            }
         }
     }
     Ok(missing)
+}
+
+/// Deletes the named topics; a topic that does not exist is not an error.
+pub async fn delete_topics(settings: &KafkaSettings, names: &[String]) -> Result<(), AdminError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let client = admin(settings)?;
+    let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for result in client.delete_topics(&names, &options).await.map_err(AdminError::Request)? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => return Err(AdminError::DeleteTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// The configs set on a topic itself (not inherited from the broker).
+pub async fn topic_configs(settings: &KafkaSettings, name: &str) -> Result<BTreeMap<String, String>, AdminError> {
+    let client = admin(settings)?;
+    let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+    let resource = ResourceSpecifier::Topic(name);
+    let results = client.describe_configs([&resource], &options).await.map_err(AdminError::Request)?;
+    let mut configs = BTreeMap::new();
+    for result in results {
+        let resource = result.map_err(|code| AdminError::Configure { topic: name.to_owned(), code })?;
+        for entry in resource.entries {
+            if entry.source == ConfigSource::DynamicTopic
+                && let Some(value) = entry.value
+            {
+                configs.insert(entry.name, value);
+            }
+        }
+    }
+    Ok(configs)
 }
 
 /// Every topic on the cluster.

@@ -31,4 +31,4 @@ pub use headers::{RecordHeaders, header_names};
 pub use producer::{Delivered, OutgoingRecord, PendingDelivery, PublishError, Publisher};
 pub use retry::RetryPolicy;
 pub use settings::{ConsumerSettings, KafkaSettings};
-pub use topics::TopicNames;
+pub use topics::{Retention, TopicNames, TopicSpec};

@@ -14,8 +14,11 @@ pub struct KafkaSettings {
     pub topic_prefix: String,
     /// Identifies this process to the brokers, in their logs and quotas.
     pub client_id: String,
-    /// How long the broker may hold a fetch open waiting for data. Low values
-    /// keep per-hop latency low; the cost is more fetch requests when idle.
+    /// How long the broker may hold a fetch open waiting for data. Kafka
+    /// answers a fetch as soon as one byte is there, so this is not added to
+    /// a hop's latency; it bounds how long a resumed or newly assigned
+    /// partition waits for the fetch in flight, at the cost of a few empty
+    /// fetches a second when idle.
     pub fetch_wait_max: Duration,
     /// A consumer that misses heartbeats this long is evicted from its group.
     pub session_timeout: Duration,
@@ -31,7 +34,7 @@ impl Default for KafkaSettings {
             bootstrap_servers: "127.0.0.1:9092".into(),
             topic_prefix: String::new(),
             client_id: "checkout".into(),
-            fetch_wait_max: Duration::from_millis(20),
+            fetch_wait_max: Duration::from_millis(100),
             session_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(1),
             delivery_timeout: Duration::from_secs(30),
@@ -46,7 +49,12 @@ impl KafkaSettings {
 
     pub(crate) fn base_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap_servers).set("client.id", &self.client_id);
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            // Reconnect to a restarted broker within a second; the default
+            // backoff grows to 10 s, which a short outage turns into 10 s more.
+            .set("reconnect.backoff.max.ms", "1000");
         config
     }
 
@@ -77,6 +85,14 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
+            // The classic group protocol with cooperative rebalancing: a member
+            // that joins or leaves moves only the partitions that change owner,
+            // the others keep being processed (no stop-the-world revoke).
+            // Chosen over KIP-848 (`group.protocol=consumer`) because there the
+            // broker owns the session timeout (at least 45 s by default), so a
+            // killed member's partitions would wait that long; here a member
+            // that stops heartbeating is evicted after `session_timeout`.
+            .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", millis(self.session_timeout))
             .set("heartbeat.interval.ms", millis(self.session_timeout / 5));
         config

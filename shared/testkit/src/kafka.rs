@@ -1,20 +1,17 @@
 use std::time::{Duration, Instant};
 
-use checkout_kafka::{KafkaSettings, OutgoingRecord, Publisher, RecordHeaders, TopicNames, admin};
+use checkout_kafka::{KafkaSettings, OutgoingRecord, Publisher, RecordHeaders, TopicNames, TopicSpec, admin};
 use checkout_messages::Topic;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// A set of topics that belong to one test, named `t<12 hex digits>-<topic>`.
-///
-/// They are never deleted: on the local broker (Tansu 0.6) deleting one topic
-/// deletes every topic of the cluster, including other tests' topics, and a
-/// fetch of a topic deleted under it crashes the broker's storage. A fresh
-/// broker store (`.stack/` of a new clone) starts empty.
+/// A set of topics that belong to one test, named `t<12 hex digits>-<topic>`,
+/// deleted when the value is dropped.
 #[derive(Debug)]
 pub struct TestKafka {
     pub settings: KafkaSettings,
+    created: Vec<String>,
 }
 
 impl TestKafka {
@@ -31,9 +28,11 @@ impl TestKafka {
             ..KafkaSettings::default()
         };
         let names = settings.topic_names();
-        let physical: Vec<String> = topics.iter().flat_map(|&t| [names.physical(t), names.dead_letter(t)]).collect();
-        admin::create_topics(&settings, &physical, partitions, 1).await.expect("test topics could not be created");
-        Self { settings }
+        let wanted: Vec<String> = topics.iter().flat_map(|&t| [names.physical(t), names.dead_letter(t)]).collect();
+        let specs: Vec<TopicSpec> = names.specs().into_iter().filter(|spec| wanted.contains(&spec.name)).collect();
+        let created = specs.iter().map(|spec| spec.name.clone()).collect();
+        admin::create_topics(&settings, &specs, partitions, 1).await.expect("test topics could not be created");
+        Self { settings, created }
     }
 
     /// Creates every topic of the system and its dead-letter topic under a fresh prefix.
@@ -67,7 +66,6 @@ impl TestKafka {
             .set("bootstrap.servers", &self.settings.bootstrap_servers)
             .set("group.id", format!("reader-{}", crate::unique_suffix()))
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "20")
             .create()
             .unwrap();
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
@@ -87,6 +85,20 @@ impl TestKafka {
             records.push(received.unwrap_or_else(|error| panic!("reading {topic}: {error}")).detach());
         }
         records
+    }
+}
+
+impl Drop for TestKafka {
+    fn drop(&mut self) {
+        let (settings, names) = (self.settings.clone(), std::mem::take(&mut self.created));
+        // Drop may run inside a runtime that is blocked on us: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            if let Err(error) = runtime.block_on(admin::delete_topics(&settings, &names)) {
+                eprintln!("test topics {names:?} were not deleted: {error}");
+            }
+        })
+        .join();
     }
 }
 

@@ -12,12 +12,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers fail by panicking")]
 
 mod database;
+mod infrastructure;
 mod kafka;
 mod otlp;
 mod poll;
 mod smtp;
 
 pub use database::TestDatabase;
+pub use infrastructure::LocalBroker;
 pub use kafka::{TestKafka, header};
 pub use otlp::{CollectedSpan, OtlpReceiver};
 pub use poll::eventually;

@@ -4,10 +4,11 @@
 //! checkout-topics create [--partitions N] [--replication R]
 //! checkout-topics check
 //! ```
-//! `check` exits 0 when every topic exists, 3 when some are missing and 1
-//! when the broker cannot be asked. There is deliberately no delete: on the
-//! local broker (Tansu 0.6) deleting one topic deletes every topic.
-//! Broker and prefix come from `KAFKA_BOOTSTRAP_SERVERS` (default
+//! `create` makes the topics that are missing and gives every topic its
+//! configs (event topics keep their records for ever, commands and dead
+//! letters expire: see `Retention`), so running it again converges an
+//! existing cluster. `check` exits 0 when every topic exists, 3 when some
+//! are missing and 1 when the broker cannot be asked. Broker and prefix come from `KAFKA_BOOTSTRAP_SERVERS` (default
 //! `127.0.0.1:9092`) and `KAFKA_TOPIC_PREFIX` (default none).
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ async fn main() -> ExitCode {
         client_id: "checkout-topics".into(),
         ..KafkaSettings::default()
     };
+    let specs = settings.topic_names().specs();
     let names = settings.topic_names().all_with_dead_letters();
     match args.first().map(String::as_str) {
         Some("create") => {
@@ -36,7 +38,7 @@ async fn main() -> ExitCode {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
             };
-            match admin::create_topics(&settings, &names, partitions, replication).await {
+            match admin::create_topics(&settings, &specs, partitions, replication).await {
                 Ok(created) => {
                     println!(
                         "{} topics present, {} created ({partitions} partitions each)",

@@ -1,5 +1,5 @@
 use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use tokio::sync::mpsc;
@@ -39,21 +39,24 @@ impl ConsumerContext for RuntimeContext {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             tracing::info!(consumer.group = %self.group_id, partitions = ?revoked, "partitions revoked");
-            self.status.set_assigned(0);
             // The receiver only goes away when the runtime has stopped.
             let _ = self.events.send(RebalanceEvent::Revoked(revoked));
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // Cooperative rebalancing hands out and takes back partitions a few at
+        // a time: the lists name what changed, the assignment is what is owned.
         match rebalance {
             Rebalance::Assign(list) => {
-                let assigned = partitions(list);
-                tracing::info!(consumer.group = %self.group_id, partitions = ?assigned, "partitions assigned");
-                self.status.set_assigned(assigned.len());
+                tracing::info!(consumer.group = %self.group_id, partitions = ?partitions(list), "partitions assigned");
             }
             Rebalance::Error(error) => tracing::warn!(consumer.group = %self.group_id, %error, "rebalance failed"),
             Rebalance::Revoke(_) => {}
+        }
+        match consumer.assignment() {
+            Ok(owned) => self.status.set_assigned(owned.count()),
+            Err(error) => tracing::warn!(consumer.group = %self.group_id, %error, "could not read the assignment"),
         }
     }
 

@@ -1,0 +1,178 @@
+//! Faults injected for real while checkouts flow: a consumer-group member
+//! killed with SIGKILL and replaced, and the broker killed with SIGKILL and
+//! started again. After each, every order placed must confirm, with its
+//! effects (capture, stock, email) exactly once.
+//!
+//! The scenarios run one at a time on one stack: each breaks something that
+//! every service shares. The saga's step deadlines are longer than any fault
+//! here, so an order may be late but never cancelled by a timeout.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checkout_domain::OrderId;
+use checkout_testkit::{LocalBroker, eventually};
+use libtest_mimic::{Arguments, Trial};
+use support::checkout::{add_product, mail_to, place, unique, wait_until_finished, wait_until_saga_finished};
+use support::invariants;
+use support::stack::Stack;
+
+type Scenario = fn(Arc<Stack>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Longer than any outage below: lateness, not a timeout, is what a fault may cause.
+const PATIENT: [(&str, &str); 4] = [
+    ("SAGA_RESERVE_TIMEOUT_MS", "60000"),
+    ("SAGA_AUTHORIZE_TIMEOUT_MS", "60000"),
+    ("SAGA_AFTER_PIVOT_TIMEOUT_MS", "60000"),
+    ("SAGA_COMPENSATION_TIMEOUT_MS", "60000"),
+];
+
+/// The services' consumer session timeout (their default).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Places `count` checkouts of one unit of `sku`, one every `every`, each for
+/// a customer of its own; returns the orders and their customers' addresses.
+async fn place_steadily(stack: Arc<Stack>, sku: String, count: usize, every: Duration) -> Vec<(OrderId, String)> {
+    let mut placed = Vec::with_capacity(count);
+    let mut tick = tokio::time::interval(every);
+    for _ in 0..count {
+        tick.tick().await;
+        let email = format!("{}@example.com", unique("fault").to_lowercase());
+        placed.push((place(&stack, &email, &[(&sku, 1)], "tok_visa").await, email));
+    }
+    placed
+}
+
+async fn captured_payments(stack: &Stack) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM payments WHERE status = 'captured'")
+        .fetch_one(stack.db("payment"))
+        .await
+        .unwrap()
+}
+
+/// Every order confirmed, its saga completed, charged and emailed exactly
+/// once, and the stock conserved.
+async fn all_confirmed_once(stack: &Stack, placed: &[(OrderId, String)], sku: &str, initial: i32) -> Instant {
+    for (order, _) in placed {
+        let view = wait_until_finished(stack, *order).await;
+        assert_eq!(view["status"], "CONFIRMED", "order {order}: {view:#}");
+        wait_until_saga_finished(stack, *order).await;
+    }
+    let settled = Instant::now();
+    for (order, email) in placed {
+        let mails = eventually(Duration::from_secs(30), &format!("the email of {order}"), || async {
+            let mails = mail_to(stack, email);
+            (!mails.is_empty()).then_some(mails)
+        })
+        .await;
+        assert_eq!(mails.len(), 1, "{email} got {} emails", mails.len());
+    }
+    let orders: Vec<OrderId> = placed.iter().map(|(order, _)| *order).collect();
+    invariants::check(stack, &orders, &[(sku, initial)]).await;
+    settled
+}
+
+async fn a_killed_group_member_is_replaced_and_its_partitions_are_served_again(stack: Arc<Stack>) {
+    let sku = add_product(&stack, "MEMBER", 500, 100).await;
+    let placer = tokio::spawn(place_steadily(Arc::clone(&stack), sku.clone(), 40, Duration::from_millis(100)));
+    eventually(Duration::from_secs(30), "payments to flow", || async {
+        (captured_payments(&stack).await >= 5).then_some(())
+    })
+    .await;
+
+    let payment = stack.service("payment");
+    payment.kill();
+    let killed = Instant::now();
+    let before = captured_payments(&stack).await;
+    payment.restart();
+    eventually(SESSION_TIMEOUT + Duration::from_secs(20), "the new member to capture a payment", || async {
+        (captured_payments(&stack).await > before).then_some(())
+    })
+    .await;
+    let resumed_in = killed.elapsed();
+
+    let placed = placer.await.unwrap();
+    let settled = all_confirmed_once(&stack, &placed, &sku, 100).await;
+    println!(
+        "member kill: payments resumed {:.1} s after the SIGKILL (session timeout {} s); all {} orders settled {:.1} s after it",
+        resumed_in.as_secs_f64(),
+        SESSION_TIMEOUT.as_secs(),
+        placed.len(),
+        (settled - killed).as_secs_f64()
+    );
+}
+
+async fn the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes(stack: Arc<Stack>) {
+    let sku = add_product(&stack, "BROKER", 700, 100).await;
+    let placer = tokio::spawn(place_steadily(Arc::clone(&stack), sku.clone(), 60, Duration::from_millis(100)));
+    eventually(Duration::from_secs(30), "payments to flow", || async {
+        (captured_payments(&stack).await >= 5).then_some(())
+    })
+    .await;
+
+    let killed = Instant::now();
+    let restart_took = tokio::task::spawn_blocking(|| {
+        LocalBroker::kill();
+        LocalBroker::start()
+    })
+    .await
+    .unwrap();
+
+    let placed = placer.await.unwrap();
+    let settled = all_confirmed_once(&stack, &placed, &sku, 100).await;
+    println!(
+        "broker kill: back in {:.1} s; all {} orders (placed before, during and after) settled {:.1} s after the SIGKILL",
+        restart_took.as_secs_f64(),
+        placed.len(),
+        (settled - killed).as_secs_f64()
+    );
+}
+
+fn scenarios() -> Vec<(&'static str, Scenario)> {
+    vec![
+        ("a_killed_group_member_is_replaced_and_its_partitions_are_served_again", |stack| {
+            Box::pin(a_killed_group_member_is_replaced_and_its_partitions_are_served_again(stack))
+        }),
+        ("the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes", |stack| {
+            Box::pin(the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes(stack))
+        }),
+    ]
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // Each scenario breaks what every service shares: one at a time.
+    args.test_threads = Some(1);
+    let scenarios = scenarios();
+    if args.list {
+        let trials = scenarios.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
+        return libtest_mimic::run(&args, trials).exit_code();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
+    let stack = Arc::new(runtime.block_on(Stack::start(&env)));
+    println!("service logs: {}", stack.logs.display());
+    let trials = scenarios
+        .into_iter()
+        .map(|(name, scenario)| {
+            let (stack, runtime) = (Arc::clone(&stack), runtime.handle().clone());
+            Trial::test(name, move || {
+                runtime.block_on(scenario(stack));
+                Ok(())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    let stack = Arc::try_unwrap(stack).unwrap_or_else(|_| panic!("a scenario kept the stack"));
+    runtime.block_on(async move { drop(stack) });
+    conclusion.exit_code()
+}

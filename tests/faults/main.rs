@@ -1,7 +1,8 @@
 //! Faults injected for real while checkouts flow: a consumer-group member
-//! killed with SIGKILL and replaced, and the broker killed with SIGKILL and
-//! started again. After each, every order placed must confirm, with its
-//! effects (capture, stock, email) exactly once.
+//! killed with SIGKILL and replaced, the broker killed with SIGKILL and
+//! started again, and PostgreSQL (all five databases) stopped for a minute.
+//! After each, every order accepted must confirm, with its effects (capture,
+//! stock, email) exactly once, and nothing may be dead-lettered.
 //!
 //! The scenarios run one at a time on one stack: each breaks something that
 //! every service shares. The saga's step deadlines are longer than any fault
@@ -19,10 +20,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use checkout_domain::OrderId;
-use checkout_testkit::{LocalBroker, eventually};
+use checkout_messages::Topic;
+use checkout_testkit::{LocalBroker, LocalPostgres, eventually};
 use libtest_mimic::{Arguments, Trial};
-use support::checkout::{add_product, mail_to, place, unique, wait_until_finished, wait_until_saga_finished};
+use reqwest::StatusCode;
+use support::checkout::{
+    add_product, checkout_body, get, mail_to, place, post_order, unique, wait_until_finished, wait_until_saga_finished,
+};
 use support::invariants;
 use support::stack::Stack;
 
@@ -30,11 +37,16 @@ type Scenario = fn(Arc<Stack>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Longer than any outage below: lateness, not a timeout, is what a fault may cause.
 const PATIENT: [(&str, &str); 4] = [
-    ("SAGA_RESERVE_TIMEOUT_MS", "60000"),
-    ("SAGA_AUTHORIZE_TIMEOUT_MS", "60000"),
-    ("SAGA_AFTER_PIVOT_TIMEOUT_MS", "60000"),
-    ("SAGA_COMPENSATION_TIMEOUT_MS", "60000"),
+    ("SAGA_RESERVE_TIMEOUT_MS", "120000"),
+    ("SAGA_AUTHORIZE_TIMEOUT_MS", "120000"),
+    ("SAGA_AFTER_PIVOT_TIMEOUT_MS", "120000"),
+    ("SAGA_COMPENSATION_TIMEOUT_MS", "120000"),
 ];
+
+/// How long PostgreSQL stays down (`FAULT_DB_OUTAGE_SECS`, default 60).
+fn database_outage() -> Duration {
+    Duration::from_secs(std::env::var("FAULT_DB_OUTAGE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60))
+}
 
 /// The services' consumer session timeout (their default).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,6 +149,89 @@ async fn the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_re
     );
 }
 
+/// What a client saw while checking out through an outage.
+#[derive(Default)]
+struct Placed {
+    accepted: Vec<(OrderId, String)>,
+    /// `503` answers, each with a `Retry-After`.
+    unavailable: usize,
+}
+
+/// Like [`place_steadily`] until `stop`, but an order the service refuses
+/// with `503` (its database is away) is counted, not a failure; any other
+/// answer is.
+async fn place_through_outage(stack: Arc<Stack>, sku: String, every: Duration, stop: Arc<AtomicBool>) -> Placed {
+    let mut placed = Placed::default();
+    let mut tick = tokio::time::interval(every);
+    while !stop.load(Ordering::SeqCst) {
+        tick.tick().await;
+        let email = format!("{}@example.com", unique("outage").to_lowercase());
+        let reply = post_order(&stack, &checkout_body(&email, &[(&sku, 1)], "tok_visa"), None).await;
+        match reply.status {
+            StatusCode::ACCEPTED => {
+                placed.accepted.push((reply.body["order_id"].as_str().unwrap().parse().unwrap(), email));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(reply.headers.contains_key("retry-after"), "a 503 says when to retry: {:?}", reply.headers);
+                assert_eq!(reply.body["status"], 503, "{}", reply.body);
+                placed.unavailable += 1;
+            }
+            other => panic!("checkout answered {other} during a database outage: {}", reply.body),
+        }
+    }
+    placed
+}
+
+fn dead_letters(stack: &Stack) -> i64 {
+    let names = stack.kafka.names();
+    Topic::ALL.iter().map(|&topic| stack.kafka.record_count(&names.dead_letter(topic))).sum()
+}
+
+async fn a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack: Arc<Stack>) {
+    let sku = add_product(&stack, "OUTAGE", 900, 1000).await;
+    let dead_before = dead_letters(&stack);
+    let stop = Arc::new(AtomicBool::new(false));
+    let placer = tokio::spawn(place_through_outage(
+        Arc::clone(&stack),
+        sku.clone(),
+        Duration::from_millis(200),
+        Arc::clone(&stop),
+    ));
+    eventually(Duration::from_secs(30), "payments to flow", || async {
+        (captured_payments(&stack).await >= 10).then_some(())
+    })
+    .await;
+
+    let outage = database_outage();
+    let stopped = Instant::now();
+    tokio::task::spawn_blocking(LocalPostgres::stop).await.unwrap();
+    // While it lasts, the order service says so instead of failing.
+    let readiness = eventually(Duration::from_secs(10), "the order service to report its database down", || async {
+        let reply = get(&stack, "order", "/readyz").await;
+        (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(reply.body)
+    })
+    .await;
+    assert_ne!(readiness["checks"]["database"], "ok", "{readiness:#}");
+    tokio::time::sleep(outage.saturating_sub(stopped.elapsed())).await;
+    tokio::task::spawn_blocking(LocalPostgres::start).await.unwrap();
+    let restarted = Instant::now();
+    // Checkouts go on for a while after it is back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::SeqCst);
+    let placed = placer.await.unwrap();
+    assert!(placed.unavailable > 0, "no checkout met the outage");
+
+    let settled = all_confirmed_once(&stack, &placed.accepted, &sku, 1000).await;
+    assert_eq!(dead_letters(&stack), dead_before, "a transient failure is never a dead letter");
+    println!(
+        "database outage of {:.0} s: {} orders accepted, {} refused with 503 + Retry-After; all confirmed once, the last {:.1} s after PostgreSQL came back",
+        (restarted - stopped).as_secs_f64(),
+        placed.accepted.len(),
+        placed.unavailable,
+        (settled - restarted).as_secs_f64()
+    );
+}
+
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     vec![
         ("a_killed_group_member_is_replaced_and_its_partitions_are_served_again", |stack| {
@@ -144,6 +239,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         }),
         ("the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes", |stack| {
             Box::pin(the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes(stack))
+        }),
+        ("a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms", |stack| {
+            Box::pin(a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack))
         }),
     ]
 }

@@ -14,12 +14,9 @@ pub struct Settings {
 impl Settings {
     /// `SMTP_HOST` (default 127.0.0.1), `SMTP_PORT` (1025, Mailpit's),
     /// `SMTP_FROM` and `SMTP_TIMEOUT_MS`, plus the shared variables. An SMTP
-    /// server that is down is retried for longer than other failures
-    /// (`CONSUMER_RETRY_*` defaults: 10 attempts within 2 minutes).
+    /// server that is down is a transient failure, waited out like any other.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let mut service = ServiceSettings::from_env(env, "notification", 8084)?;
-        service.retry.max_attempts = env.count("CONSUMER_RETRY_MAX_ATTEMPTS", 10)?;
-        service.retry.max_elapsed = env.millis("CONSUMER_RETRY_MAX_ELAPSED_MS", Duration::from_secs(120))?;
+        let service = ServiceSettings::from_env(env, "notification", 8084)?;
         let settings = Self {
             service,
             smtp_host: env.string("SMTP_HOST", "127.0.0.1"),

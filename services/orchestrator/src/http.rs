@@ -188,9 +188,9 @@ fn parse_age(text: &str) -> Result<Duration, Problem> {
     Ok(Duration::from_secs(seconds))
 }
 
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "saga query failed");
-    Problem::internal()
+/// 503 with `Retry-After` while the database is away, 500 otherwise.
+fn internal(error: impl std::error::Error + 'static) -> Problem {
+    Problem::storage_failure(&error)
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ async fn payment(State(pool): State<PgPool>, Path(order_id): Path<String>) -> Re
     }))
 }
 
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "payment query failed");
-    Problem::internal()
+/// 503 with `Retry-After` while the database is away, 500 otherwise.
+fn internal(error: impl std::error::Error + 'static) -> Problem {
+    Problem::storage_failure(&error)
 }

@@ -25,8 +25,9 @@ impl DeadLetterHeader {
     pub const DEAD_LETTERED_TIME: &'static str = "dlt-dead-lettered-time";
 }
 
-/// Why a record was dead-lettered. Every class but `RetriesExhausted` is
-/// permanent: the record failed without retries.
+/// Why a record was dead-lettered. Every class is permanent: the record would
+/// fail the same way every time. Transient failures are never dead-lettered
+/// (see `RetryPolicy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorClass {
     /// Not a message envelope at all (garbage bytes, wrong spec version).
@@ -44,8 +45,6 @@ pub enum ErrorClass {
     Rejected,
     /// The handler panicked; treated as permanent so the partition moves on.
     HandlerPanicked,
-    /// A transient failure outlasted the retry policy.
-    RetriesExhausted,
 }
 
 impl ErrorClass {
@@ -59,7 +58,6 @@ impl ErrorClass {
             Self::WrongTopic => "wrong-topic",
             Self::Rejected => "rejected",
             Self::HandlerPanicked => "handler-panicked",
-            Self::RetriesExhausted => "retries-exhausted",
         }
     }
 

@@ -1,39 +1,34 @@
 use std::time::Duration;
 
-/// Bounded exponential backoff for transient failures.
+/// Capped exponential backoff for transient failures, for as long as they last.
 ///
-/// A record is retried until it succeeds, `max_attempts` attempts have been
-/// made, or the next wait would end more than `max_elapsed` after the first
-/// failure; then it is dead-lettered so its partition moves on.
+/// A transient failure (a database or mail server that does not answer, a
+/// pool that is exhausted, a serialization conflict) says nothing about the
+/// record: it will succeed once the dependency is back. So it is retried
+/// until it does, never dead-lettered: the partition waits (and is paused,
+/// so nothing piles up behind it) while the other partitions go on. This is
+/// what Temporal does for activities and what NServiceBus's delayed retries
+/// amount to when their budget is unbounded; a dead letter is for records
+/// that would fail the same way every time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    pub max_attempts: u32,
     pub initial_backoff: Duration,
+    /// The longest wait between two attempts, so a record is retried within
+    /// this long of its dependency coming back.
     pub max_backoff: Duration,
-    pub max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-            max_elapsed: Duration::from_secs(30),
-        }
+        Self { initial_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(2) }
     }
 }
 
 impl RetryPolicy {
-    /// The wait before attempt `failed_attempt + 1`, or `None` when the record
-    /// has had its last attempt. `elapsed` is the time since the first failure.
-    pub fn next_backoff(&self, failed_attempt: u32, elapsed: Duration) -> Option<Duration> {
-        if failed_attempt >= self.max_attempts {
-            return None;
-        }
+    /// The wait before attempt `failed_attempt + 1`.
+    pub fn backoff(&self, failed_attempt: u32) -> Duration {
         let doublings = failed_attempt.saturating_sub(1).min(31);
-        let backoff = self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff);
-        (elapsed.saturating_add(backoff) <= self.max_elapsed).then_some(backoff)
+        self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
     }
 }
 
@@ -41,34 +36,17 @@ impl RetryPolicy {
 mod tests {
     use super::*;
 
-    const POLICY: RetryPolicy = RetryPolicy {
-        max_attempts: 5,
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-        max_elapsed: Duration::from_secs(10),
-    };
+    const POLICY: RetryPolicy =
+        RetryPolicy { initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(500) };
 
     #[test]
-    fn backoff_doubles_up_to_its_cap() {
-        let waits: Vec<_> = (1..5).map(|n| POLICY.next_backoff(n, Duration::ZERO).unwrap().as_millis()).collect();
-        assert_eq!(waits, [100, 200, 400, 500]);
-    }
-
-    #[test]
-    fn attempts_are_bounded() {
-        assert_eq!(POLICY.next_backoff(5, Duration::ZERO), None);
-        assert_eq!(RetryPolicy { max_attempts: 1, ..POLICY }.next_backoff(1, Duration::ZERO), None);
-    }
-
-    #[test]
-    fn time_is_bounded() {
-        assert_eq!(POLICY.next_backoff(2, Duration::from_millis(9_700)), Some(Duration::from_millis(200)));
-        assert_eq!(POLICY.next_backoff(2, Duration::from_millis(9_900)), None);
+    fn backoff_doubles_up_to_its_cap_and_stays_there() {
+        let waits: Vec<_> = (1..7).map(|n| POLICY.backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 500, 500, 500]);
     }
 
     #[test]
     fn huge_attempt_counts_do_not_overflow() {
-        let generous = RetryPolicy { max_attempts: u32::MAX, max_elapsed: Duration::MAX, ..POLICY };
-        assert_eq!(generous.next_backoff(1000, Duration::ZERO), Some(Duration::from_millis(500)));
+        assert_eq!(POLICY.backoff(u32::MAX), Duration::from_millis(500));
     }
 }

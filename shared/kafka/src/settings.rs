@@ -22,6 +22,8 @@ pub struct KafkaSettings {
     pub fetch_wait_max: Duration,
     /// A consumer that misses heartbeats this long is evicted from its group.
     pub session_timeout: Duration,
+    /// How a group shares partitions out (`partition.assignment.strategy`).
+    pub assignment_strategy: String,
     /// How long the producer waits to fill a batch before sending it.
     pub linger: Duration,
     /// How long the producer keeps retrying a record before failing its delivery.
@@ -36,6 +38,7 @@ impl Default for KafkaSettings {
             client_id: "checkout".into(),
             fetch_wait_max: Duration::from_millis(100),
             session_timeout: Duration::from_secs(10),
+            assignment_strategy: "cooperative-sticky".into(),
             linger: Duration::from_millis(1),
             delivery_timeout: Duration::from_secs(30),
         }
@@ -85,16 +88,17 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
-            // The classic group protocol with cooperative rebalancing: a member
+            // The classic group protocol with cooperative rebalancing by default: a member
             // that joins or leaves moves only the partitions that change owner,
             // the others keep being processed (no stop-the-world revoke).
             // Chosen over KIP-848 (`group.protocol=consumer`) because there the
             // broker owns the session timeout (at least 45 s by default), so a
             // killed member's partitions would wait that long; here a member
             // that stops heartbeating is evicted after `session_timeout`.
-            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("partition.assignment.strategy", &self.assignment_strategy)
             .set("session.timeout.ms", millis(self.session_timeout))
-            .set("heartbeat.interval.ms", millis(self.session_timeout / 5));
+            // A rebalance waits for every member to hear of it in a heartbeat.
+            .set("heartbeat.interval.ms", millis(self.session_timeout / 10));
         config
     }
 }

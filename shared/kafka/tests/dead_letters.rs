@@ -56,7 +56,7 @@ async fn poison_records_are_dead_lettered_and_the_partition_moves_on() {
         66 => Behaviour::Panic,
         _ => Behaviour::Succeed,
     });
-    let member = start_member(&kafka, settings("poison", fast_retries(3)), handler.clone()).await;
+    let member = start_member(&kafka, settings("poison", fast_retries()), handler.clone()).await;
 
     // Every record has the same key, so all share one partition, in this order.
     let order = new_order();

@@ -21,7 +21,7 @@ async fn per_key_order_holds_across_partitions_with_two_group_members() {
     let kafka = TestKafka::with_topics(&[TOPIC], 4).await;
     let first = ScriptedHandler::always_succeeding("first");
     let second = first.sibling("second");
-    let group = settings("ordering", fast_retries(3));
+    let group = settings("ordering", fast_retries());
     let members = [
         start_member_without_waiting(&kafka, group.clone(), first.clone()),
         start_member_without_waiting(&kafka, group, second),

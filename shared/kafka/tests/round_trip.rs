@@ -20,7 +20,7 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 async fn a_keyed_record_round_trips_with_its_headers_intact() {
     let kafka = TestKafka::with_topics(&[TOPIC], 3).await;
     let handler = ScriptedHandler::always_succeeding("only");
-    let member = start_member(&kafka, settings("round-trip", fast_retries(3)), handler.clone()).await;
+    let member = start_member(&kafka, settings("round-trip", fast_retries()), handler.clone()).await;
 
     let order = new_order();
     let envelope = numbered(order, 7);

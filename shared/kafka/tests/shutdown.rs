@@ -19,7 +19,7 @@ const RECORDS: u32 = 300;
 async fn shutdown_mid_stream_loses_nothing_and_handles_nothing_twice() {
     let kafka = TestKafka::with_topics(&[TOPIC], 3).await;
     let slow = ScriptedHandler::new("before", |_| Behaviour::SucceedAfter(Duration::from_millis(5)));
-    let group = settings("shutdown", fast_retries(3));
+    let group = settings("shutdown", fast_retries());
     let before = start_member(&kafka, group.clone(), slow.clone()).await;
 
     let orders: Vec<_> = (0..10).map(|_| new_order()).collect();

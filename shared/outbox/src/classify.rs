@@ -10,7 +10,12 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exception, 40: transaction rollback (serialization
             // failure, deadlock), 53: insufficient resources, 57P0x: shutdown.
-            code.starts_with("08") || code.starts_with("40") || code.starts_with("53") || code.starts_with("57P0")
+            code.starts_with("08")
+                || code.starts_with("40")
+                || code.starts_with("53")
+                || code.starts_with("57P0")
+                // A read-only node (a replica, or a primary being demoted).
+                || code == "25006"
         }),
         _ => false,
     }

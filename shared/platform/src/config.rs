@@ -105,6 +105,9 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long to keep trying to reach the database at start.
     pub connect_timeout: Duration,
+    /// How long a request or handler waits for a connection before failing
+    /// (transiently: a request gets `503`, a record is retried).
+    pub acquire_timeout: Duration,
 }
 
 /// What every service is configured with.
@@ -130,10 +133,8 @@ impl ServiceSettings {
         let relay_defaults = RelaySettings::default();
         let bootstrap_servers = env.string("KAFKA_BOOTSTRAP_SERVERS", &kafka_defaults.bootstrap_servers);
         let retry = RetryPolicy {
-            max_attempts: env.count("CONSUMER_RETRY_MAX_ATTEMPTS", retry_defaults.max_attempts)?,
             initial_backoff: env.millis("CONSUMER_RETRY_INITIAL_BACKOFF_MS", retry_defaults.initial_backoff)?,
             max_backoff: env.millis("CONSUMER_RETRY_MAX_BACKOFF_MS", retry_defaults.max_backoff)?,
-            max_elapsed: env.millis("CONSUMER_RETRY_MAX_ELAPSED_MS", retry_defaults.max_elapsed)?,
         };
         let settings = Self {
             service: service.to_owned(),
@@ -144,6 +145,7 @@ impl ServiceSettings {
                 ),
                 max_connections: env.count("DATABASE_MAX_CONNECTIONS", 10)?,
                 connect_timeout: env.secs("DATABASE_CONNECT_TIMEOUT_SECS", Duration::from_secs(30))?,
+                acquire_timeout: env.millis("DATABASE_ACQUIRE_TIMEOUT_MS", Duration::from_secs(2))?,
             },
             kafka: KafkaSettings {
                 bootstrap_servers,
@@ -151,6 +153,8 @@ impl ServiceSettings {
                 client_id: service.to_owned(),
                 fetch_wait_max: env.millis("KAFKA_FETCH_WAIT_MAX_MS", kafka_defaults.fetch_wait_max)?,
                 session_timeout: env.millis("KAFKA_SESSION_TIMEOUT_MS", kafka_defaults.session_timeout)?,
+                assignment_strategy: env
+                    .string("KAFKA_PARTITION_ASSIGNMENT_STRATEGY", &kafka_defaults.assignment_strategy),
                 linger: env.millis("KAFKA_LINGER_MS", kafka_defaults.linger)?,
                 delivery_timeout: env.millis("KAFKA_DELIVERY_TIMEOUT_MS", kafka_defaults.delivery_timeout)?,
             },
@@ -209,8 +213,11 @@ mod tests {
         let error = ServiceSettings::from_env(&env, "order", 8080).unwrap_err();
         assert_eq!(error.variable, "KAFKA_FETCH_WAIT_MAX_MS");
         assert!(error.to_string().contains("\"soon\""), "{error}");
-        let env = Env::from_pairs([("CONSUMER_RETRY_MAX_ATTEMPTS", "0")]);
-        assert_eq!(ServiceSettings::from_env(&env, "order", 8080).unwrap_err().variable, "CONSUMER_RETRY_MAX_ATTEMPTS");
+        let env = Env::from_pairs([("CONSUMER_RETRY_MAX_BACKOFF_MS", "-1")]);
+        assert_eq!(
+            ServiceSettings::from_env(&env, "order", 8080).unwrap_err().variable,
+            "CONSUMER_RETRY_MAX_BACKOFF_MS"
+        );
         let env = Env::from_pairs([("HTTP_ADDR", "localhost")]);
         assert_eq!(ServiceSettings::from_env(&env, "order", 8080).unwrap_err().variable, "HTTP_ADDR");
     }

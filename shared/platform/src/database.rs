@@ -17,7 +17,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(5))
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.clone())
             .await;
         match attempt {

@@ -1,7 +1,8 @@
 //! Faults injected into the local infrastructure for real: the broker that
 //! `deploy/native/stack.sh` started is killed with SIGKILL and started again
-//! by the same script. Only this module and `deploy/` know how the broker is
-//! run; tests say what happens to it.
+//! by the same script; the PostgreSQL cluster is stopped (every database of
+//! every service at once) and started again. Only this module and `deploy/`
+//! know how they are run; tests say what happens to them.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,5 +70,42 @@ impl LocalBroker {
             String::from_utf8_lossy(&output.stderr)
         );
         started.elapsed()
+    }
+}
+
+/// The local PostgreSQL cluster (Debian's `pg_ctlcluster`, as `stack.sh` runs it).
+#[derive(Debug)]
+pub struct LocalPostgres;
+
+impl LocalPostgres {
+    fn ctl(action: &str) {
+        let version = std::fs::read_dir("/etc/postgresql")
+            .unwrap()
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .max_by_key(|name| name.parse::<u32>().unwrap_or(0))
+            .expect("no PostgreSQL cluster under /etc/postgresql");
+        let mut command = Command::new("pg_ctlcluster");
+        command.args(["--skip-systemctl-redirect", &version, "main", action]);
+        if action == "stop" {
+            // Fast: sessions are ended at once, as when a server goes away.
+            command.args(["-m", "fast"]);
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "pg_ctlcluster {action}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Stops the server; every connection of every service breaks.
+    pub fn stop() {
+        Self::ctl("stop");
+    }
+
+    /// Starts the server again; returns once it accepts connections.
+    pub fn start() {
+        Self::ctl("start");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", 5432)).is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not come back within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use checkout_kafka::{KafkaSettings, OutgoingRecord, Publisher, RecordHeaders, TopicNames, TopicSpec, admin};
 use checkout_messages::Topic;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -85,6 +85,19 @@ impl TestKafka {
             records.push(received.unwrap_or_else(|error| panic!("reading {topic}: {error}")).detach());
         }
         records
+    }
+}
+
+impl TestKafka {
+    /// How many records `topic` holds (the sum of its partitions' high watermarks).
+    pub fn record_count(&self, topic: &str) -> i64 {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &self.settings.bootstrap_servers).create().unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).unwrap();
+        let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        (0..i32::try_from(partitions).unwrap())
+            .map(|partition| consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)).unwrap().1)
+            .sum()
     }
 }
 

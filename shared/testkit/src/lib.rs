@@ -19,7 +19,7 @@ mod poll;
 mod smtp;
 
 pub use database::TestDatabase;
-pub use infrastructure::LocalBroker;
+pub use infrastructure::{LocalBroker, LocalPostgres};
 pub use kafka::{TestKafka, header};
 pub use otlp::{CollectedSpan, OtlpReceiver};
 pub use poll::eventually;

@@ -141,7 +141,7 @@ async fn get_order(
     Ok(axum::Json(OrderView::from(record)))
 }
 
-fn internal(error: impl std::fmt::Display) -> Problem {
-    tracing::error!(%error, "order request failed");
-    Problem::internal()
+/// 503 with `Retry-After` while the database is away, 500 otherwise.
+fn internal(error: impl std::error::Error + 'static) -> Problem {
+    Problem::storage_failure(&error)
 }

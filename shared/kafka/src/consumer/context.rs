@@ -50,6 +50,11 @@ impl ConsumerContext for RuntimeContext {
         match rebalance {
             Rebalance::Assign(list) => {
                 tracing::info!(consumer.group = %self.group_id, partitions = ?partitions(list), "partitions assigned");
+                // A partition paused by a previous owner's backlog in this process
+                // starts afresh: its new worker has nothing queued.
+                if let Err(error) = consumer.resume(list) {
+                    tracing::warn!(consumer.group = %self.group_id, %error, "could not resume assigned partitions");
+                }
             }
             Rebalance::Error(error) => tracing::warn!(consumer.group = %self.group_id, %error, "rebalance failed"),
             Rebalance::Revoke(_) => {}

@@ -7,6 +7,13 @@
 //! successfully, or written to the dead-letter topic. Offsets are committed in
 //! the background and synchronously on shutdown.
 //!
+//! The dispatcher never waits for a worker: when a partition's backlog
+//! reaches `partition_buffer` records, fetching that partition is paused
+//! until its worker has worked through half of them. A partition that waits
+//! out a transient failure, or is just slow, therefore holds a bounded
+//! number of records and stops no other partition, and the consumer keeps
+//! polling (so it is never evicted from its group for being slow).
+//!
 //! When partitions are revoked their workers finish the record in hand and
 //! stop; records they had queued are fetched again by whoever owns the
 //! partition next. A new worker for a partition waits for its predecessor, so
@@ -22,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use checkout_messages::{Envelope, Message, SchemaVersion};
-use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use tokio::sync::{Semaphore, mpsc};
@@ -68,7 +74,7 @@ pub struct RecordPosition {
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Might succeed if tried again (database or network trouble): retried
-    /// with backoff, then dead-lettered when the retry policy runs out.
+    /// with capped backoff until it succeeds, never dead-lettered.
     #[error("{0}")]
     Transient(BoxError),
     /// Will fail the same way every time: dead-lettered at once.
@@ -108,6 +114,9 @@ pub struct ConsumerStatus(Arc<StatusInner>);
 struct StatusInner {
     joined: AtomicBool,
     assigned_partitions: AtomicUsize,
+    /// Records waiting out a transient failure right now.
+    waiting: AtomicUsize,
+    last_transient_error: std::sync::Mutex<Option<String>>,
 }
 
 impl ConsumerStatus {
@@ -121,9 +130,42 @@ impl ConsumerStatus {
         self.0.assigned_partitions.load(Ordering::Relaxed)
     }
 
+    /// How many records (at most one per partition) are being retried after
+    /// a transient failure, and the latest such failure.
+    pub fn waiting_out_failures(&self) -> Option<(usize, String)> {
+        let waiting = self.0.waiting.load(Ordering::Relaxed);
+        if waiting == 0 {
+            return None;
+        }
+        let error = self.0.last_transient_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+        Some((waiting, error))
+    }
+
     fn set_assigned(&self, count: usize) {
         self.0.assigned_partitions.store(count, Ordering::Relaxed);
         self.0.joined.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn start_waiting(&self) -> Waiting {
+        self.0.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(self.clone())
+    }
+}
+
+/// One record waiting out a transient failure; counted until dropped.
+pub(crate) struct Waiting(ConsumerStatus);
+
+impl Waiting {
+    pub(crate) fn report(&self, error: &str) {
+        if let Ok(mut last) = (self.0).0.last_transient_error.lock() {
+            *last = Some(error.to_owned());
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        (self.0).0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -134,6 +176,7 @@ pub(crate) struct Shared<H> {
     pub topics: TopicNames,
     pub settings: ConsumerSettings,
     pub permits: Semaphore,
+    pub status: ConsumerStatus,
 }
 
 /// A consumer group member running a [`Handler`] over its topics.
@@ -170,6 +213,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             topics: kafka.topic_names(),
             permits: Semaphore::new(settings.max_concurrent_partitions.max(1)),
             settings,
+            status: status.clone(),
         });
         Ok(Self { consumer: Arc::new(consumer), rebalances, shared, status })
     }
@@ -202,15 +246,7 @@ impl<H: Handler> ConsumerRuntime<H> {
                         while let Ok(event) = self.rebalances.try_recv() {
                             workers.apply(event);
                         }
-                        let sender = workers.sender_for(message.topic(), message.partition());
-                        let record = message.detach();
-                        tokio::select! {
-                            biased;
-                            () = shutdown.cancelled() => break,
-                            // A closed channel means the worker was stopped by a
-                            // rebalance; the partition's next owner refetches the record.
-                            _ = sender.send(record) => {}
-                        }
+                        workers.dispatch(message.detach());
                     }
                     Err(error) => {
                         tracing::warn!(error = %error, consumer.group = %self.shared.settings.group_id, "kafka consumer error");

@@ -1,5 +1,5 @@
-//! Processing one record: decode and check it, run the handler with retries,
-//! dead-letter what cannot be processed.
+//! Processing one record: decode and check it, run the handler, retry
+//! transient failures until they clear, dead-letter what cannot be processed.
 
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
@@ -115,10 +115,10 @@ async fn process<H: Handler>(
         headers,
         attempt: 1,
     };
-    let mut first_failure: Option<(OffsetDateTime, Instant)> = None;
+    // Present while this record waits out a transient failure (readiness reports it).
+    let mut waiting: Option<super::Waiting> = None;
     let failure = loop {
         let result = AssertUnwindSafe(shared.handler.handle(&incoming)).catch_unwind().await;
-        let first_failed_at = first_failure.map_or(first_seen, |(at, _)| at);
         let (class, message) = match result {
             Ok(Ok(())) => {
                 tracing::debug!(
@@ -133,15 +133,11 @@ async fn process<H: Handler>(
             Ok(Err(HandlerError::Permanent(error))) => (ErrorClass::Rejected, error_chain(&*error)),
             Err(panic) => (ErrorClass::HandlerPanicked, panic_message(&*panic)),
             Ok(Err(HandlerError::Transient(error))) => {
-                let (first_failed_at, first_instant) =
-                    *first_failure.get_or_insert_with(|| (first_seen, Instant::now()));
                 let message = error_chain(&*error);
-                let Some(wait) = shared.settings.retry.next_backoff(incoming.attempt, first_instant.elapsed()) else {
-                    let attempts = incoming.attempt;
-                    break Failure { class: ErrorClass::RetriesExhausted, message, attempts, first_failed_at };
-                };
+                let wait = shared.settings.retry.backoff(incoming.attempt);
+                waiting.get_or_insert_with(|| shared.status.start_waiting()).report(&message);
                 tracing::warn!(attempt = incoming.attempt, retry_in_ms = duration_ms(wait), error = %message,
-                    "transient failure, will retry");
+                    "transient failure, will retry until it clears");
                 count(shared, record, "retried");
                 tokio::select! {
                     biased;
@@ -152,7 +148,7 @@ async fn process<H: Handler>(
                 continue;
             }
         };
-        break Failure { class, message, attempts: incoming.attempt, first_failed_at };
+        break Failure { class, message, attempts: incoming.attempt, first_failed_at: first_seen };
     };
     dead_letter(shared, record, failure, stop).await
 }

@@ -1,9 +1,11 @@
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +27,74 @@ pub(crate) struct Workers<H> {
 }
 
 struct Worker {
-    records: mpsc::Sender<OwnedMessage>,
+    records: mpsc::UnboundedSender<OwnedMessage>,
+    backlog: Arc<Backlog>,
     stop: CancellationToken,
     handle: JoinHandle<()>,
+}
+
+/// The records handed to one partition's worker and not yet finished, and
+/// whether fetching the partition is paused because there are too many.
+///
+/// The queue itself is unbounded so the dispatcher never waits; its length
+/// is bounded by pausing at `high` records (a few more, already fetched when
+/// the pause takes effect, may follow) and resuming at `high / 2`.
+struct Backlog {
+    topic: String,
+    partition: i32,
+    high: usize,
+    queued: AtomicUsize,
+    /// Held while pausing or resuming, so the two never cross.
+    paused: Mutex<bool>,
+}
+
+impl Backlog {
+    fn partition_list(&self) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        // The offset is ignored by pause and resume.
+        let _ = list.add_partition_offset(&self.topic, self.partition, Offset::Invalid);
+        list
+    }
+
+    /// After a record was queued: pause fetching when the backlog is full.
+    fn added(&self, consumer: &GroupConsumer) {
+        let Ok(mut paused) = self.paused.lock() else { return };
+        if !*paused && self.queued.load(Ordering::Acquire) >= self.high {
+            match consumer.pause(&self.partition_list()) {
+                Ok(()) => {
+                    *paused = true;
+                    metrics::gauge!("checkout_consumer_paused_partitions").increment(1);
+                    tracing::debug!(kafka.topic = %self.topic, kafka.partition = self.partition,
+                        backlog = self.high, "partition paused: its worker is behind");
+                }
+                Err(error) => tracing::warn!(%error, kafka.topic = %self.topic, kafka.partition = self.partition,
+                    "could not pause partition"),
+            }
+        }
+    }
+
+    /// After a record was finished: resume fetching once half the backlog is done.
+    fn finished(&self, consumer: &GroupConsumer) {
+        let left = self.queued.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        if left > self.high / 2 {
+            return;
+        }
+        let Ok(mut paused) = self.paused.lock() else { return };
+        if *paused && self.queued.load(Ordering::Acquire) <= self.high / 2 {
+            // Fails only if the partition was revoked meanwhile; its next owner fetches it.
+            let _ = consumer.resume(&self.partition_list());
+            *paused = false;
+            metrics::gauge!("checkout_consumer_paused_partitions").decrement(1);
+        }
+    }
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        if self.paused.get_mut().is_ok_and(|paused| *paused) {
+            metrics::gauge!("checkout_consumer_paused_partitions").decrement(1);
+        }
+    }
 }
 
 impl<H: Handler> Workers<H> {
@@ -46,24 +113,46 @@ impl<H: Handler> Workers<H> {
         }
     }
 
-    /// The queue of the worker for this partition, starting one if needed.
-    pub(crate) fn sender_for(&mut self, topic: &str, partition: i32) -> mpsc::Sender<OwnedMessage> {
-        let key = (topic.to_owned(), partition);
-        if let Some(worker) = self.active.get(&key).filter(|worker| !worker.records.is_closed()) {
-            return worker.records.clone();
+    /// Hands a record to the worker of its partition (starting one if needed)
+    /// without waiting; pauses the partition when its backlog is full.
+    pub(crate) fn dispatch(&mut self, record: OwnedMessage) {
+        let key = (record.topic().to_owned(), record.partition());
+        let consumer = Arc::clone(&self.consumer);
+        let worker = self.worker_for(&key);
+        worker.backlog.queued.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(_)) = worker.records.send(record) {
+            // The worker was stopped by a rebalance; the partition's next owner
+            // fetches the record again.
+            worker.backlog.queued.fetch_sub(1, Ordering::AcqRel);
+            return;
         }
-        let previous = self.active.remove(&key).map(|worker| worker.handle).or_else(|| self.retiring.remove(&key));
-        let (records, receiver) = mpsc::channel(self.shared.settings.partition_buffer.max(1));
-        let stop = CancellationToken::new();
-        let handle = self.tracker.spawn(run_worker(
-            Arc::clone(&self.shared),
-            Arc::clone(&self.consumer),
-            receiver,
-            stop.clone(),
-            previous,
-        ));
-        self.active.insert(key, Worker { records: records.clone(), stop, handle });
-        records
+        worker.backlog.added(&consumer);
+    }
+
+    fn worker_for(&mut self, key: &PartitionKey) -> &Worker {
+        let running = self.active.get(key).is_some_and(|worker| !worker.records.is_closed());
+        if !running {
+            let previous = self.active.remove(key).map(|worker| worker.handle).or_else(|| self.retiring.remove(key));
+            let (records, receiver) = mpsc::unbounded_channel();
+            let backlog = Arc::new(Backlog {
+                topic: key.0.clone(),
+                partition: key.1,
+                high: self.shared.settings.partition_buffer.max(2),
+                queued: AtomicUsize::new(0),
+                paused: Mutex::new(false),
+            });
+            let stop = CancellationToken::new();
+            let handle = self.tracker.spawn(run_worker(
+                Arc::clone(&self.shared),
+                Arc::clone(&self.consumer),
+                receiver,
+                Arc::clone(&backlog),
+                stop.clone(),
+                previous,
+            ));
+            self.active.insert(key.clone(), Worker { records, backlog, stop, handle });
+        }
+        &self.active[key]
     }
 
     /// Stops every worker after the record it is processing, and waits for them.
@@ -80,7 +169,8 @@ impl<H: Handler> Workers<H> {
 async fn run_worker<H: Handler>(
     shared: Arc<Shared<H>>,
     consumer: Arc<GroupConsumer>,
-    mut records: mpsc::Receiver<OwnedMessage>,
+    mut records: mpsc::UnboundedReceiver<OwnedMessage>,
+    backlog: Arc<Backlog>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
 ) {
@@ -118,5 +208,6 @@ async fn run_worker<H: Handler>(
             }
             Outcome::Abandoned => return,
         }
+        backlog.finished(&consumer);
     }
 }

@@ -118,13 +118,8 @@ impl Handler for ScriptedHandler {
     }
 }
 
-pub fn fast_retries(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(100),
-        max_elapsed: Duration::from_secs(10),
-    }
+pub fn fast_retries() -> RetryPolicy {
+    RetryPolicy { initial_backoff: Duration::from_millis(20), max_backoff: Duration::from_millis(100) }
 }
 
 pub struct Running {

@@ -113,7 +113,7 @@ impl Handler for Counter {
 
 /// Runs `handler` as a consumer group member until the returned token is cancelled.
 pub async fn consume(kafka: &TestKafka, handler: Counter) -> CancellationToken {
-    let retry = RetryPolicy { max_attempts: 3, initial_backoff: Duration::from_millis(20), ..RetryPolicy::default() };
+    let retry = RetryPolicy { initial_backoff: Duration::from_millis(20), ..RetryPolicy::default() };
     let settings = ConsumerSettings { retry, ..ConsumerSettings::new("counter", [TOPIC]) };
     let runtime = ConsumerRuntime::new(&kafka.settings, settings, kafka.publisher(), handler).unwrap();
     let status = runtime.status();

@@ -13,7 +13,8 @@ use sqlx::PgPool;
 pub enum ReadinessCheck {
     /// The service's database answers.
     Database(PgPool),
-    /// A consumer has joined its group (named for the report).
+    /// A consumer has joined its group and none of its records is waiting
+    /// out a transient failure (named for the report).
     Consumer(String, ConsumerStatus),
 }
 
@@ -35,8 +36,14 @@ impl ReadinessCheck {
                     Err(_) => Err("no answer within 2 s".to_owned()),
                 }
             }
-            Self::Consumer(_, status) if status.joined() => Ok(()),
-            Self::Consumer(..) => Err("not yet a member of its consumer group".to_owned()),
+            Self::Consumer(_, status) if !status.joined() => Err("not yet a member of its consumer group".to_owned()),
+            Self::Consumer(_, status) => match status.waiting_out_failures() {
+                // Its records wait for a dependency (the database, the mail server).
+                Some((partitions, error)) => {
+                    Err(format!("{partitions} partition(s) waiting out a transient failure: {error}"))
+                }
+                None => Ok(()),
+            },
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct Problem {
     /// Field-level complaints for validation failures.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds after which repeating the request may succeed (`Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -31,6 +34,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -92,13 +96,39 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail.into())
     }
+
+    /// A request that failed on the service's own storage, logged once:
+    /// `503` with `Retry-After` while the database is unreachable, busy or
+    /// read-only (the request is safe to repeat: every write is idempotent or
+    /// keyed), `500` for anything else.
+    pub fn storage_failure(error: &(dyn std::error::Error + 'static)) -> Self {
+        let transient = std::iter::successors(Some(error), |e| e.source())
+            .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+            .any(checkout_outbox::is_transient);
+        if transient {
+            tracing::warn!(%error, "database unavailable; answering 503");
+            let mut problem = Self::unavailable("the service's database is unavailable; try again shortly".to_owned());
+            problem.retry_after = Some(STORAGE_RETRY_AFTER_SECS);
+            problem
+        } else {
+            tracing::error!(%error, "request failed");
+            Self::internal()
+        }
+    }
 }
+
+/// What a client is told to wait before repeating a request that met an
+/// unavailable database.
+const STORAGE_RETRY_AFTER_SECS: u32 = 2;
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, axum::Json(&self)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

@@ -37,15 +37,22 @@ impl Sweeper {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
-        periodic::drain_every(self.interval, BATCH, "reservation expiry sweep", &shutdown, || self.sweep_once()).await
+        periodic::drain_every(self.interval, BATCH, "reservation expiry sweep", &shutdown, || {
+            self.sweep_once(OffsetDateTime::now_utc())
+        })
+        .await
     }
 
-    /// Expires one batch; returns how many reservations it released.
-    pub async fn sweep_once(&self) -> Result<usize, SweepError> {
+    /// Expires one batch of reservations whose time ran out by `now`; returns
+    /// how many it released or set aside.
+    pub async fn sweep_once(&self, now: OffsetDateTime) -> Result<usize, SweepError> {
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
-        let now = OffsetDateTime::now_utc();
-        let expired = store::expire_due(work.conn(), now, BATCH).await?;
-        for reservation in &expired {
+        let swept = store::expire_due(work.conn(), now, BATCH).await?;
+        for (order, reason) in &swept.quarantined {
+            tracing::error!(order.id = %order, %reason, "reservation quarantined: it could not be released");
+            metrics::counter!("checkout_inventory_reservations_quarantined_total").increment(1);
+        }
+        for reservation in &swept.expired {
             // Continue the trace of the command that reserved, so the expiry
             // shows in the checkout's trace.
             let span = tracing::info_span!("inventory.reservation_expired", order.id = %reservation.order);
@@ -65,6 +72,6 @@ impl Sweeper {
             });
         }
         work.commit().await?;
-        Ok(expired.len())
+        Ok(swept.expired.len() + swept.quarantined.len())
     }
 }

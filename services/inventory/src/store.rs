@@ -308,27 +308,59 @@ pub struct Expired {
     pub traceparent: Option<String>,
 }
 
+/// What one expiry pass did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub expired: Vec<Expired>,
+    /// Reservations that could not be released, set aside: order id and why.
+    pub quarantined: Vec<(OrderId, String)>,
+}
+
 /// Releases up to `limit` held reservations that expired by `now`. Rows
-/// another sweeper is handling are skipped, not waited for.
-pub async fn expire_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Vec<Expired>, StoreError> {
+/// another sweeper is handling are skipped, not waited for. A reservation
+/// whose release fails for good is rolled back to its savepoint and
+/// quarantined, so one bad row never stops the sweep.
+pub async fn expire_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Swept, StoreError> {
     let due = sqlx::query!(
         "SELECT order_id, correlation_id, reserved_by, traceparent FROM reservations
-         WHERE status = 'held' AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+         WHERE status = 'held' AND expires_at <= $1 AND quarantined_at IS NULL
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut expired = Vec::with_capacity(due.len());
+    let mut swept = Swept::default();
     for row in due {
         let order = OrderId::from_uuid(row.order_id);
-        release(conn, order, Status::Expired).await?;
-        expired.push(Expired {
-            order,
-            correlation_id: row.correlation_id,
-            reserved_by: row.reserved_by,
-            traceparent: row.traceparent,
-        });
+        let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+        match release(&mut savepoint, order, Status::Expired).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                swept.expired.push(Expired {
+                    order,
+                    correlation_id: row.correlation_id,
+                    reserved_by: row.reserved_by,
+                    traceparent: row.traceparent,
+                });
+            }
+            Err(StoreError::Database(error)) if checkout_outbox::is_transient(&error) => {
+                return Err(StoreError::Database(error));
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                let reason = error.to_string();
+                sqlx::query!(
+                    "UPDATE reservations SET quarantined_at = $2, quarantine_reason = $3 WHERE order_id = $1",
+                    order.as_uuid(),
+                    now,
+                    reason,
+                )
+                .execute(&mut *conn)
+                .await?;
+                swept.quarantined.push((order, reason));
+            }
+        }
     }
-    Ok(expired)
+    Ok(swept)
 }

@@ -168,8 +168,8 @@ async fn an_expired_hold_is_released_and_reported() {
     sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second'").execute(&db.pool).await.unwrap();
 
     let sweeper = checkout_inventory::Sweeper::new(db.pool.clone(), Duration::from_secs(1));
-    assert_eq!(sweeper.sweep_once().await.unwrap(), 1);
-    assert_eq!(sweeper.sweep_once().await.unwrap(), 0, "each hold expires once");
+    assert_eq!(sweeper.sweep_once(time::OffsetDateTime::now_utc()).await.unwrap(), 1);
+    assert_eq!(sweeper.sweep_once(time::OffsetDateTime::now_utc()).await.unwrap(), 0, "each hold expires once");
     assert_eq!(stock(&db.pool, "LIMITED-PRINT").await, (10, 0));
     let expired = outbox(&db.pool).await.pop().unwrap();
     assert!(matches!(expired.payload, Message::InventoryReservationExpired(_)));
@@ -181,12 +181,40 @@ async fn an_expired_hold_is_released_and_reported() {
 }
 
 #[tokio::test]
+async fn a_reservation_that_cannot_be_released_is_quarantined_and_the_sweep_goes_on() {
+    let db = database().await;
+    let (broken, fine) = (new_order(), new_order());
+    send(&db.pool, command(broken, ReserveInventory { lines: lines(&[("TEE-L", 1)]) })).await;
+    send(&db.pool, command(fine, ReserveInventory { lines: lines(&[("LIMITED-PRINT", 2)]) })).await;
+    // The stock no longer shows the broken order's hold: releasing it would go below zero.
+    sqlx::query("UPDATE products SET reserved = 0 WHERE sku = 'TEE-L'").execute(&db.pool).await.unwrap();
+    sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second'").execute(&db.pool).await.unwrap();
+
+    let sweeper = checkout_inventory::Sweeper::new(db.pool.clone(), Duration::from_secs(1));
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(sweeper.sweep_once(now).await.unwrap(), 2, "one released, one set aside, in one pass");
+    assert_eq!(stock(&db.pool, "LIMITED-PRINT").await, (10, 0));
+    let (status, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT status, quarantine_reason FROM reservations WHERE order_id = $1")
+            .bind(broken.as_uuid())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "held", "nothing of the failed release was written");
+    assert!(reason.is_some());
+    assert_eq!(sweeper.sweep_once(now).await.unwrap(), 0, "and it is not swept again");
+}
+
+#[tokio::test]
 async fn a_commit_after_expiry_is_rejected_when_the_stock_is_gone() {
     let db = database().await;
     let (late, early) = (new_order(), new_order());
     send(&db.pool, command(late, ReserveInventory { lines: lines(&[("POSTER-A2", 10)]) })).await;
     sqlx::query("UPDATE reservations SET expires_at = now() - interval '1 second'").execute(&db.pool).await.unwrap();
-    checkout_inventory::Sweeper::new(db.pool.clone(), Duration::from_secs(1)).sweep_once().await.unwrap();
+    checkout_inventory::Sweeper::new(db.pool.clone(), Duration::from_secs(1))
+        .sweep_once(time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     send(&db.pool, command(early, ReserveInventory { lines: lines(&[("POSTER-A2", 10)]) })).await;
     send(&db.pool, command(late, CommitInventory {})).await;
     assert!(matches!(replies(&db.pool).await.last(), Some(Message::InventoryCommitRejected(_))));

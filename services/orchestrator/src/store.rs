@@ -25,6 +25,7 @@ pub struct StoredSaga {
 }
 
 struct Row {
+    order_id: uuid::Uuid,
     state: serde_json::Value,
     correlation_id: uuid::Uuid,
     last_message_id: uuid::Uuid,
@@ -46,7 +47,7 @@ fn decode(row: Row) -> Result<StoredSaga, StoreError> {
 pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
     let row = sqlx::query_as!(
         Row,
-        "SELECT state, correlation_id, last_message_id, traceparent, failure_traceparent
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
          FROM sagas WHERE order_id = $1 FOR UPDATE",
         order.as_uuid(),
     )
@@ -55,18 +56,47 @@ pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<Stor
     row.map(decode).transpose()
 }
 
-/// Sagas whose deadline has passed, locked; sagas another timer holds are skipped.
-pub async fn lock_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Vec<StoredSaga>, StoreError> {
+/// Sagas due at `now`, locked, and the due rows that could not be decoded.
+#[derive(Debug, Default)]
+pub struct Due {
+    pub sagas: Vec<StoredSaga>,
+    /// Set aside by [`lock_due`]: order id and why.
+    pub quarantined: Vec<(OrderId, String)>,
+}
+
+/// Sagas whose deadline has passed, locked; sagas another timer holds are
+/// skipped. A row that does not decode is quarantined (and no longer due)
+/// instead of failing every pass.
+pub async fn lock_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Due, StoreError> {
     let rows = sqlx::query_as!(
         Row,
-        "SELECT state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
-         WHERE deadline <= $1 ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
+         WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
     )
     .fetch_all(&mut *conn)
     .await?;
-    rows.into_iter().map(decode).collect()
+    let mut due = Due::default();
+    for row in rows {
+        let order = OrderId::from_uuid(row.order_id);
+        match decode(row) {
+            Ok(saga) => due.sagas.push(saga),
+            Err(StoreError::Corrupt(reason)) => {
+                sqlx::query!(
+                    "UPDATE sagas SET quarantined_at = $2, quarantine_reason = $3 WHERE order_id = $1",
+                    order.as_uuid(),
+                    now,
+                    reason,
+                )
+                .execute(&mut *conn)
+                .await?;
+                due.quarantined.push((order, reason));
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(due)
 }
 
 pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), StoreError> {

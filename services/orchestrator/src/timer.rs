@@ -6,6 +6,7 @@ use checkout_outbox::{OutboxError, UnitOfWork};
 use checkout_platform::{clock, periodic};
 use checkout_saga::{Input, SagaPolicy};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -40,16 +41,19 @@ impl Timer {
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
-        periodic::drain_every(self.interval, BATCH, "saga timer pass", &shutdown, || self.fire_due()).await
+        periodic::drain_every(self.interval, BATCH, "saga timer pass", &shutdown, || self.fire_due(clock::now())).await
     }
 
-    /// Applies `DeadlinePassed` to every saga whose deadline has passed;
-    /// returns how many it woke.
-    pub async fn fire_due(&self) -> Result<usize, TimerError> {
+    /// Applies `DeadlinePassed` to every saga whose deadline passed by `now`;
+    /// returns how many it woke (or set aside because they do not decode).
+    pub async fn fire_due(&self, now: OffsetDateTime) -> Result<usize, TimerError> {
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
-        let now = clock::now();
         let due = store::lock_due(work.conn(), now, BATCH).await?;
-        for stored in &due {
+        for (order, reason) in &due.quarantined {
+            tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
+            metrics::counter!("checkout_saga_quarantined_total").increment(1);
+        }
+        for stored in &due.sagas {
             // Continue the checkout's trace: a timeout belongs to the saga it ends.
             let cause = Cause::timer(stored);
             let span = transition_span(
@@ -68,6 +72,6 @@ impl Timer {
                 .await?;
         }
         work.commit().await?;
-        Ok(due.len())
+        Ok(due.sagas.len() + due.quarantined.len())
     }
 }

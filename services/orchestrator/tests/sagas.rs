@@ -110,7 +110,7 @@ impl Fixture {
         let timer = Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1));
         let before = self.commands().await.len();
         eventually(Duration::from_secs(5), "the step to time out", || async {
-            timer.fire_due().await.unwrap();
+            timer.fire_due(time::OffsetDateTime::now_utc()).await.unwrap();
             (self.commands().await.len() > before).then_some(())
         })
         .await;
@@ -209,5 +209,26 @@ async fn the_timer_skips_sagas_whose_deadline_has_not_come() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
     sqlx::query("UPDATE sagas SET deadline = now() + interval '1 hour'").execute(&f.db.pool).await.unwrap();
-    assert_eq!(Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).fire_due().await.unwrap(), 0);
+    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1));
+    assert_eq!(timer.fire_due(time::OffsetDateTime::now_utc()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    sqlx::query("UPDATE sagas SET state = '{\"written_by\": \"a newer build\"}', deadline = now() - interval '1 s'")
+        .execute(&f.db.pool)
+        .await
+        .unwrap();
+    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1));
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(timer.fire_due(now).await.unwrap(), 1, "the pass succeeds and sets the row aside");
+    let reason: Option<String> = sqlx::query_scalar("SELECT quarantine_reason FROM sagas WHERE order_id = $1")
+        .bind(f.order.as_uuid())
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+    assert!(reason.is_some(), "the reason is kept for an operator");
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "and it is not due again");
 }

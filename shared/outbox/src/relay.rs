@@ -4,8 +4,17 @@
 //! transaction-scoped advisory lock, so several instances of a service can run
 //! relays without interleaving one key's messages. A pass enqueues a batch
 //! in position order, waits for all acknowledgements together, then marks the
-//! acknowledged rows. A crash before the mark republishes the batch.
+//! acknowledged rows, per key only up to its first failure (the rest are
+//! published again after it). A crash before the mark republishes the batch.
+//! A row that can never be published is quarantined, not retried for ever.
+//!
+//! The relay is woken by `NOTIFY` at commit and polls as a fallback. Each
+//! wake-up is counted by its source; a poll that finds rows committed
+//! without waking the relay means its notifications stopped arriving, and
+//! after a few such polls in a row the relay says so and listens anew.
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
@@ -24,6 +33,9 @@ use crate::writer::headers_from_json;
 const CHANNEL: &str = "outbox_messages";
 /// Advisory lock held by the relay publishing from a database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+/// Polls in a row that found rows no notification announced before the
+/// relay re-establishes its listener.
+const MISSED_BEFORE_RELISTEN: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
@@ -67,6 +79,55 @@ pub struct OutboxRelay {
     publisher: Publisher,
     topics: TopicNames,
     settings: RelaySettings,
+    status: RelayStatus,
+    /// Positions whose delivery a test makes fail.
+    #[cfg(feature = "fault-injection")]
+    failing: std::sync::Arc<std::sync::Mutex<HashSet<i64>>>,
+}
+
+/// What health checks and tests can see of a running relay.
+#[derive(Clone, Debug, Default)]
+pub struct RelayStatus(std::sync::Arc<RelayCounters>);
+
+#[derive(Debug, Default)]
+struct RelayCounters {
+    woken_by_notification: AtomicU64,
+    woken_by_poll: AtomicU64,
+    /// Polls that found rows committed without a notification reaching the relay.
+    missed_notifications: AtomicU64,
+    relistens: AtomicU64,
+    quarantined: AtomicU64,
+}
+
+impl RelayStatus {
+    pub fn woken_by_notification(&self) -> u64 {
+        self.0.woken_by_notification.load(Ordering::Relaxed)
+    }
+
+    pub fn woken_by_poll(&self) -> u64 {
+        self.0.woken_by_poll.load(Ordering::Relaxed)
+    }
+
+    pub fn missed_notifications(&self) -> u64 {
+        self.0.missed_notifications.load(Ordering::Relaxed)
+    }
+
+    /// How often the relay gave up on its listener and listened anew.
+    pub fn relistens(&self) -> u64 {
+        self.0.relistens.load(Ordering::Relaxed)
+    }
+
+    pub fn quarantined(&self) -> u64 {
+        self.0.quarantined.load(Ordering::Relaxed)
+    }
+}
+
+/// What woke the relay for a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wake {
+    Start,
+    Notification,
+    Poll,
 }
 
 struct Row {
@@ -91,7 +152,39 @@ enum Pass {
 
 impl OutboxRelay {
     pub fn new(pool: PgPool, publisher: Publisher, topics: TopicNames, settings: RelaySettings) -> Self {
-        Self { pool, publisher, topics, settings }
+        Self {
+            pool,
+            publisher,
+            topics,
+            settings,
+            status: RelayStatus::default(),
+            #[cfg(feature = "fault-injection")]
+            failing: std::sync::Arc::default(),
+        }
+    }
+
+    pub fn status(&self) -> RelayStatus {
+        self.status.clone()
+    }
+
+    /// Makes the broker's acknowledgement of the row at `position` count as
+    /// a failed delivery, once.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_delivery_of(&self, position: i64) {
+        if let Ok(mut failing) = self.failing.lock() {
+            failing.insert(position);
+        }
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn injected_failure(&self, position: i64) -> bool {
+        self.failing.lock().is_ok_and(|mut failing| failing.remove(&position))
+    }
+
+    #[cfg(not(feature = "fault-injection"))]
+    #[allow(clippy::unused_self, reason = "the same call with and without fault injection")]
+    fn injected_failure(&self, _: i64) -> bool {
+        false
     }
 
     /// Publishes one batch; returns how many rows it published (0 when the
@@ -137,7 +230,8 @@ impl OutboxRelay {
         let rows = sqlx::query_as!(
             Row,
             "SELECT position, message_id, topic, message_key, payload, headers, created_at
-             FROM outbox_messages WHERE published_at IS NULL ORDER BY position LIMIT $1",
+             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
+             ORDER BY position LIMIT $1",
             self.settings.batch_size,
         )
         .fetch_all(&mut *tx)
@@ -151,22 +245,46 @@ impl OutboxRelay {
         let publishing = Instant::now();
         let mut in_flight = Vec::with_capacity(rows.len());
         for row in &rows {
-            let (record, span) = self.record_for(row)?;
-            let delivery = self.publisher.enqueue(&record).await?;
-            in_flight.push((row, span, delivery));
+            match self.record_for(row) {
+                Ok((record, span)) => {
+                    let delivery = self.publisher.enqueue(&record).await?;
+                    in_flight.push((row, span, delivery));
+                }
+                // One bad row never stops the relay: set it aside and go on.
+                Err(error) => self.quarantine(&mut tx, row.position, &error).await?,
+            }
         }
         let mut published = Vec::with_capacity(rows.len());
+        // Keys with an unacknowledged message in this batch: their later
+        // messages are not marked either, so the next pass publishes the key's
+        // messages again from the failed one on, in order.
+        let mut held_back: HashSet<&str> = HashSet::new();
         for (row, span, delivery) in in_flight {
-            match delivery.await {
-                Ok(delivered) => {
+            let result = delivery.await;
+            let failed = match &result {
+                _ if self.injected_failure(row.position) => Some("injected delivery failure".to_owned()),
+                Ok(_) => None,
+                Err(error) => Some(error.to_string()),
+            };
+            match (failed, result) {
+                (None, Ok(delivered)) if !held_back.contains(row.message_key.as_str()) => {
                     span.record("messaging.destination.partition.id", delivered.partition);
                     span.record("messaging.kafka.offset", delivered.offset);
                     published.push(row.position);
                     let lag = (OffsetDateTime::now_utc() - row.created_at).as_seconds_f64();
                     metrics::histogram!("checkout_outbox_publish_lag_seconds").record(lag);
                 }
-                Err(error) => {
+                (None, _) => {
+                    span.in_scope(|| {
+                        tracing::debug!(
+                            outbox.position = row.position,
+                            "outbox message waits for an earlier one of its key"
+                        );
+                    });
+                }
+                (Some(error), _) => {
                     span.record("otel.status_code", "ERROR");
+                    held_back.insert(row.message_key.as_str());
                     // Left unmarked: the next pass publishes it again.
                     span.in_scope(
                         || tracing::warn!(%error, outbox.position = row.position, "outbox message not delivered"),
@@ -190,6 +308,27 @@ impl OutboxRelay {
         metrics::counter!("checkout_outbox_published_total").increment(published.len() as u64);
         let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
         Ok(Pass::Published { count: published.len(), full })
+    }
+
+    /// Sets a row that can never be published aside, with the reason.
+    async fn quarantine(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        position: i64,
+        error: &RelayError,
+    ) -> Result<(), RelayError> {
+        let reason = error.to_string();
+        tracing::error!(outbox.position = position, error = %reason, "outbox row quarantined: it can never be published");
+        sqlx::query!(
+            "UPDATE outbox_messages SET quarantined_at = now(), quarantine_reason = $2 WHERE position = $1",
+            position,
+            reason,
+        )
+        .execute(&mut **tx)
+        .await?;
+        self.status.0.quarantined.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("checkout_outbox_quarantined_total").increment(1);
+        Ok(())
     }
 
     /// The record for a row, and the producer span that publishes it: a child
@@ -235,10 +374,22 @@ impl OutboxRelay {
         let mut listener = self.listen().await;
         let mut last_prune = Instant::now();
         let mut failures = 0_u32;
+        let mut wake = Wake::Start;
+        let mut missed_in_a_row = 0_u32;
         loop {
             let busy = match self.drain_reporting().await {
-                Ok(busy) => {
+                Ok((busy, published)) => {
                     failures = 0;
+                    if self.unannounced(wake, published, listener.is_some(), &mut missed_in_a_row) {
+                        tracing::warn!(
+                            missed = missed_in_a_row,
+                            "outbox relay is not being woken by notifications: rows were found only by polling; listening anew"
+                        );
+                        self.status.0.relistens.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("checkout_outbox_relay_relistens_total").increment(1);
+                        missed_in_a_row = 0;
+                        listener = self.listen().await;
+                    }
                     busy
                 }
                 Err(error) => {
@@ -260,16 +411,26 @@ impl OutboxRelay {
                 biased;
                 () = shutdown.cancelled() => break,
                 woken = wait_for_notification(listener.as_mut()), if !busy => {
+                    wake = Wake::Notification;
                     if !woken {
                         listener = None;
                     }
                 }
                 () = tokio::time::sleep(wait) => {
+                    wake = Wake::Poll;
                     if listener.is_none() {
                         listener = self.listen().await;
                     }
                 }
             }
+            let source = if wake == Wake::Notification { "notification" } else { "poll" };
+            let counter = if wake == Wake::Notification {
+                &self.status.0.woken_by_notification
+            } else {
+                &self.status.0.woken_by_poll
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("checkout_outbox_relay_wakeups_total", "source" => source).increment(1);
         }
         if let Err(error) = self.publisher.flush(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer flush on shutdown failed");
@@ -277,14 +438,34 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Drains the outbox; returns whether another relay was busy.
-    async fn drain_reporting(&self) -> Result<bool, RelayError> {
+    /// Drains the outbox; returns whether another relay was busy, and how
+    /// many rows were published.
+    async fn drain_reporting(&self) -> Result<(bool, usize), RelayError> {
+        let mut published = 0;
         loop {
             match self.pass(true).await? {
-                Pass::Published { full: true, .. } => {}
-                Pass::Published { full: false, .. } => return Ok(false),
-                Pass::Busy => return Ok(true),
+                Pass::Published { count, full: true } => published += count,
+                Pass::Published { count, full: false } => return Ok((false, published + count)),
+                Pass::Busy => return Ok((true, published)),
             }
+        }
+    }
+
+    /// After a pass: whether its rows were committed without the listener
+    /// hearing of them, often enough in a row to stop trusting it.
+    fn unannounced(&self, wake: Wake, published: usize, listening: bool, missed_in_a_row: &mut u32) -> bool {
+        match wake {
+            Wake::Poll if listening && published > 0 => {
+                *missed_in_a_row += 1;
+                self.status.0.missed_notifications.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("checkout_outbox_relay_missed_notifications_total").increment(1);
+                *missed_in_a_row >= MISSED_BEFORE_RELISTEN
+            }
+            Wake::Notification => {
+                *missed_in_a_row = 0;
+                false
+            }
+            _ => false,
         }
     }
 

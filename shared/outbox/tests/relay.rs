@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use checkout_messages::{Message, decode};
 use checkout_outbox::{OutboxRelay, RelaySettings};
-use checkout_testkit::TestKafka;
+use checkout_testkit::{TestKafka, eventually};
 use common::{TOPIC, commit_to_outbox, database, new_order, numbered, unpublished};
 use rdkafka::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -81,5 +81,105 @@ async fn a_commit_wakes_the_relay_without_waiting_for_a_poll() {
     commit_to_outbox(&db.pool, &[numbered(new_order(), 2)]).await;
     let records = kafka.read(&topic, 2, Duration::from_secs(20)).await;
     assert_eq!(sequence(&records[1]).1, 2);
+    shutdown.cancel();
+}
+
+async fn unpublished_positions(pool: &sqlx::PgPool) -> Vec<i64> {
+    sqlx::query_scalar(
+        "SELECT position FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_holds_back_the_rest_of_its_key_but_no_other_key() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 2).await;
+    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), RelaySettings::default());
+    let (held, free) = (new_order(), new_order());
+    commit_to_outbox(&db.pool, &[numbered(held, 1), numbered(free, 1), numbered(held, 2), numbered(free, 2)]).await;
+    let positions = unpublished_positions(&db.pool).await;
+    // The broker does not acknowledge the first message of `held`.
+    relay.fail_delivery_of(positions[0]);
+
+    assert_eq!(relay.relay_once().await.unwrap(), 2, "only the other key's messages count as sent");
+    assert_eq!(
+        unpublished_positions(&db.pool).await,
+        vec![positions[0], positions[2]],
+        "held's second waits for its first"
+    );
+    assert_eq!(relay.relay_once().await.unwrap(), 2);
+    assert!(unpublished_positions(&db.pool).await.is_empty());
+
+    // On the topic, held's messages come again from the failed one on, in order.
+    let records = kafka.read(&kafka.names().physical(TOPIC), 6, Duration::from_secs(20)).await;
+    let held_seqs: Vec<u32> =
+        records.iter().map(sequence).filter(|(order, _)| *order == held).map(|(_, s)| s).collect();
+    assert_eq!(held_seqs, [1, 2, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_can_never_be_published_is_quarantined_and_the_rest_go_on() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), RelaySettings::default());
+    commit_to_outbox(&db.pool, &[numbered(new_order(), 1)]).await;
+    // A row written by a newer build, naming a topic this one does not know.
+    sqlx::query("UPDATE outbox_messages SET topic = 'loyalty.events'").execute(&db.pool).await.unwrap();
+    commit_to_outbox(&db.pool, &[numbered(new_order(), 2)]).await;
+
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(relay.status().quarantined(), 1);
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT quarantine_reason FROM outbox_messages WHERE topic = 'loyalty.events'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(reason.is_some_and(|r| r.contains("loyalty.events")));
+    let records = kafka.read(&kafka.names().physical(TOPIC), 1, Duration::from_secs(20)).await;
+    assert_eq!(sequence(&records[0]).1, 2);
+    // The next pass does not trip over it again.
+    assert_eq!(relay.drain().await.unwrap(), 0);
+    assert_eq!(relay.status().quarantined(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_stops_hearing_notifications_counts_it_and_listens_anew() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let settings = RelaySettings { poll_interval: Duration::from_millis(200), ..RelaySettings::default() };
+    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);
+    let status = relay.status();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(relay.run(shutdown.clone()));
+    let topic = kafka.names().physical(TOPIC);
+
+    commit_to_outbox(&db.pool, &[numbered(new_order(), 1)]).await;
+    kafka.read(&topic, 1, Duration::from_secs(20)).await;
+    // The relay is listening by now; the next commit's notification wakes it.
+    commit_to_outbox(&db.pool, &[numbered(new_order(), 2)]).await;
+    kafka.read(&topic, 2, Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(10), "a wake-up by notification", || {
+        let woken = status.woken_by_notification();
+        async move { (woken >= 1).then_some(()) }
+    })
+    .await;
+    assert_eq!(status.relistens(), 0);
+
+    // From now on commits notify nobody, as when the listener's notifications stop arriving.
+    sqlx::query("DROP TRIGGER outbox_messages_notify ON outbox_messages").execute(&db.pool).await.unwrap();
+    for seq in 3..=6 {
+        commit_to_outbox(&db.pool, &[numbered(new_order(), seq)]).await;
+        kafka.read(&topic, usize::try_from(seq).unwrap(), Duration::from_secs(20)).await;
+    }
+    eventually(Duration::from_secs(10), "the relay to listen anew", || {
+        let relistens = status.relistens();
+        async move { (relistens >= 1).then_some(()) }
+    })
+    .await;
+    assert!(status.missed_notifications() >= 3, "missed {}", status.missed_notifications());
+    assert!(status.woken_by_poll() >= 3);
     shutdown.cancel();
 }

@@ -1,6 +1,7 @@
 //! Faults injected for real while checkouts flow: a consumer-group member
 //! killed with SIGKILL and replaced, the broker killed with SIGKILL and
-//! started again, and PostgreSQL (all five databases) stopped for a minute.
+//! started again, the payment service crashing between the gateway's capture
+//! and its record, and PostgreSQL (all five databases) stopped for a minute.
 //! After each, every order accepted must confirm, with its effects (capture,
 //! stock, email) exactly once, and nothing may be dead-lettered.
 //!
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use checkout_domain::OrderId;
 use checkout_messages::Topic;
+use checkout_payment::gateway::{IdempotencyKey, Operation};
 use checkout_testkit::{LocalBroker, LocalPostgres, eventually};
 use libtest_mimic::{Arguments, Trial};
 use reqwest::StatusCode;
@@ -232,6 +234,56 @@ async fn a_database_outage_under_load_is_waited_out_and_every_accepted_order_con
     );
 }
 
+/// While this file exists, the payment service aborts right after the
+/// gateway captured, before recording it (`PAYMENT_FAULT_ABORT_AFTER_CAPTURE`).
+fn abort_after_capture_marker() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("checkout-faults-{}-abort-after-capture", std::process::id()))
+}
+
+async fn a_payment_service_killed_between_capture_and_its_record_captures_once(stack: Arc<Stack>) {
+    let sku = add_product(&stack, "CAPTURE", 1200, 10).await;
+    let marker = abort_after_capture_marker();
+    std::fs::write(&marker, b"armed").unwrap();
+    let email = format!("{}@example.com", unique("capture").to_lowercase());
+    let order = place(&stack, &email, &[(&sku, 1)], "tok_visa").await;
+
+    let payment = stack.service("payment");
+    eventually(Duration::from_secs(30), "the payment service to abort after the capture", || async {
+        payment.has_exited().then_some(())
+    })
+    .await;
+    assert!(!marker.exists(), "the injected fault fired");
+    payment.restart();
+    stack.wait_ready("payment").await;
+
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(view["status"], "CONFIRMED", "{view:#}");
+    wait_until_saga_finished(&stack, order).await;
+    let key = IdempotencyKey::new(order, Operation::Capture);
+    let calls: i32 = sqlx::query_scalar("SELECT calls FROM test_gateway_calls WHERE idempotency_key = $1")
+        .bind(key.as_str())
+        .fetch_one(stack.db("payment"))
+        .await
+        .unwrap();
+    assert_eq!(calls, 2, "the redelivered capture asked the gateway again, with the same key");
+    let captures: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM payment_operations WHERE order_id = $1 AND operation = 'capture' AND outcome = 'captured'",
+    )
+    .bind(order.as_uuid())
+    .fetch_one(stack.db("payment"))
+    .await
+    .unwrap();
+    assert_eq!(captures, 1, "one capture recorded");
+    invariants::check(&stack, &[order], &[(&sku, 10)]).await;
+    let mails = eventually(Duration::from_secs(30), "the confirmation email", || async {
+        let mails = mail_to(&stack, &email);
+        (!mails.is_empty()).then_some(mails)
+    })
+    .await;
+    assert_eq!(mails.len(), 1);
+    println!("capture crash: the gateway saw the capture's key twice and captured once; the order confirmed");
+}
+
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     vec![
         ("a_killed_group_member_is_replaced_and_its_partitions_are_served_again", |stack| {
@@ -239,6 +291,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         }),
         ("the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes", |stack| {
             Box::pin(the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes(stack))
+        }),
+        ("a_payment_service_killed_between_capture_and_its_record_captures_once", |stack| {
+            Box::pin(a_payment_service_killed_between_capture_and_its_record_captures_once(stack))
         }),
         ("a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms", |stack| {
             Box::pin(a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack))
@@ -256,7 +311,8 @@ fn main() -> ExitCode {
         return libtest_mimic::run(&args, trials).exit_code();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
+    let mut env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
+    env.push(("PAYMENT_FAULT_ABORT_AFTER_CAPTURE", abort_after_capture_marker().display().to_string()));
     let stack = Arc::new(runtime.block_on(Stack::start(&env)));
     println!("service logs: {}", stack.logs.display());
     let trials = scenarios

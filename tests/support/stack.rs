@@ -67,6 +67,11 @@ impl Service {
         *child = fresh;
     }
 
+    /// Whether the process has exited (crashed, or aborted by an injected fault).
+    pub fn has_exited(&self) -> bool {
+        self.child.lock().unwrap().try_wait().unwrap().is_some()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.lock().unwrap().id()
     }

@@ -8,6 +8,8 @@ pub struct Settings {
     /// How long to wait for the gateway before treating an authorization's
     /// outcome as unknown (and a capture, void or refund as worth retrying).
     pub gateway_timeout: Duration,
+    /// Fault injection (tests only): see `PaymentHandler::with_abort_after_capture`.
+    pub abort_after_capture: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -24,6 +26,9 @@ impl Settings {
         Ok(Self {
             service: ServiceSettings::from_env(env, "payment", 8083)?,
             gateway_timeout: env.millis("PAYMENT_GATEWAY_TIMEOUT_MS", Duration::from_secs(2))?,
+            abort_after_capture: Some(env.string("PAYMENT_FAULT_ABORT_AFTER_CAPTURE", ""))
+                .filter(|path| !path.is_empty())
+                .map(Into::into),
         })
     }
 }

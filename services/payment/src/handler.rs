@@ -1,3 +1,4 @@
+use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout_domain::{Money, OrderId};
@@ -9,7 +10,7 @@ use checkout_messages::{Message, Source};
 use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
 use sqlx::{PgConnection, PgPool};
 
-use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, PaymentGateway};
+use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
 use crate::ledger::{Plan, Status, plan};
 use crate::store::{self, StoreError};
 
@@ -20,19 +21,34 @@ const CONSUMER: &str = "payment";
 ///
 /// The gateway is called outside any database transaction (a slow gateway
 /// must not hold locks); its outcome is then recorded together with the
-/// inbox entry and the reply. An authorization is recorded as under way
-/// before the call, so a void that follows a crash still finds it.
+/// inbox entry and the reply. Every call is first claimed in the payment's
+/// audit trail (committed, with its idempotency key), and the gateway is
+/// given that key: a crash between the call and its record, or a command
+/// delivered twice, repeats the call with the same key, which the gateway
+/// answers without acting twice. An authorization is also recorded as under
+/// way before the call, so a void that follows a crash still finds it.
 #[derive(Debug, Clone)]
 pub struct PaymentHandler<G> {
     pool: PgPool,
     gateway: G,
     gateway_timeout: Duration,
     source: Source,
+    /// Fault injection for tests: while this file exists, the process
+    /// deletes it and aborts right after the gateway captured, before the
+    /// capture is recorded.
+    abort_after_capture: Option<PathBuf>,
 }
 
 impl<G: PaymentGateway> PaymentHandler<G> {
     pub fn new(pool: PgPool, gateway: G, gateway_timeout: Duration) -> Self {
-        Self { pool, gateway, gateway_timeout, source: Source::service("payment") }
+        Self { pool, gateway, gateway_timeout, source: Source::service("payment"), abort_after_capture: None }
+    }
+
+    /// See `PAYMENT_FAULT_ABORT_AFTER_CAPTURE`: only tests set it.
+    #[must_use]
+    pub fn with_abort_after_capture(mut self, marker: Option<PathBuf>) -> Self {
+        self.abort_after_capture = marker;
+        self
     }
 }
 
@@ -92,15 +108,19 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
                 _ => return Err(HandlerError::permanent("authorize planned for a non-authorize command")),
             },
             Plan::Capture { authorization_id, amount } => {
-                self.within_timeout(self.gateway.capture(&authorization_id, amount)).await?;
+                let key = self.claim_call(order, Operation::Capture, Some(amount)).await?;
+                self.within_timeout(self.gateway.capture(&key, &authorization_id, amount)).await?;
+                self.injected_crash_after_capture();
                 Effect::Captured { amount }
             }
             Plan::Void { authorization_id } => {
-                self.within_timeout(self.gateway.void(order, authorization_id.as_deref())).await?;
+                let key = self.claim_call(order, Operation::Void, None).await?;
+                self.within_timeout(self.gateway.void(&key, order, authorization_id.as_deref())).await?;
                 Effect::Voided
             }
             Plan::Refund { authorization_id, amount } => {
-                self.within_timeout(self.gateway.refund(&authorization_id, amount)).await?;
+                let key = self.claim_call(order, Operation::Refund, Some(amount)).await?;
+                self.within_timeout(self.gateway.refund(&key, &authorization_id, amount)).await?;
                 Effect::Refunded { amount }
             }
         };
@@ -116,10 +136,33 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
 }
 
 impl<G: PaymentGateway> PaymentHandler<G> {
+    /// Claims a gateway call before making it: a committed `started` row in
+    /// the audit trail, with the key the gateway is given.
+    async fn claim_call(
+        &self,
+        order: OrderId,
+        operation: Operation,
+        amount: Option<Money>,
+    ) -> Result<IdempotencyKey, HandlerError> {
+        store::record_operation(&self.pool, order, operation, "started", amount, None).await?;
+        Ok(IdempotencyKey::new(order, operation))
+    }
+
+    fn injected_crash_after_capture(&self) {
+        if let Some(marker) = &self.abort_after_capture
+            && std::fs::remove_file(marker).is_ok()
+        {
+            tracing::error!("fault injection: aborting after the gateway captured, before recording it");
+            std::process::abort();
+        }
+    }
+
     async fn authorize(&self, order: OrderId, command: &AuthorizePayment) -> Result<Effect, HandlerError> {
         let amount = command.amount;
         store::begin_authorization(&self.pool, order, amount).await?;
-        let request = AuthorizationRequest { order_id: order, amount, card_token: command.card_token.clone() };
+        let idempotency_key = self.claim_call(order, Operation::Authorize, Some(amount)).await?;
+        let request =
+            AuthorizationRequest { order_id: order, amount, card_token: command.card_token.clone(), idempotency_key };
         match tokio::time::timeout(self.gateway_timeout, self.gateway.authorize(&request)).await {
             Err(_elapsed) => {
                 tracing::warn!(
@@ -150,9 +193,9 @@ async fn record(conn: &mut PgConnection, order: OrderId, effect: Effect) -> Resu
         Effect::Authorized { authorization_id, amount } if previous == Some(Status::Voided) => {
             // A void overtook the call; the void at the gateway covers this approval.
             store::record_operation(
-                conn,
+                &mut *conn,
                 order,
-                "authorize",
+                Operation::Authorize,
                 "approved after void",
                 Some(amount),
                 Some(&authorization_id),
@@ -163,32 +206,40 @@ async fn record(conn: &mut PgConnection, order: OrderId, effect: Effect) -> Resu
         }
         Effect::Authorized { authorization_id, amount } => {
             store::update(conn, order, Status::Authorized, Some(&authorization_id), None).await?;
-            store::record_operation(conn, order, "authorize", "approved", Some(amount), Some(&authorization_id))
-                .await?;
+            store::record_operation(
+                &mut *conn,
+                order,
+                Operation::Authorize,
+                "approved",
+                Some(amount),
+                Some(&authorization_id),
+            )
+            .await?;
             Some(PaymentAuthorized { authorization_id, amount }.into())
         }
         Effect::Declined { code, detail, amount } => {
             store::update(conn, order, Status::Declined, None, Some((code, &detail))).await?;
-            store::record_operation(conn, order, "authorize", "declined", Some(amount), Some(&detail)).await?;
+            store::record_operation(&mut *conn, order, Operation::Authorize, "declined", Some(amount), Some(&detail))
+                .await?;
             Some(PaymentDeclined { code, detail }.into())
         }
         Effect::Unanswered { amount } => {
-            store::record_operation(conn, order, "authorize", "no answer", Some(amount), None).await?;
+            store::record_operation(&mut *conn, order, Operation::Authorize, "no answer", Some(amount), None).await?;
             None
         }
         Effect::Captured { amount } => {
             store::update(conn, order, Status::Captured, None, None).await?;
-            store::record_operation(conn, order, "capture", "captured", Some(amount), None).await?;
+            store::record_operation(&mut *conn, order, Operation::Capture, "captured", Some(amount), None).await?;
             Some(PaymentCaptured { amount }.into())
         }
         Effect::Voided => {
             store::update(conn, order, Status::Voided, None, None).await?;
-            store::record_operation(conn, order, "void", "voided", None, None).await?;
+            store::record_operation(&mut *conn, order, Operation::Void, "voided", None, None).await?;
             Some(PaymentVoided {}.into())
         }
         Effect::Refunded { amount } => {
             store::update(conn, order, Status::Refunded, None, None).await?;
-            store::record_operation(conn, order, "refund", "refunded", Some(amount), None).await?;
+            store::record_operation(&mut *conn, order, Operation::Refund, "refunded", Some(amount), None).await?;
             Some(PaymentRefunded { amount }.into())
         }
     })

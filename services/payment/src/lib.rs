@@ -23,7 +23,8 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let topics = [Topic::PaymentCommands, Topic::PaymentEvents];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
-    builder
-        .consume(&[Topic::PaymentCommands], PaymentHandler::new(pool.clone(), TestGateway, settings.gateway_timeout))?;
+    let handler = PaymentHandler::new(pool.clone(), TestGateway::new(pool.clone()), settings.gateway_timeout)
+        .with_abort_after_capture(settings.abort_after_capture.clone());
+    builder.consume(&[Topic::PaymentCommands], handler)?;
     Ok(builder.serve(http::routes(pool)))
 }

@@ -4,6 +4,7 @@ use checkout_domain::{Currency, Money, OrderId};
 use checkout_messages::payloads::payment::DeclineCode;
 use sqlx::{PgConnection, PgExecutor};
 
+use crate::gateway::{IdempotencyKey, Operation};
 use crate::ledger::{Payment, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,25 +118,27 @@ pub async fn update(
 
 /// Appends to the payment's audit trail.
 pub async fn record_operation(
-    conn: &mut PgConnection,
+    executor: impl PgExecutor<'_>,
     order: OrderId,
-    operation: &str,
+    operation: Operation,
     outcome: &str,
     amount: Option<Money>,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
     let currency = amount.map(|a| a.currency());
+    let key = IdempotencyKey::new(order, operation);
     sqlx::query!(
-        "INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
         order.as_uuid(),
-        operation,
+        operation.as_str(),
         outcome,
         amount.map(|a| a.amount_minor()),
         currency.as_ref().map(Currency::code),
         detail,
+        key.as_str(),
     )
-    .execute(&mut *conn)
+    .execute(executor)
     .await?;
     Ok(())
 }

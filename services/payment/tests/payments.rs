@@ -12,34 +12,35 @@ use checkout_kafka::{Handler, HandlerError};
 use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, DeclineCode, RefundPayment, VoidPayment};
 use checkout_messages::{Envelope, Message, Source};
 use checkout_outbox::first_message;
-use checkout_payment::gateway::{Authorization, AuthorizationRequest, GatewayError};
+use checkout_payment::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation};
 use checkout_payment::{MIGRATOR, PaymentGateway, PaymentHandler, TestGateway};
 use checkout_testkit::{TestDatabase, incoming, outbox};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The test gateway, counting authorization calls.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Counting {
     authorizations: Arc<AtomicUsize>,
+    inner: TestGateway,
 }
 
 impl PaymentGateway for Counting {
     async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, GatewayError> {
         self.authorizations.fetch_add(1, Ordering::SeqCst);
-        TestGateway.authorize(request).await
+        self.inner.authorize(request).await
     }
 
-    async fn capture(&self, id: &str, amount: Money) -> Result<(), GatewayError> {
-        TestGateway.capture(id, amount).await
+    async fn capture(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
+        self.inner.capture(key, id, amount).await
     }
 
-    async fn void(&self, order: OrderId, id: Option<&str>) -> Result<(), GatewayError> {
-        TestGateway.void(order, id).await
+    async fn void(&self, key: &IdempotencyKey, order: OrderId, id: Option<&str>) -> Result<(), GatewayError> {
+        self.inner.void(key, order, id).await
     }
 
-    async fn refund(&self, id: &str, amount: Money) -> Result<(), GatewayError> {
-        TestGateway.refund(id, amount).await
+    async fn refund(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
+        self.inner.refund(key, id, amount).await
     }
 }
 
@@ -52,7 +53,8 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
-        Self { db, gateway: Counting::default(), order: OrderId::from_uuid(Uuid::now_v7()) }
+        let gateway = Counting { authorizations: Arc::default(), inner: TestGateway::new(db.pool.clone()) };
+        Self { db, gateway, order: OrderId::from_uuid(Uuid::now_v7()) }
     }
 
     fn handler(&self) -> PaymentHandler<Counting> {
@@ -137,7 +139,40 @@ async fn a_gateway_that_never_answers_leaves_the_outcome_unknown_until_voided() 
     );
     let operations: Vec<String> =
         sqlx::query_scalar("SELECT outcome FROM payment_operations ORDER BY id").fetch_all(&f.db.pool).await.unwrap();
-    assert_eq!(operations, ["no answer", "no answer", "voided"]);
+    // Each gateway call is claimed (`started`) before it is made.
+    assert_eq!(operations, ["started", "no answer", "started", "no answer", "started", "voided"]);
+    let calls: i32 = sqlx::query_scalar("SELECT calls FROM test_gateway_calls WHERE operation = 'authorize'")
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, 2, "the gateway saw the same authorization key twice and held money once");
+}
+
+#[tokio::test]
+async fn every_gateway_call_carries_the_key_of_its_order_and_operation() {
+    let f = Fixture::new().await;
+    f.authorize("tok_visa").await;
+    f.send(f.command(CapturePayment { amount: eur(4499) })).await.unwrap();
+    let journal: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT idempotency_key, operation, calls FROM test_gateway_calls ORDER BY first_called_at")
+            .fetch_all(&f.db.pool)
+            .await
+            .unwrap();
+    let key = |operation| IdempotencyKey::new(f.order, operation).as_str().to_owned();
+    assert_eq!(
+        journal,
+        [(key(Operation::Authorize), "authorize".to_owned(), 1), (key(Operation::Capture), "capture".to_owned(), 1)]
+    );
+    let claimed: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, idempotency_key FROM payment_operations WHERE operation = 'capture' ORDER BY id",
+    )
+    .fetch_all(&f.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        claimed,
+        [("started".to_owned(), Some(key(Operation::Capture))), ("captured".to_owned(), Some(key(Operation::Capture)))]
+    );
 }
 
 #[tokio::test]

@@ -106,7 +106,9 @@ ensure_kafka_jars() {
   command -v java >/dev/null || die "broker: a Java 17+ runtime is needed for Apache Kafka"
   log "broker: fetching Apache Kafka $(kafka_version) from Maven Central"
   rm -rf "$KAFKA_DIR/libs"
-  mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs"
+  mkdir -p "$STATE/logs"
+  mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_DIR/libs" \
+    >"$STATE/logs/kafka-fetch.log" 2>&1 || die "broker: fetching the jars failed (see $STATE/logs/kafka-fetch.log)"
   touch "$stamp"
 }
 

@@ -93,8 +93,10 @@ async fn burst(stack: &Stack, sku: &str, orders: u64) {
         let saga_path = format!("/sagas/{order}");
         let mut status = String::new();
         poll_until(async || {
-            status =
-                get(stack, "orchestrator", &saga_path).await.body["status"].as_str().unwrap_or_default().to_owned();
+            get(stack, "orchestrator", &saga_path).await.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .clone_into(&mut status);
             matches!(status.as_str(), "completed" | "cancelled" | "needs_attention")
         })
         .await;

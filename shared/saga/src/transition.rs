@@ -105,8 +105,23 @@ impl<'a> Next<'a> {
             (_, Some(active)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(&active),
             (SagaState::Running { .. }, Some(active)) => self.running(&active, input),
             (SagaState::Compensating { .. }, Some(active)) => self.compensating(&active, input),
+            (SagaState::NeedsAttention { step, .. }, None) if completes(*step, input) => {
+                self.resume_after_late_reply(*step, input);
+            }
             _ => self.late(input),
         }
+    }
+
+    /// A forward step was given up (its attempts ran out), and now its reply
+    /// arrives: the step did succeed, so the saga takes it and moves on, as
+    /// if it had arrived in time. (A compensation that was given up is for an
+    /// operator: it is not resumed here.)
+    fn resume_after_late_reply(&mut self, step: Step, input: &Input) {
+        // Attempt 0 marks the reply as arriving after the step was given up.
+        let active = ActiveStep { step, attempt: 0, deadline: self.now };
+        self.saga.state = SagaState::Running { active: active.clone() };
+        self.record(step, StepOutcome::Started, 0, Some("late reply after the step was given up".into()));
+        self.running(&active, input);
     }
 
     /// Forward steps: the awaited reply moves on; anything else is late.
@@ -378,6 +393,17 @@ impl<'a> Next<'a> {
             }
         })
     }
+}
+
+/// Whether `input` is the successful reply to forward step `step`.
+fn completes(step: Step, input: &Input) -> bool {
+    matches!(
+        (step, input),
+        (Step::ConfirmOrder, Input::OrderConfirmed)
+            | (Step::CapturePayment, Input::PaymentCaptured { .. })
+            | (Step::CommitInventory, Input::InventoryCommitted)
+            | (Step::NotifyCustomer, Input::CustomerNotified { kind: NotificationKind::OrderConfirmed })
+    )
 }
 
 fn reason(code: CancellationCode, detail: String) -> CancellationReason {

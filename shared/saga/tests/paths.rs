@@ -189,6 +189,25 @@ fn after_the_pivot_failures_are_never_compensated() {
 }
 
 #[test]
+fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga() {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    driver.apply(Input::OrderConfirmed);
+    while driver.saga.status() == SagaStatus::Running {
+        driver.time_out();
+    }
+    assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
+    // The gateway did capture; its reply was only late.
+    let amount = driver.saga.pricing.as_ref().unwrap().total();
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount }), ["CommitInventory"]);
+    assert_eq!(driver.apply(Input::InventoryCommitted), ["NotifyOrderConfirmed"]);
+    driver.apply(Input::CustomerNotified { kind: NotificationKind::OrderConfirmed });
+    assert_eq!(driver.saga.status(), SagaStatus::Completed);
+    // A second copy of the late reply changes nothing.
+    assert!(driver.apply(Input::PaymentCaptured { amount }).is_empty());
+}
+
+#[test]
 fn a_reservation_that_cannot_be_committed_needs_attention() {
     let mut driver = reserved();
     driver.apply(authorized());

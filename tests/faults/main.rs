@@ -284,6 +284,52 @@ async fn a_payment_service_killed_between_capture_and_its_record_captures_once(s
     println!("capture crash: the gateway saw the capture's key twice and captured once; the order confirmed");
 }
 
+/// Its own stack, with the tests' short step deadlines (authorize: 1.5 s,
+/// then 3 s): the orchestrator is killed while sagas wait for their
+/// authorizations, stays down past both deadlines while the payment service
+/// answers, and must apply those queued answers instead of timing out.
+async fn an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first(_shared: Arc<Stack>) {
+    let stack = Stack::start(&[]).await;
+    let sku = add_product(&stack, "QUEUED", 800, 100).await;
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        let email = format!("{}@example.com", unique("queued").to_lowercase());
+        orders.push(place(&stack, &email, &[(&sku, 1)], "tok_visa").await);
+    }
+    // Kill it as soon as the payment service has been asked for every order.
+    eventually(Duration::from_secs(30), "every authorization to be requested", || async {
+        let asked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM payments").fetch_one(stack.db("payment")).await.unwrap();
+        (asked == 10).then_some(())
+    })
+    .await;
+    let orchestrator = stack.service("orchestrator");
+    orchestrator.kill();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(30), "the payment service to answer every order", || async {
+        let answered: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE status <> 'authorizing'")
+            .fetch_one(stack.db("payment"))
+            .await
+            .unwrap();
+        (answered == 10).then_some(())
+    })
+    .await;
+    // Past both authorization deadlines (1.5 s + 3 s) of every saga.
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(killed.elapsed())).await;
+    orchestrator.restart();
+
+    for order in &orders {
+        let view = wait_until_finished(&stack, *order).await;
+        assert_eq!(view["status"], "CONFIRMED", "a queued authorization was timed out instead: {view:#}");
+    }
+    println!(
+        "orchestrator outage of {:.1} s past every deadline: all {} sagas applied their queued replies and confirmed, {:.1} s after the kill",
+        6.0,
+        orders.len(),
+        killed.elapsed().as_secs_f64()
+    );
+}
+
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     vec![
         ("a_killed_group_member_is_replaced_and_its_partitions_are_served_again", |stack| {
@@ -294,6 +340,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         }),
         ("a_payment_service_killed_between_capture_and_its_record_captures_once", |stack| {
             Box::pin(a_payment_service_killed_between_capture_and_its_record_captures_once(stack))
+        }),
+        ("an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first", |stack| {
+            Box::pin(an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first(stack))
         }),
         ("a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms", |stack| {
             Box::pin(a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack))

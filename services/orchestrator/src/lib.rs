@@ -3,7 +3,8 @@
 //! Decisions come from the pure saga core (`checkout-saga`); this service
 //! persists each saga and every transition it makes, sends its commands
 //! through the outbox in the same transaction, and wakes sagas whose step
-//! timed out. `GET /sagas/{order_id}` shows a saga's history and
+//! timed out — only once the step's reply partition has been processed
+//! through the deadline, so replies that queued up are applied first. `GET /sagas/{order_id}` shows a saga's history and
 //! `GET /sagas?state=…&older_than=…` finds stuck ones.
 
 mod config;
@@ -18,7 +19,7 @@ use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
 pub use config::Settings;
 pub use handler::SagaHandler;
-pub use timer::{Timer, TimerError};
+pub use timer::{DeadlineGate, Timer, TimerError};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -40,8 +41,9 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     ];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
-    builder.consume(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
-    let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval);
+    let consumer = builder.consume(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
+    let gate = DeadlineGate::new(consumer, builder.kafka_settings().clone());
+    let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval).gated_by(gate);
     builder.spawn("saga timer", |shutdown| timer.run(shutdown));
     Ok(builder.serve(http::routes(pool)))
 }

@@ -64,16 +64,59 @@ pub struct Due {
     pub quarantined: Vec<(OrderId, String)>,
 }
 
-/// Sagas whose deadline has passed, locked; sagas another timer holds are
-/// skipped. A row that does not decode is quarantined (and no longer due)
-/// instead of failing every pass.
-pub async fn lock_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Due, StoreError> {
+/// A saga whose deadline has passed, as the timer first sees it (unlocked).
+#[derive(Debug, Clone)]
+pub struct DueDeadline {
+    pub order: OrderId,
+    /// The step waiting for its reply (`Step::as_str`).
+    pub step: Option<String>,
+    pub deadline: OffsetDateTime,
+}
+
+/// Up to `limit` sagas whose deadline passed by `now`, oldest deadline first,
+/// without locking them.
+pub async fn due_deadlines(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<DueDeadline>, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT order_id, current_step, deadline AS "deadline!" FROM sagas
+           WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2"#,
+        now,
+        limit,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| DueDeadline {
+            order: OrderId::from_uuid(row.order_id),
+            step: row.current_step,
+            deadline: row.deadline,
+        })
+        .collect())
+}
+
+/// Sagas whose deadline has passed, locked — all of them up to `limit`, or
+/// only those in `among`; sagas another timer holds are skipped. A row that
+/// does not decode is quarantined (and no longer due) instead of failing
+/// every pass.
+pub async fn lock_due(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    limit: i64,
+    among: Option<&[OrderId]>,
+) -> Result<Due, StoreError> {
+    let among: Option<Vec<uuid::Uuid>> = among.map(|orders| orders.iter().map(|o| *o.as_uuid()).collect());
     let rows = sqlx::query_as!(
         Row,
         "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
-         WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
+         WHERE deadline <= $1 AND quarantined_at IS NULL AND ($3::uuid[] IS NULL OR order_id = ANY($3))
+         ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
         limit,
+        among.as_deref(),
     )
     .fetch_all(&mut *conn)
     .await?;

@@ -1,12 +1,16 @@
+use std::sync::Arc;
 use std::time::Duration;
 
-use checkout_kafka::RecordHeaders;
-use checkout_messages::Source;
+use checkout_domain::OrderId;
+use checkout_kafka::admin::{self, AdminError};
+use checkout_kafka::{ConsumerStatus, KafkaSettings, RecordHeaders, partition_for_key};
+use checkout_messages::{Source, Topic};
 use checkout_outbox::{OutboxError, UnitOfWork};
 use checkout_platform::{clock, periodic};
-use checkout_saga::{Input, SagaPolicy};
+use checkout_saga::{Input, SagaPolicy, Step};
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -17,6 +21,11 @@ use crate::store::{self, StoreError};
 
 /// Most sagas woken in one transaction.
 const BATCH: i64 = 50;
+const BATCH_USIZE: usize = 50;
+/// Most due sagas looked at per pass when deadlines are gated, so that sagas
+/// held back (their partition is behind, or another member's) do not hide
+/// the ones this member may wake.
+const CANDIDATES: i64 = 1000;
 
 /// Wakes sagas whose step timed out.
 #[derive(Debug, Clone)]
@@ -25,6 +34,60 @@ pub struct Timer {
     policy: SagaPolicy,
     interval: Duration,
     source: Source,
+    gate: Option<Arc<DeadlineGate>>,
+}
+
+/// Holds back a deadline while its reply may still be waiting in the topic.
+///
+/// A step times out only if no reply was produced before its deadline. The
+/// reply to a saga's step travels on the participant's event topic, keyed by
+/// the order, so it is on one known partition; the deadline fires only once
+/// this member owns that partition and has processed it through the
+/// deadline. So an orchestrator (or its database, or its consumer) that was
+/// down or had no partitions applies the replies that queued up meanwhile
+/// before it times anything out, and with several orchestrators each wakes
+/// only the sagas whose replies it consumes. A partition nobody consumes
+/// times nothing out: those sagas wait, as their replies do.
+#[derive(Debug)]
+pub struct DeadlineGate {
+    consumer: ConsumerStatus,
+    kafka: KafkaSettings,
+    partitions: OnceCell<i32>,
+}
+
+impl DeadlineGate {
+    pub fn new(consumer: ConsumerStatus, kafka: KafkaSettings) -> Self {
+        Self { consumer, kafka, partitions: OnceCell::new() }
+    }
+
+    /// A gate that knows the event topics' partition count already.
+    pub fn with_partitions(consumer: ConsumerStatus, kafka: KafkaSettings, partitions: i32) -> Self {
+        Self { consumer, kafka, partitions: OnceCell::new_with(Some(partitions)) }
+    }
+
+    /// The event topics' partition count (they are created alike).
+    async fn partitions(&self) -> Result<i32, AdminError> {
+        let topic = self.kafka.topic_names().physical(Topic::PaymentEvents);
+        self.partitions.get_or_try_init(|| admin::partition_count(&self.kafka, &topic)).await.copied()
+    }
+
+    fn allows(&self, due: &store::DueDeadline, partitions: i32) -> bool {
+        // A step this build does not know is not held back.
+        let Some(step) = due.step.as_deref().and_then(Step::parse) else { return true };
+        let topic = self.kafka.topic_names().physical(reply_topic(step));
+        let partition = partition_for_key(due.order.to_string().as_bytes(), partitions);
+        self.consumer.processed_through(&topic, partition).is_some_and(|through| through >= due.deadline)
+    }
+}
+
+/// The topic a step's reply comes on: its participant's events.
+fn reply_topic(step: Step) -> Topic {
+    match step {
+        Step::ReserveInventory | Step::CommitInventory | Step::ReleaseInventory => Topic::InventoryEvents,
+        Step::AuthorizePayment | Step::CapturePayment | Step::VoidPayment => Topic::PaymentEvents,
+        Step::ConfirmOrder | Step::CancelOrder => Topic::OrderEvents,
+        Step::NotifyCustomer | Step::NotifyCancellation => Topic::NotificationEvents,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +96,20 @@ pub enum TimerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error("cannot tell where replies are: {0}")]
+    Topics(#[from] AdminError),
 }
 
 impl Timer {
     pub fn new(pool: PgPool, policy: SagaPolicy, interval: Duration) -> Self {
-        Self { pool, policy, interval, source: Source::service("orchestrator") }
+        Self { pool, policy, interval, source: Source::service("orchestrator"), gate: None }
+    }
+
+    /// Fires a deadline only when its reply cannot be waiting (see [`DeadlineGate`]).
+    #[must_use]
+    pub fn gated_by(mut self, gate: DeadlineGate) -> Self {
+        self.gate = Some(Arc::new(gate));
+        self
     }
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
@@ -48,7 +120,23 @@ impl Timer {
     /// returns how many it woke (or set aside because they do not decode).
     pub async fn fire_due(&self, now: OffsetDateTime) -> Result<usize, TimerError> {
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
-        let due = store::lock_due(work.conn(), now, BATCH).await?;
+        let due = match &self.gate {
+            None => store::lock_due(work.conn(), now, BATCH, None).await?,
+            Some(gate) => {
+                let partitions = gate.partitions().await?;
+                let candidates = store::due_deadlines(work.conn(), now, CANDIDATES).await?;
+                let (allowed, held): (Vec<_>, Vec<_>) = candidates.iter().partition(|due| gate.allows(due, partitions));
+                if !held.is_empty() {
+                    tracing::debug!(held = held.len(), "deadlines held back: their replies may still be in the topic");
+                    metrics::counter!("checkout_saga_deadlines_held_total").increment(held.len() as u64);
+                }
+                let allowed: Vec<OrderId> = allowed.iter().map(|due| due.order).take(BATCH_USIZE).collect();
+                if allowed.is_empty() {
+                    return Ok(0);
+                }
+                store::lock_due(work.conn(), now, BATCH, Some(&allowed)).await?
+            }
+        };
         for (order, reason) in &due.quarantined {
             tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
             metrics::counter!("checkout_saga_quarantined_total").increment(1);

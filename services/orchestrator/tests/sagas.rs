@@ -232,3 +232,35 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass(
     assert!(reason.is_some(), "the reason is kept for an operator");
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "and it is not due again");
 }
+
+#[tokio::test]
+async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    let deadline: time::OffsetDateTime =
+        sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
+            .fetch_one(&f.db.pool)
+            .await
+            .unwrap();
+    let consumer = checkout_kafka::ConsumerStatus::default();
+    let gate = checkout_orchestrator::DeadlineGate::with_partitions(
+        consumer.clone(),
+        checkout_kafka::KafkaSettings::default(),
+        3,
+    );
+    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate);
+    let now = time::OffsetDateTime::now_utc();
+    // The reservation's reply would come on inventory.events, on the order's partition.
+    let (topic, partition) = ("inventory.events", checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3));
+
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "nobody here consumes that partition");
+    consumer.own(topic, partition);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "how far it is processed is not known yet");
+    consumer.record_progress(topic, partition, deadline - Duration::from_millis(1));
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "a reply produced before the deadline may be queued");
+    consumer.own("inventory.events", (partition + 1) % 3);
+    consumer.record_progress(topic, (partition + 1) % 3, now);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "another partition's progress says nothing");
+    consumer.record_progress(topic, partition, deadline);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 1, "processed through the deadline with no reply: timed out");
+}

@@ -131,6 +131,22 @@ pub async fn topic_configs(settings: &KafkaSettings, name: &str) -> Result<BTree
     Ok(configs)
 }
 
+/// How many partitions `name` has.
+pub async fn partition_count(settings: &KafkaSettings, name: &str) -> Result<i32, AdminError> {
+    let client = admin(settings)?;
+    let servers = settings.bootstrap_servers.clone();
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = client.inner().fetch_metadata(Some(&name), TIMEOUT)?;
+        let count = metadata.topics().iter().find(|t| t.name() == name).map_or(0, |t| t.partitions().len());
+        Ok(i32::try_from(count).unwrap_or(i32::MAX))
+    })
+    .await
+    .map_err(|_| AdminError::Request(KafkaError::Canceled))?
+    .map_err(|source| AdminError::Metadata { servers, source })
+    .and_then(|count| if count > 0 { Ok(count) } else { Err(AdminError::Request(KafkaError::NoMessageReceived)) })
+}
+
 /// Every topic on the cluster.
 pub async fn list_topics(settings: &KafkaSettings) -> Result<Vec<String>, AdminError> {
     let client = admin(settings)?;

@@ -18,6 +18,7 @@ pub mod admin;
 mod consumer;
 mod dead_letter;
 mod headers;
+mod partitioner;
 mod producer;
 mod retry;
 mod settings;
@@ -28,6 +29,7 @@ pub use consumer::{
 };
 pub use dead_letter::{DeadLetterHeader, ErrorClass};
 pub use headers::{RecordHeaders, header_names};
+pub use partitioner::partition_for_key;
 pub use producer::{Delivered, OutgoingRecord, PendingDelivery, PublishError, Publisher};
 pub use retry::RetryPolicy;
 pub use settings::{ConsumerSettings, KafkaSettings};

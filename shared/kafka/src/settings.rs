@@ -87,6 +87,9 @@ impl KafkaSettings {
             // first consumer joined must not be skipped.
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // Per-partition offsets and watermarks once a second: how far
+            // processing has come (see `ConsumerStatus::processed_through`).
+            .set("statistics.interval.ms", "1000")
             .set("fetch.wait.max.ms", millis(self.fetch_wait_max))
             // The classic group protocol with cooperative rebalancing by default: a member
             // that joins or leaves moves only the partitions that change owner,

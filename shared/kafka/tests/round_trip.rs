@@ -81,3 +81,15 @@ async fn warming_up_succeeds_against_the_broker_and_fails_plainly_without_one() 
     let error = publisher.warm_up(Duration::from_millis(500)).await.unwrap_err();
     assert!(matches!(error, checkout_kafka::PublishError::Metadata(_)), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lands_on_the_partition_the_partitioner_says() {
+    let kafka = TestKafka::with_topics(&[TOPIC], 5).await;
+    let publisher = kafka.publisher();
+    for _ in 0..50 {
+        let record = OutgoingRecord::for_envelope(&numbered(new_order(), 1), &kafka.names()).unwrap();
+        let delivered = publisher.publish(&record).await.unwrap();
+        let key = record.key.as_deref().unwrap();
+        assert_eq!(delivered.partition, checkout_kafka::partition_for_key(key, 5), "key {key:?}");
+    }
+}

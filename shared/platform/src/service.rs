@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
-use checkout_kafka::{ConsumerRuntime, Handler, Publisher};
+use checkout_kafka::{ConsumerRuntime, ConsumerStatus, Handler, Publisher};
 use checkout_messages::Topic;
 use checkout_outbox::OutboxRelay;
 use sqlx::PgPool;
@@ -59,13 +59,20 @@ impl ServiceBuilder {
 
     /// Runs `handler` as this service's member of the consumer group named
     /// after the service, over `topics`.
-    pub fn consume<H: Handler>(&mut self, topics: &[Topic], handler: H) -> Result<(), StartupError> {
+    /// Runs a consumer group member; returns what can be seen of it.
+    pub fn consume<H: Handler>(&mut self, topics: &[Topic], handler: H) -> Result<ConsumerStatus, StartupError> {
         let settings = self.settings.consumer(&self.settings.service, topics.iter().copied());
         let runtime = ConsumerRuntime::new(&self.settings.kafka, settings, self.publisher.clone(), handler)?;
+        let status = runtime.status();
         self.readiness = std::mem::take(&mut self.readiness)
-            .with(ReadinessCheck::Consumer(self.settings.service.clone(), runtime.status()));
+            .with(ReadinessCheck::Consumer(self.settings.service.clone(), status.clone()));
         self.host.consume("consumer", runtime);
-        Ok(())
+        Ok(status)
+    }
+
+    /// The broker settings the service runs with.
+    pub fn kafka_settings(&self) -> &checkout_kafka::KafkaSettings {
+        &self.settings.kafka
     }
 
     /// Runs a background loop (a timer, a sweeper) until shutdown.

@@ -31,6 +31,11 @@ impl Step {
     pub const COMPENSATIONS: [Self; 4] =
         [Self::VoidPayment, Self::ReleaseInventory, Self::CancelOrder, Self::NotifyCancellation];
 
+    /// The step named `text` (as [`Step::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::FORWARD.into_iter().chain(Self::COMPENSATIONS).find(|step| step.as_str() == text)
+    }
+
     /// The forward step after this one, `None` after the last.
     pub fn next_forward(self) -> Option<Self> {
         let index = Self::FORWARD.iter().position(|&s| s == self)?;

@@ -1,7 +1,11 @@
+use std::time::Duration;
+
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use super::ConsumerStatus;
@@ -20,19 +24,50 @@ pub(crate) struct RuntimeContext {
     events: mpsc::UnboundedSender<RebalanceEvent>,
     status: ConsumerStatus,
     group_id: String,
+    /// How stale a partition's high watermark in the statistics may be.
+    fetch_wait_max: Duration,
 }
 
 impl RuntimeContext {
-    pub(crate) fn new(events: mpsc::UnboundedSender<RebalanceEvent>, status: ConsumerStatus, group_id: String) -> Self {
-        Self { events, status, group_id }
+    pub(crate) fn new(
+        events: mpsc::UnboundedSender<RebalanceEvent>,
+        status: ConsumerStatus,
+        group_id: String,
+        fetch_wait_max: Duration,
+    ) -> Self {
+        Self { events, status, group_id, fetch_wait_max }
     }
+}
+
+/// Whether the statistics show that every record of the partition has been
+/// processed: stored offset at the end, or nothing stored yet but nothing to
+/// process either (committed at the end, or the partition empty).
+fn caught_up(partition: &rdkafka::statistics::Partition) -> bool {
+    if !partition.desired || partition.hi_offset < 0 {
+        return false;
+    }
+    partition.consumer_lag_stored == 0
+        || (partition.stored_offset < 0 && (partition.consumer_lag == 0 || partition.hi_offset == partition.lo_offset))
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<PartitionKey> {
     list.elements().iter().map(|element| (element.topic().to_owned(), element.partition())).collect()
 }
 
-impl ClientContext for RuntimeContext {}
+impl ClientContext for RuntimeContext {
+    /// Every second (`statistics.interval.ms`): partitions with nothing left
+    /// to process are processed through the time of the broker's answer.
+    fn stats(&self, statistics: Statistics) {
+        let Ok(now) = OffsetDateTime::from_unix_timestamp(statistics.time) else { return };
+        // The watermark may be one fetch wait old; a second is the sample's resolution.
+        let as_of = now - self.fetch_wait_max - Duration::from_secs(1);
+        for (topic, details) in &statistics.topics {
+            for partition in details.partitions.values().filter(|p| p.partition >= 0 && caught_up(p)) {
+                self.status.record_progress(topic, partition.partition, as_of);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RuntimeContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -60,7 +95,10 @@ impl ConsumerContext for RuntimeContext {
             Rebalance::Revoke(_) => {}
         }
         match consumer.assignment() {
-            Ok(owned) => self.status.set_assigned(owned.count()),
+            Ok(owned) => {
+                self.status.set_assigned(owned.count());
+                self.status.set_owned(partitions(&owned));
+            }
             Err(error) => tracing::warn!(consumer.group = %self.group_id, %error, "could not read the assignment"),
         }
     }

@@ -23,6 +23,7 @@ mod context;
 mod process;
 mod workers;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +32,7 @@ use std::time::Duration;
 use checkout_messages::{Envelope, Message, SchemaVersion};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -117,6 +119,9 @@ struct StatusInner {
     /// Records waiting out a transient failure right now.
     waiting: AtomicUsize,
     last_transient_error: std::sync::Mutex<Option<String>>,
+    /// For each partition this member owns: the time up to which all its
+    /// records are known to be processed (`None` until that is known).
+    progress: std::sync::Mutex<HashMap<(String, i32), Option<OffsetDateTime>>>,
 }
 
 impl ConsumerStatus {
@@ -139,6 +144,41 @@ impl ConsumerStatus {
         }
         let error = self.0.last_transient_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
         Some((waiting, error))
+    }
+
+    /// The time up to which every record of `topic`/`partition` produced
+    /// before it has been processed by this member, if it owns the
+    /// partition and knows: a record it finished was produced then, or the
+    /// broker said at that time that nothing was left to process. `None`
+    /// when another member (or nobody) owns the partition.
+    pub fn processed_through(&self, topic: &str, partition: i32) -> Option<OffsetDateTime> {
+        let progress = self.0.progress.lock().ok()?;
+        progress.get(&(topic.to_owned(), partition)).copied().flatten()
+    }
+
+    /// Moves a partition's progress forward to `at` (never back), if owned.
+    pub fn record_progress(&self, topic: &str, partition: i32, at: OffsetDateTime) {
+        if let Ok(mut progress) = self.0.progress.lock()
+            && let Some(through) = progress.get_mut(&(topic.to_owned(), partition))
+        {
+            *through = Some(through.map_or(at, |known| known.max(at)));
+        }
+    }
+
+    /// The partitions this member owns now (after a rebalance).
+    pub(crate) fn set_owned(&self, owned: impl IntoIterator<Item = (String, i32)>) {
+        if let Ok(mut progress) = self.0.progress.lock() {
+            let owned: HashMap<_, _> =
+                owned.into_iter().map(|key| (key.clone(), progress.get(&key).copied().flatten())).collect();
+            *progress = owned;
+        }
+    }
+
+    /// Owns `topic`/`partition` from now on (tests and the runtime).
+    pub fn own(&self, topic: &str, partition: i32) {
+        if let Ok(mut progress) = self.0.progress.lock() {
+            progress.entry((topic.to_owned(), partition)).or_insert(None);
+        }
     }
 
     fn set_assigned(&self, count: usize) {
@@ -204,7 +244,7 @@ impl<H: Handler> ConsumerRuntime<H> {
     ) -> Result<Self, ConsumerError> {
         let status = ConsumerStatus::default();
         let (events, rebalances) = mpsc::unbounded_channel();
-        let context = RuntimeContext::new(events, status.clone(), settings.group_id.clone());
+        let context = RuntimeContext::new(events, status.clone(), settings.group_id.clone(), kafka.fetch_wait_max);
         let consumer: GroupConsumer =
             kafka.consumer_config(&settings.group_id).create_with_context(context).map_err(ConsumerError::Create)?;
         let shared = Arc::new(Shared {

@@ -6,6 +6,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -199,6 +200,13 @@ async fn run_worker<H: Handler>(
         drop(permit);
         match outcome {
             Outcome::Done => {
+                if let Some(produced) = record
+                    .timestamp()
+                    .to_millis()
+                    .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+                {
+                    shared.status.record_progress(record.topic(), record.partition(), produced);
+                }
                 if let Err(error) = consumer.store_offset(record.topic(), record.partition(), record.offset()) {
                     // The partition was revoked meanwhile: its next owner redelivers
                     // the record, and the inbox makes the repeat harmless.

@@ -15,8 +15,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,15 +25,14 @@ use checkout_domain::OrderId;
 use checkout_messages::Topic;
 use checkout_payment::gateway::{IdempotencyKey, Operation};
 use checkout_testkit::{LocalBroker, LocalPostgres, eventually};
-use libtest_mimic::{Arguments, Trial};
+use libtest_mimic::Arguments;
 use reqwest::StatusCode;
 use support::checkout::{
     add_product, checkout_body, get, mail_to, place, post_order, unique, wait_until_finished, wait_until_saga_finished,
 };
+use support::harness::Scenario;
 use support::invariants;
 use support::stack::Stack;
-
-type Scenario = fn(Arc<Stack>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Longer than any outage below: lateness, not a timeout, is what a fault may cause.
 const PATIENT: [(&str, &str); 4] = [
@@ -354,28 +351,7 @@ fn main() -> ExitCode {
     let mut args = Arguments::from_args();
     // Each scenario breaks what every service shares: one at a time.
     args.test_threads = Some(1);
-    let scenarios = scenarios();
-    if args.list {
-        let trials = scenarios.iter().map(|(name, _)| Trial::test(*name, || Ok(()))).collect();
-        return libtest_mimic::run(&args, trials).exit_code();
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
     env.push(("PAYMENT_FAULT_ABORT_AFTER_CAPTURE", abort_after_capture_marker().display().to_string()));
-    let stack = Arc::new(runtime.block_on(Stack::start(&env)));
-    println!("service logs: {}", stack.logs.display());
-    let trials = scenarios
-        .into_iter()
-        .map(|(name, scenario)| {
-            let (stack, runtime) = (Arc::clone(&stack), runtime.handle().clone());
-            Trial::test(name, move || {
-                runtime.block_on(scenario(stack));
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    let stack = Arc::try_unwrap(stack).unwrap_or_else(|_| panic!("a scenario kept the stack"));
-    runtime.block_on(async move { drop(stack) });
-    conclusion.exit_code()
+    support::harness::run(&args, scenarios(), &env, |_| true)
 }

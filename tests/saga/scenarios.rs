@@ -10,11 +10,11 @@ use checkout_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::Scenario;
 use crate::support::checkout::{
     add_product, checkout_body, get, mail_to, place, post_order, post_raw, stock, unique, wait_until_finished,
     wait_until_saga_finished,
 };
+use crate::support::harness::Scenario;
 use crate::support::invariants;
 use crate::support::stack::Stack;
 

@@ -3,5 +3,6 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod checkout;
+pub mod harness;
 pub mod invariants;
 pub mod stack;

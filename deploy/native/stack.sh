@@ -125,9 +125,17 @@ broker_started() {
 
 ensure_broker() {
   if broker_ready; then
-    broker_answers || die "something listens on $BROKER_HOST:$BROKER_PORT but does not answer as a Kafka broker; stop it first"
-    log "broker: running on $BROKER_HOST:$BROKER_PORT"
-    return
+    # A broker that was just killed may hold its port for a moment while its
+    # threads exit: wait for the port to close before calling it a stranger.
+    for _ in $(seq 50); do
+      broker_ready || break
+      if broker_answers; then
+        log "broker: running on $BROKER_HOST:$BROKER_PORT"
+        return
+      fi
+      sleep 0.2
+    done
+    broker_ready && die "something listens on $BROKER_HOST:$BROKER_PORT but does not answer as a Kafka broker; stop it first"
   fi
   port_open "$BROKER_HOST" "$CONTROLLER_PORT" && die "something listens on $BROKER_HOST:$CONTROLLER_PORT (the controller's port); stop it first"
   ensure_kafka_jars

@@ -18,11 +18,16 @@ fn state_dir() -> PathBuf {
     std::env::var_os("CHECKOUT_STACK_DIR").map_or_else(|| root().join(".stack"), PathBuf::from)
 }
 
-/// Whether `pid` runs (an exited process not yet reaped, a zombie, does not).
+/// Whether any thread of `pid` still runs. A process whose main thread has
+/// exited shows as a zombie while its other threads (a JVM has dozens) are
+/// still exiting and still hold its sockets: only a zombie with one thread
+/// left, or a process gone from /proc, is over.
 fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the parenthesised command name.
-    stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let field = |name: &str| {
+        status.lines().find_map(|line| line.strip_prefix(name)).map(str::trim).unwrap_or_default().to_owned()
+    };
+    !(field("State:").starts_with('Z') && field("Threads:") == "1")
 }
 
 fn signal(pid: u32, name: &str) {

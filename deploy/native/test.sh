@@ -21,7 +21,7 @@ step "lints"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 step "pure crates have no I/O dependencies"
-for crate in checkout-domain checkout-messages; do
+for crate in checkout-domain checkout-messages checkout-saga; do
   offenders="$(cargo tree --quiet -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|rdkafka|axum|hyper|reqwest|lettre) ' || true)"
   if [ -n "$offenders" ]; then
     echo "$crate must stay pure but depends on: $offenders" >&2

@@ -13,8 +13,9 @@
 //! without waking the relay means its notifications stopped arriving, and
 //! after a few such polls in a row the relay says so and listens anew.
 
+mod status;
+
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
@@ -27,15 +28,14 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+pub use self::status::RelayStatus;
+use self::status::Wake;
 use crate::writer::headers_from_json;
 
 /// The channel the outbox trigger notifies on commit.
 const CHANNEL: &str = "outbox_messages";
 /// Advisory lock held by the relay publishing from a database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
-/// Polls in a row that found rows no notification announced before the
-/// relay re-establishes its listener.
-const MISSED_BEFORE_RELISTEN: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub struct RelaySettings {
@@ -83,51 +83,6 @@ pub struct OutboxRelay {
     /// Positions whose delivery a test makes fail.
     #[cfg(feature = "fault-injection")]
     failing: std::sync::Arc<std::sync::Mutex<HashSet<i64>>>,
-}
-
-/// What health checks and tests can see of a running relay.
-#[derive(Clone, Debug, Default)]
-pub struct RelayStatus(std::sync::Arc<RelayCounters>);
-
-#[derive(Debug, Default)]
-struct RelayCounters {
-    woken_by_notification: AtomicU64,
-    woken_by_poll: AtomicU64,
-    /// Polls that found rows committed without a notification reaching the relay.
-    missed_notifications: AtomicU64,
-    relistens: AtomicU64,
-    quarantined: AtomicU64,
-}
-
-impl RelayStatus {
-    pub fn woken_by_notification(&self) -> u64 {
-        self.0.woken_by_notification.load(Ordering::Relaxed)
-    }
-
-    pub fn woken_by_poll(&self) -> u64 {
-        self.0.woken_by_poll.load(Ordering::Relaxed)
-    }
-
-    pub fn missed_notifications(&self) -> u64 {
-        self.0.missed_notifications.load(Ordering::Relaxed)
-    }
-
-    /// How often the relay gave up on its listener and listened anew.
-    pub fn relistens(&self) -> u64 {
-        self.0.relistens.load(Ordering::Relaxed)
-    }
-
-    pub fn quarantined(&self) -> u64 {
-        self.0.quarantined.load(Ordering::Relaxed)
-    }
-}
-
-/// What woke the relay for a pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wake {
-    Start,
-    Notification,
-    Poll,
 }
 
 struct Row {
@@ -326,8 +281,7 @@ impl OutboxRelay {
         )
         .execute(&mut **tx)
         .await?;
-        self.status.0.quarantined.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("checkout_outbox_quarantined_total").increment(1);
+        self.status.quarantined_one();
         Ok(())
     }
 
@@ -380,13 +334,12 @@ impl OutboxRelay {
             let busy = match self.drain_reporting().await {
                 Ok((busy, published)) => {
                     failures = 0;
-                    if self.unannounced(wake, published, listener.is_some(), &mut missed_in_a_row) {
+                    if self.status.unannounced(wake, published, listener.is_some(), &mut missed_in_a_row) {
                         tracing::warn!(
                             missed = missed_in_a_row,
                             "outbox relay is not being woken by notifications: rows were found only by polling; listening anew"
                         );
-                        self.status.0.relistens.fetch_add(1, Ordering::Relaxed);
-                        metrics::counter!("checkout_outbox_relay_relistens_total").increment(1);
+                        self.status.relistened();
                         missed_in_a_row = 0;
                         listener = self.listen().await;
                     }
@@ -423,14 +376,7 @@ impl OutboxRelay {
                     }
                 }
             }
-            let source = if wake == Wake::Notification { "notification" } else { "poll" };
-            let counter = if wake == Wake::Notification {
-                &self.status.0.woken_by_notification
-            } else {
-                &self.status.0.woken_by_poll
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("checkout_outbox_relay_wakeups_total", "source" => source).increment(1);
+            self.status.woke(wake);
         }
         if let Err(error) = self.publisher.flush(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer flush on shutdown failed");
@@ -448,24 +394,6 @@ impl OutboxRelay {
                 Pass::Published { count, full: false } => return Ok((false, published + count)),
                 Pass::Busy => return Ok((true, published)),
             }
-        }
-    }
-
-    /// After a pass: whether its rows were committed without the listener
-    /// hearing of them, often enough in a row to stop trusting it.
-    fn unannounced(&self, wake: Wake, published: usize, listening: bool, missed_in_a_row: &mut u32) -> bool {
-        match wake {
-            Wake::Poll if listening && published > 0 => {
-                *missed_in_a_row += 1;
-                self.status.0.missed_notifications.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("checkout_outbox_relay_missed_notifications_total").increment(1);
-                *missed_in_a_row >= MISSED_BEFORE_RELISTEN
-            }
-            Wake::Notification => {
-                *missed_in_a_row = 0;
-                false
-            }
-            _ => false,
         }
     }
 

@@ -1,0 +1,93 @@
+//! What a running relay counts: its wake-ups by source, the notifications it
+//! missed, how often it listened anew, the rows it quarantined.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Polls in a row that found rows no notification announced before the
+/// relay re-establishes its listener.
+const MISSED_BEFORE_RELISTEN: u32 = 3;
+
+/// What health checks and tests can see of a running relay.
+#[derive(Clone, Debug, Default)]
+pub struct RelayStatus(Arc<RelayCounters>);
+
+#[derive(Debug, Default)]
+struct RelayCounters {
+    woken_by_notification: AtomicU64,
+    woken_by_poll: AtomicU64,
+    /// Polls that found rows committed without a notification reaching the relay.
+    missed_notifications: AtomicU64,
+    relistens: AtomicU64,
+    quarantined: AtomicU64,
+}
+
+impl RelayStatus {
+    pub fn woken_by_notification(&self) -> u64 {
+        self.0.woken_by_notification.load(Ordering::Relaxed)
+    }
+
+    pub fn woken_by_poll(&self) -> u64 {
+        self.0.woken_by_poll.load(Ordering::Relaxed)
+    }
+
+    pub fn missed_notifications(&self) -> u64 {
+        self.0.missed_notifications.load(Ordering::Relaxed)
+    }
+
+    /// How often the relay gave up on its listener and listened anew.
+    pub fn relistens(&self) -> u64 {
+        self.0.relistens.load(Ordering::Relaxed)
+    }
+
+    pub fn quarantined(&self) -> u64 {
+        self.0.quarantined.load(Ordering::Relaxed)
+    }
+}
+
+/// What woke the relay for a pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Wake {
+    Start,
+    Notification,
+    Poll,
+}
+
+impl RelayStatus {
+    pub(super) fn woke(&self, wake: Wake) {
+        let (counter, source) = match wake {
+            Wake::Notification => (&self.0.woken_by_notification, "notification"),
+            Wake::Start | Wake::Poll => (&self.0.woken_by_poll, "poll"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("checkout_outbox_relay_wakeups_total", "source" => source).increment(1);
+    }
+
+    pub(super) fn relistened(&self) {
+        self.0.relistens.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("checkout_outbox_relay_relistens_total").increment(1);
+    }
+
+    pub(super) fn quarantined_one(&self) {
+        self.0.quarantined.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("checkout_outbox_quarantined_total").increment(1);
+    }
+
+    /// After a pass: whether its rows were committed without the listener
+    /// hearing of them, often enough in a row to stop trusting it.
+    pub(super) fn unannounced(&self, wake: Wake, published: usize, listening: bool, missed_in_a_row: &mut u32) -> bool {
+        match wake {
+            Wake::Poll if listening && published > 0 => {
+                *missed_in_a_row += 1;
+                self.0.missed_notifications.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("checkout_outbox_relay_missed_notifications_total").increment(1);
+                *missed_in_a_row >= MISSED_BEFORE_RELISTEN
+            }
+            Wake::Notification => {
+                *missed_in_a_row = 0;
+                false
+            }
+            Wake::Start | Wake::Poll => false,
+        }
+    }
+}

@@ -89,11 +89,16 @@ impl ServiceBuilder {
         let relay =
             OutboxRelay::new(self.pool.clone(), self.publisher, self.settings.kafka.topic_names(), self.settings.relay);
         self.host.relay(relay);
+        let readiness = self.readiness.with(ReadinessCheck::Outbox(self.pool.clone(), OUTBOX_MAX_AGE));
         let addr = self.listener.local_addr().unwrap_or(self.settings.http_addr);
-        self.host.serve(self.listener, service_router(routes, self.readiness));
+        self.host.serve(self.listener, service_router(routes, readiness));
         RunningService { addr, host: self.host }
     }
 }
+
+/// A service whose outbox holds a message this much older than it should
+/// is not ready: its relay is not publishing (broker away, relay stuck).
+const OUTBOX_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A started service.
 #[derive(Debug)]

@@ -77,3 +77,27 @@ async fn readiness_reports_each_check_and_fails_until_all_pass() {
     let (status, _, body) = call(app(Readiness::new()), Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
 }
+
+#[tokio::test]
+async fn readiness_fails_while_an_outbox_message_waits_too_long_to_be_published() {
+    let db = checkout_testkit::TestDatabase::create(&[&checkout_outbox::MIGRATOR]).await;
+    let readiness = Readiness::new().with(ReadinessCheck::Outbox(db.pool.clone(), std::time::Duration::from_secs(30)));
+    let readyz = || Request::get("/readyz").body(Body::empty()).unwrap();
+    let (status, _, _) = call(app(readiness.clone()), readyz()).await;
+    assert_eq!(status, StatusCode::OK, "an empty outbox is fine");
+
+    sqlx::query(
+        "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers, created_at)
+         VALUES (gen_random_uuid(), 'order.events', 'k', '\\x00', '{}', now() - interval '45 seconds')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (status, _, body) = call(app(readiness.clone()), readyz()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["checks"]["outbox"].as_str().unwrap().contains("45 s old"), "{body}");
+
+    sqlx::query("UPDATE outbox_messages SET published_at = now()").execute(&db.pool).await.unwrap();
+    let (status, _, _) = call(app(readiness), readyz()).await;
+    assert_eq!(status, StatusCode::OK, "ready again once published");
+}

@@ -13,6 +13,9 @@ use sqlx::PgPool;
 pub enum ReadinessCheck {
     /// The service's database answers.
     Database(PgPool),
+    /// The outbox is being published: no message waits longer than the age
+    /// given (messages set aside as unpublishable do not count).
+    Outbox(PgPool, Duration),
     /// A consumer has joined its group and none of its records is waiting
     /// out a transient failure (named for the report).
     Consumer(String, ConsumerStatus),
@@ -22,6 +25,7 @@ impl ReadinessCheck {
     fn name(&self) -> String {
         match self {
             Self::Database(_) => "database".to_owned(),
+            Self::Outbox(..) => "outbox".to_owned(),
             Self::Consumer(name, _) => format!("consumer:{name}"),
         }
     }
@@ -31,6 +35,22 @@ impl ReadinessCheck {
             Self::Database(pool) => {
                 let ping = sqlx::query("SELECT 1").execute(pool);
                 match tokio::time::timeout(Duration::from_secs(2), ping).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err("no answer within 2 s".to_owned()),
+                }
+            }
+            Self::Outbox(pool, max_age) => {
+                let oldest = sqlx::query_scalar::<_, Option<i64>>(
+                    "SELECT (EXTRACT(EPOCH FROM now() - min(created_at)) * 1000)::BIGINT FROM outbox_messages
+                     WHERE published_at IS NULL AND quarantined_at IS NULL",
+                )
+                .fetch_one(pool);
+                match tokio::time::timeout(Duration::from_secs(2), oldest).await {
+                    Ok(Ok(Some(age_ms))) if u128::try_from(age_ms).unwrap_or(0) > max_age.as_millis() => Err(format!(
+                        "the oldest unpublished message is {} s old: the relay is not publishing",
+                        age_ms / 1000
+                    )),
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(error)) => Err(error.to_string()),
                     Err(_) => Err("no answer within 2 s".to_owned()),

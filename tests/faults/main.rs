@@ -70,6 +70,14 @@ async fn captured_payments(stack: &Stack) -> i64 {
         .unwrap()
 }
 
+/// Waits until `count` payments have been captured.
+async fn payments_flowing(stack: &Stack, count: i64) {
+    eventually(Duration::from_secs(30), "payments to flow", || async {
+        (captured_payments(stack).await >= count).then_some(())
+    })
+    .await;
+}
+
 /// Every order confirmed, its saga completed, charged and emailed exactly
 /// once, and the stock conserved.
 async fn all_confirmed_once(stack: &Stack, placed: &[(OrderId, String)], sku: &str, initial: i32) -> Instant {
@@ -95,10 +103,7 @@ async fn all_confirmed_once(stack: &Stack, placed: &[(OrderId, String)], sku: &s
 async fn a_killed_group_member_is_replaced_and_its_partitions_are_served_again(stack: Arc<Stack>) {
     let sku = add_product(&stack, "MEMBER", 500, 100).await;
     let placer = tokio::spawn(place_steadily(Arc::clone(&stack), sku.clone(), 40, Duration::from_millis(100)));
-    eventually(Duration::from_secs(30), "payments to flow", || async {
-        (captured_payments(&stack).await >= 5).then_some(())
-    })
-    .await;
+    payments_flowing(&stack, 5).await;
 
     let payment = stack.service("payment");
     payment.kill();
@@ -125,10 +130,7 @@ async fn a_killed_group_member_is_replaced_and_its_partitions_are_served_again(s
 async fn the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_resumes(stack: Arc<Stack>) {
     let sku = add_product(&stack, "BROKER", 700, 100).await;
     let placer = tokio::spawn(place_steadily(Arc::clone(&stack), sku.clone(), 60, Duration::from_millis(100)));
-    eventually(Duration::from_secs(30), "payments to flow", || async {
-        (captured_payments(&stack).await >= 5).then_some(())
-    })
-    .await;
+    payments_flowing(&stack, 5).await;
 
     let killed = Instant::now();
     let restart_took = tokio::task::spawn_blocking(|| {
@@ -196,10 +198,7 @@ async fn a_database_outage_under_load_is_waited_out_and_every_accepted_order_con
         Duration::from_millis(200),
         Arc::clone(&stop),
     ));
-    eventually(Duration::from_secs(30), "payments to flow", || async {
-        (captured_payments(&stack).await >= 10).then_some(())
-    })
-    .await;
+    payments_flowing(&stack, 10).await;
 
     let outage = database_outage();
     let stopped = Instant::now();

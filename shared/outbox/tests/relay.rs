@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use checkout_messages::{Message, decode};
-use checkout_outbox::{OutboxRelay, RelaySettings};
+use checkout_outbox::{OutboxRelay, RelaySettings, RelayStatus};
 use checkout_testkit::{TestKafka, eventually};
 use common::{TOPIC, commit_to_outbox, database, new_order, numbered, unpublished};
 use rdkafka::Message as _;
@@ -64,22 +64,34 @@ async fn two_relays_on_one_database_publish_each_keys_messages_in_commit_order()
     shutdown.cancel();
 }
 
+/// Starts a relay in the background; returns what it counts and its stop switch.
+fn run_relay(pool: &sqlx::PgPool, kafka: &TestKafka, settings: RelaySettings) -> (RelayStatus, CancellationToken) {
+    let relay = OutboxRelay::new(pool.clone(), kafka.publisher(), kafka.names(), settings);
+    let status = relay.status();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(relay.run(shutdown.clone()));
+    (status, shutdown)
+}
+
+/// Commits message 1, waits for it on the topic, then message 2; returns both records.
+async fn publish_two_in_turn(pool: &sqlx::PgPool, kafka: &TestKafka) -> Vec<rdkafka::message::OwnedMessage> {
+    let topic = kafka.names().physical(TOPIC);
+    commit_to_outbox(pool, &[numbered(new_order(), 1)]).await;
+    kafka.read(&topic, 1, Duration::from_secs(20)).await;
+    commit_to_outbox(pool, &[numbered(new_order(), 2)]).await;
+    kafka.read(&topic, 2, Duration::from_secs(20)).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_wakes_the_relay_without_waiting_for_a_poll() {
     let db = database().await;
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
     // Polling so rarely that only a notification can explain a prompt publish.
     let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
-    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);
-    let shutdown = CancellationToken::new();
-    tokio::spawn(relay.run(shutdown.clone()));
-    let topic = kafka.names().physical(TOPIC);
-
-    commit_to_outbox(&db.pool, &[numbered(new_order(), 1)]).await;
-    kafka.read(&topic, 1, Duration::from_secs(20)).await;
-    // The relay has drained and now waits; only the commit's notification can wake it.
-    commit_to_outbox(&db.pool, &[numbered(new_order(), 2)]).await;
-    let records = kafka.read(&topic, 2, Duration::from_secs(20)).await;
+    let (_, shutdown) = run_relay(&db.pool, &kafka, settings);
+    // Once the first is published the relay has drained and waits; only the
+    // second commit's notification can wake it.
+    let records = publish_two_in_turn(&db.pool, &kafka).await;
     assert_eq!(sequence(&records[1]).1, 2);
     shutdown.cancel();
 }
@@ -150,17 +162,10 @@ async fn a_relay_that_stops_hearing_notifications_counts_it_and_listens_anew() {
     let db = database().await;
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
     let settings = RelaySettings { poll_interval: Duration::from_millis(200), ..RelaySettings::default() };
-    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);
-    let status = relay.status();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(relay.run(shutdown.clone()));
+    let (status, shutdown) = run_relay(&db.pool, &kafka, settings);
     let topic = kafka.names().physical(TOPIC);
-
-    commit_to_outbox(&db.pool, &[numbered(new_order(), 1)]).await;
-    kafka.read(&topic, 1, Duration::from_secs(20)).await;
-    // The relay is listening by now; the next commit's notification wakes it.
-    commit_to_outbox(&db.pool, &[numbered(new_order(), 2)]).await;
-    kafka.read(&topic, 2, Duration::from_secs(20)).await;
+    // The relay is listening by the second commit; its notification wakes it.
+    publish_two_in_turn(&db.pool, &kafka).await;
     eventually(Duration::from_secs(10), "a wake-up by notification", || {
         let woken = status.woken_by_notification();
         async move { (woken >= 1).then_some(()) }

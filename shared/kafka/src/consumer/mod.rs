@@ -121,7 +121,8 @@ struct StatusInner {
     last_transient_error: std::sync::Mutex<Option<String>>,
     /// For each partition this member owns: the time up to which all its
     /// records are known to be processed (`None` until that is known).
-    progress: std::sync::Mutex<HashMap<(String, i32), Option<OffsetDateTime>>>,
+    /// Keyed by topic, then partition, so the per-record update allocates nothing.
+    progress: std::sync::Mutex<HashMap<String, HashMap<i32, Option<OffsetDateTime>>>>,
 }
 
 impl ConsumerStatus {
@@ -153,13 +154,13 @@ impl ConsumerStatus {
     /// when another member (or nobody) owns the partition.
     pub fn processed_through(&self, topic: &str, partition: i32) -> Option<OffsetDateTime> {
         let progress = self.0.progress.lock().ok()?;
-        progress.get(&(topic.to_owned(), partition)).copied().flatten()
+        progress.get(topic)?.get(&partition).copied().flatten()
     }
 
     /// Moves a partition's progress forward to `at` (never back), if owned.
     pub fn record_progress(&self, topic: &str, partition: i32, at: OffsetDateTime) {
         if let Ok(mut progress) = self.0.progress.lock()
-            && let Some(through) = progress.get_mut(&(topic.to_owned(), partition))
+            && let Some(through) = progress.get_mut(topic).and_then(|partitions| partitions.get_mut(&partition))
         {
             *through = Some(through.map_or(at, |known| known.max(at)));
         }
@@ -168,16 +169,19 @@ impl ConsumerStatus {
     /// The partitions this member owns now (after a rebalance).
     pub(crate) fn set_owned(&self, owned: impl IntoIterator<Item = (String, i32)>) {
         if let Ok(mut progress) = self.0.progress.lock() {
-            let owned: HashMap<_, _> =
-                owned.into_iter().map(|key| (key.clone(), progress.get(&key).copied().flatten())).collect();
-            *progress = owned;
+            let mut kept: HashMap<String, HashMap<i32, Option<OffsetDateTime>>> = HashMap::new();
+            for (topic, partition) in owned {
+                let known = progress.get(&topic).and_then(|partitions| partitions.get(&partition)).copied().flatten();
+                kept.entry(topic).or_default().insert(partition, known);
+            }
+            *progress = kept;
         }
     }
 
     /// Owns `topic`/`partition` from now on (tests and the runtime).
     pub fn own(&self, topic: &str, partition: i32) {
         if let Ok(mut progress) = self.0.progress.lock() {
-            progress.entry((topic.to_owned(), partition)).or_insert(None);
+            progress.entry(topic.to_owned()).or_default().entry(partition).or_insert(None);
         }
     }
 

@@ -233,6 +233,7 @@ start_services() {
       DATABASE_URL="postgres://postgres@127.0.0.1:5432/checkout_$service" \
       KAFKA_BOOTSTRAP_SERVERS="$BROKER_HOST:$BROKER_PORT" \
       LOG_FORMAT="${LOG_FORMAT:-text}" \
+      OPERATOR_TOKENS="${OPERATOR_TOKENS:-operator=local-operator-token}" \
       OTEL_EXPORTER_OTLP_ENDPOINT="${CHECKOUT_OTLP_ENDPOINT:-}" \
       nohup "$ROOT/target/$PROFILE/$service" >"$STATE/logs/$service.log" 2>&1 &
     echo $! >"$STATE/$service.pid"

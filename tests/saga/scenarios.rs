@@ -16,7 +16,7 @@ use crate::support::checkout::{
 };
 use crate::support::harness::Scenario;
 use crate::support::invariants;
-use crate::support::stack::Stack;
+use crate::support::stack::{OPERATOR_TOKEN, Stack};
 
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
@@ -35,6 +35,8 @@ scenarios![
     an_idempotent_retry_creates_one_order,
     fifty_concurrent_checkouts_for_the_last_ten_units_confirm_exactly_ten,
     bad_input_gets_problems_and_starts_no_saga,
+    an_operator_aborts_a_stuck_checkout_and_the_order_is_cancelled_saying_so,
+    an_operator_retries_a_waiting_step_and_is_refused_what_does_not_apply,
 ];
 
 fn email(label: &str) -> String {
@@ -241,4 +243,113 @@ async fn bad_input_gets_problems_and_starts_no_saga(stack: Arc<Stack>) {
         .unwrap();
     assert_eq!(placed, 0, "no order was written");
     assert_eq!(stock(&stack, &mug).await, (5, 0));
+}
+
+/// `POST /sagas/{order}/{action}` with `token` (none: no `Authorization`).
+async fn operate(
+    stack: &Stack,
+    order: checkout_domain::OrderId,
+    action: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = stack.http.post(format!("{}/sagas/{order}/{action}", stack.url("orchestrator"))).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    (status, headers, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until the saga waits on `step`; returns its view.
+async fn wait_for_step(stack: &Arc<Stack>, order: checkout_domain::OrderId, step: &str) -> Value {
+    eventually(std::time::Duration::from_secs(30), &format!("the saga of {order} to wait on {step}"), || {
+        let stack = Arc::clone(stack);
+        async move {
+            let saga = get(&stack, "orchestrator", &format!("/sagas/{order}")).await.body;
+            (saga["current_step"]["step"] == step).then_some(saga)
+        }
+    })
+    .await
+}
+
+fn operator_transitions(saga: &Value, input: &str) -> Vec<Value> {
+    let transitions = saga["transitions"].as_array().cloned().unwrap_or_default();
+    transitions.into_iter().filter(|t| t["input"] == input).collect()
+}
+
+async fn an_operator_aborts_a_stuck_checkout_and_the_order_is_cancelled_saying_so(stack: Arc<Stack>) {
+    let frame = add_product(&stack, "FRAME", 3500, 2).await;
+    let customer = email("aborted");
+    let order = place(&stack, &customer, &[(&frame, 1)], "tok_timeout").await;
+    wait_for_step(&stack, order, "authorize_payment").await;
+    let reason = serde_json::json!({ "reason": "customer called to cancel" });
+
+    // Nobody without the operator's token changes money or stock.
+    let (status, headers, problem) = operate(&stack, order, "abort", None, reason.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"operator\"");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let (status, _, _) = operate(&stack, order, "abort", Some("test-operator-token-0002"), reason.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, problem) =
+        operate(&stack, order, "abort", Some(OPERATOR_TOKEN), serde_json::json!({ "reason": " " })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let unknown = checkout_domain::OrderId::from_uuid(uuid::Uuid::now_v7());
+    let (status, _, _) = operate(&stack, unknown, "abort", Some(OPERATOR_TOKEN), reason.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let saga = get(&stack, "orchestrator", &format!("/sagas/{order}")).await.body;
+    assert!(operator_transitions(&saga, "OperatorAbort").is_empty(), "a refused request changed the saga: {saga:#}");
+
+    let (status, _, saga) = operate(&stack, order, "abort", Some(OPERATOR_TOKEN), reason.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{saga:#}");
+    assert_eq!(saga["status"], "compensating");
+    let abort = &operator_transitions(&saga, "OperatorAbort")[0];
+    assert_eq!(
+        (abort["operator"].as_str(), abort["reason"].as_str()),
+        (Some("ops"), Some("customer called to cancel"))
+    );
+    assert_eq!(abort["commands"], serde_json::json!(["VoidPayment"]), "the authorization may be held: void it");
+
+    let view = wait_until_finished(&stack, order).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancellation"]["code"].as_str(), view["cancellation"]["detail"].as_str()),
+        (Some("CANCELLED"), Some("aborted_by_operator"), Some("customer called to cancel"))
+    );
+    let saga = wait_until_saga_finished(&stack, order).await;
+    assert_eq!((saga["status"].as_str(), saga["payment"].as_str()), (Some("cancelled"), Some("voided")), "{saga:#}");
+    // Twice is harmless: the saga has finished, and says so.
+    let (status, _, problem) = operate(&stack, order, "abort", Some(OPERATOR_TOKEN), reason).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert!(problem["type"].as_str().unwrap().ends_with("/saga-finished"), "{problem}");
+    assert_eq!(mail_to(&stack, &customer).len(), 1, "one cancellation email");
+    invariants::check(&stack, &[order], &[(&frame, 2)]).await;
+}
+
+async fn an_operator_retries_a_waiting_step_and_is_refused_what_does_not_apply(stack: Arc<Stack>) {
+    let lamp = add_product(&stack, "LAMP", 5900, 3).await;
+    let waiting = place(&stack, &email("retried"), &[(&lamp, 1)], "tok_timeout").await;
+    wait_for_step(&stack, waiting, "authorize_payment").await;
+    let reason = serde_json::json!({ "reason": "gateway restarted" });
+    let (status, _, saga) = operate(&stack, waiting, "retry", Some(OPERATOR_TOKEN), reason.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{saga:#}");
+    let retry = &operator_transitions(&saga, "OperatorRetry")[0];
+    assert_eq!(retry["commands"], serde_json::json!(["AuthorizePayment"]));
+    assert_eq!(retry["operator"], "ops");
+    assert_eq!(saga["current_step"]["attempt"], 1, "a fresh attempt budget: {saga:#}");
+    // The gateway still never answers: the retried step runs out and compensates as before.
+    let view = wait_until_finished(&stack, waiting).await;
+    assert_eq!(view["cancellation"]["code"], "payment_timed_out");
+
+    let confirmed = place(&stack, &email("confirmed"), &[(&lamp, 1)], "tok_visa").await;
+    assert_eq!(wait_until_finished(&stack, confirmed).await["status"], "CONFIRMED");
+    wait_until_saga_finished(&stack, confirmed).await;
+    for action in ["abort", "retry"] {
+        let (status, _, problem) = operate(&stack, confirmed, action, Some(OPERATOR_TOKEN), reason.clone()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{action}: {problem}");
+        assert!(problem["type"].as_str().unwrap().ends_with("/saga-finished"), "{problem}");
+    }
+    wait_until_saga_finished(&stack, waiting).await;
+    invariants::check(&stack, &[waiting, confirmed], &[(&lamp, 3)]).await;
 }

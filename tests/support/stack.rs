@@ -14,7 +14,7 @@ use sqlx::PgPool;
 pub const SERVICES: [&str; 5] = ["order", "orchestrator", "inventory", "payment", "notification"];
 
 /// Shorter timeouts than production, so compensation paths finish in seconds.
-const TEST_ENV: [(&str, &str); 11] = [
+const TEST_ENV: [(&str, &str); 12] = [
     ("LOG_FORMAT", "json"),
     ("RUST_LOG", "info"),
     ("SAGA_AUTHORIZE_TIMEOUT_MS", "1500"),
@@ -26,7 +26,11 @@ const TEST_ENV: [(&str, &str); 11] = [
     ("ORCHESTRATOR_TIMER_INTERVAL_MS", "100"),
     ("INVENTORY_EXPIRY_SWEEP_INTERVAL_MS", "500"),
     ("SHUTDOWN_GRACE_SECS", "10"),
+    ("OPERATOR_TOKENS", "ops=test-operator-token-0001"),
 ];
+
+/// The bearer token of operator `ops` (see `OPERATOR_TOKENS` above).
+pub const OPERATOR_TOKEN: &str = "test-operator-token-0001";
 
 /// One service process; it can be killed and started again on the same port,
 /// database and topics.

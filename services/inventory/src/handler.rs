@@ -125,9 +125,9 @@ async fn release(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Resul
     let order = envelope.subject;
     match store::find_reservation(conn, order).await? {
         Some(existing) if existing.status == Status::Held => store::release(conn, order, Status::Released).await?,
-        Some(existing) if existing.status == Status::Committed => {
-            return Err(StoreError::Corrupt("the reservation is committed: sold stock cannot be released".into()));
-        }
+        // Committed before the pivot and the saga was compensated: the
+        // stock never left, so it goes back on the shelf.
+        Some(existing) if existing.status == Status::Committed => store::restock(conn, order).await?,
         Some(_) => {}
         // Nothing was reserved: make sure a late reservation request is refused.
         None => {

@@ -263,6 +263,20 @@ pub async fn commit_held(conn: &mut PgConnection, order: OrderId) -> Result<(), 
     set_status(conn, order, Status::Committed).await
 }
 
+/// Puts a committed reservation's stock back on hand, leaving it `released`.
+pub async fn restock(conn: &mut PgConnection, order: OrderId) -> Result<(), StoreError> {
+    let skus = reserved_skus(conn, order).await?;
+    lock_stock(conn, &skus).await?;
+    sqlx::query!(
+        "UPDATE products p SET on_hand = p.on_hand + l.quantity, updated_at = now()
+         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
+        order.as_uuid(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    set_status(conn, order, Status::Released).await
+}
+
 /// Commits an expired reservation if its stock is still free; returns the
 /// first SKU that is no longer available otherwise.
 pub async fn commit_expired(conn: &mut PgConnection, order: OrderId) -> Result<Option<Sku>, StoreError> {

@@ -148,13 +148,27 @@ async fn committing_takes_the_stock_out_of_the_warehouse() {
 }
 
 #[tokio::test]
-async fn committed_stock_cannot_be_released() {
+async fn committed_stock_that_is_released_goes_back_on_hand_once() {
     let db = database().await;
     let order = new_order();
-    send(&db.pool, command(order, ReserveInventory { lines: lines(&[("TEE-L", 1)]) })).await;
+    send(&db.pool, command(order, ReserveInventory { lines: lines(&[("TEE-L", 3)]) })).await;
     send(&db.pool, command(order, CommitInventory {})).await;
-    let error = handler(&db.pool).handle(&incoming(command(order, ReleaseInventory {}))).await.unwrap_err();
-    assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)), "{error}");
+    assert_eq!(stock(&db.pool, "TEE-L").await, (47, 0));
+    // The saga compensates before its pivot: the sale is undone, and a repeat changes nothing.
+    send(&db.pool, command(order, ReleaseInventory {})).await;
+    send(&db.pool, command(order, ReleaseInventory {})).await;
+    assert_eq!(stock(&db.pool, "TEE-L").await, (50, 0));
+    send(&db.pool, command(order, CommitInventory {})).await;
+    assert_eq!(stock(&db.pool, "TEE-L").await, (50, 0), "released stock is not committed again");
+    assert!(matches!(
+        replies(&db.pool).await[1..],
+        [
+            Message::InventoryCommitted(_),
+            Message::InventoryReleased(_),
+            Message::InventoryReleased(_),
+            Message::InventoryCommitRejected(_)
+        ]
+    ));
 }
 
 #[tokio::test]

@@ -1,8 +1,7 @@
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
-use checkout_domain::OrderId;
-use checkout_platform::http::Problem;
+use checkout_platform::http::{OrderIdPath, Problem};
 use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -23,10 +22,8 @@ pub fn routes(pool: PgPool) -> Router {
 /// `GET /notifications/{order_id}`: the emails sent about an order (addresses left out).
 async fn for_order(
     State(pool): State<PgPool>,
-    Path(order_id): Path<String>,
+    OrderIdPath(order): OrderIdPath,
 ) -> Result<axum::Json<Vec<NotificationView>>, Problem> {
-    let order: OrderId =
-        order_id.parse().map_err(|_| Problem::bad_request(format!("{order_id:?} is not an order id")))?;
     sqlx::query_as!(
         NotificationView,
         "SELECT kind, subject, smtp_message_id, sent_at FROM notifications WHERE order_id = $1 ORDER BY sent_at",

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use checkout_platform::config::{ConfigError, Env, ServiceSettings};
+use checkout_platform::http::OperatorTokens;
 use checkout_saga::{SagaPolicy, StepPolicy};
 
 #[derive(Debug, Clone)]
@@ -9,13 +10,15 @@ pub struct Settings {
     pub policy: SagaPolicy,
     /// How often the timer looks for sagas whose step timed out.
     pub timer_interval: Duration,
+    /// Who may retry or abort a saga (`OPERATOR_TOKENS`).
+    pub operators: OperatorTokens,
 }
 
 impl Settings {
     /// Per step group (`RESERVE`, `AUTHORIZE`, `AFTER_PIVOT`, `COMPENSATION`):
     /// `SAGA_<GROUP>_TIMEOUT_MS` and `SAGA_<GROUP>_MAX_ATTEMPTS`; also
     /// `SAGA_MAX_STEP_TIMEOUT_MS` (the backoff cap) and
-    /// `ORCHESTRATOR_TIMER_INTERVAL_MS`, plus the shared variables.
+    /// `ORCHESTRATOR_TIMER_INTERVAL_MS`, `OPERATOR_TOKENS`, plus the shared variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SagaPolicy::default();
         let max_timeout = env.millis("SAGA_MAX_STEP_TIMEOUT_MS", Duration::from_secs(60))?;
@@ -35,6 +38,7 @@ impl Settings {
                 compensation: step("COMPENSATION", defaults.compensation)?,
             },
             timer_interval: env.millis("ORCHESTRATOR_TIMER_INTERVAL_MS", Duration::from_millis(250))?,
+            operators: OperatorTokens::from_env(env)?,
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct Cause {
     pub origin_traceparent: Option<String>,
     /// The failure the saga's compensation answers, if it is compensating.
     pub failure_traceparent: Option<String>,
+    /// The operator who asked for the transition, and why.
+    pub operator: Option<(String, String)>,
 }
 
 impl Cause {
@@ -35,6 +37,7 @@ impl Cause {
             message_id: Some(envelope.id),
             origin_traceparent: headers.get_str(checkout_kafka::header_names::TRACEPARENT).map(str::to_owned),
             failure_traceparent: stored.and_then(|s| s.failure_traceparent.clone()),
+            operator: None,
         }
     }
 
@@ -46,7 +49,13 @@ impl Cause {
             message_id: None,
             origin_traceparent: stored.traceparent.clone(),
             failure_traceparent: stored.failure_traceparent.clone(),
+            operator: None,
         }
+    }
+
+    /// An operator's action: like the timer, it continues the saga's lineage.
+    pub fn operator(stored: &StoredSaga, operator: &str, reason: &str) -> Self {
+        Self { operator: Some((operator.to_owned(), reason.to_owned())), ..Self::timer(stored) }
     }
 
     fn envelope(&self, source: &Source, order: OrderId, time: OffsetDateTime, payload: Message) -> Envelope<Message> {
@@ -100,6 +109,8 @@ pub async fn record(
         step: saga.active().map(|active| active.step.as_str().to_owned()),
         commands: transition.commands.iter().map(|c| c.message_type().name().to_owned()).collect(),
         ignored: transition.ignored.map(|why| why.as_str().to_owned()),
+        operator: cause.operator.as_ref().map(|(name, _)| name.clone()),
+        reason: cause.operator.as_ref().map(|(_, reason)| reason.clone()),
     };
     if let Some(why) = transition.ignored {
         tracing::info!(saga.input = input, ignored = why.as_str(), "input changed nothing");

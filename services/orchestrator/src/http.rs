@@ -1,19 +1,47 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::extract::{FromRef, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use checkout_domain::OrderId;
-use checkout_platform::http::Problem;
-use checkout_saga::{Saga, SagaState, SagaStatus};
+use checkout_kafka::RecordHeaders;
+use checkout_messages::Source;
+use checkout_outbox::UnitOfWork;
+use checkout_platform::clock;
+use checkout_platform::http::{ApiJson, FieldError, Operator, OperatorTokens, OrderIdPath, Problem};
+use checkout_saga::{Operation, Refusal, Saga, SagaPolicy, SagaState, SagaStatus};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::engine::{self, Cause};
+use crate::handler::transition_span;
 use crate::store;
 
-pub fn routes(pool: PgPool) -> Router {
-    Router::new().route("/sagas", get(list)).route("/sagas/{order_id}", get(one)).with_state(pool)
+/// What the routes share.
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub pool: PgPool,
+    pub policy: SagaPolicy,
+    pub operators: OperatorTokens,
+}
+
+impl FromRef<Api> for OperatorTokens {
+    fn from_ref(api: &Api) -> Self {
+        api.operators.clone()
+    }
+}
+
+pub fn routes(api: Api) -> Router {
+    Router::new()
+        .route("/sagas", get(list))
+        .route("/sagas/{order_id}", get(one))
+        .route("/sagas/{order_id}/retry", post(retry))
+        .route("/sagas/{order_id}/abort", post(abort))
+        .with_state(api)
 }
 
 /// A saga without the customer's email or card token.
@@ -53,6 +81,10 @@ struct TransitionView {
     commands: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 fn snake(value: impl Serialize) -> String {
@@ -70,14 +102,16 @@ fn outcome(saga: &Saga) -> Option<serde_json::Value> {
 }
 
 /// `GET /sagas/{order_id}`: the saga's state and every transition it made.
-async fn one(State(pool): State<PgPool>, Path(order_id): Path<String>) -> Result<axum::Json<SagaView>, Problem> {
-    let order: OrderId =
-        order_id.parse().map_err(|_| Problem::bad_request(format!("{order_id:?} is not an order id")))?;
-    let saga = store::find(&pool, order)
+async fn one(State(api): State<Api>, OrderIdPath(order): OrderIdPath) -> Result<axum::Json<SagaView>, Problem> {
+    view(&api.pool, order).await.map(axum::Json)
+}
+
+async fn view(pool: &PgPool, order: OrderId) -> Result<SagaView, Problem> {
+    let saga = store::find(pool, order)
         .await
         .map_err(internal)?
         .ok_or_else(|| Problem::not_found(format!("no saga for order {order}")))?;
-    let transitions = store::history(&pool, order)
+    let transitions = store::history(pool, order)
         .await
         .map_err(internal)?
         .into_iter()
@@ -90,9 +124,11 @@ async fn one(State(pool): State<PgPool>, Path(order_id): Path<String>) -> Result
             step: t.step,
             commands: t.commands,
             ignored: t.ignored,
+            operator: t.operator,
+            reason: t.reason,
         })
         .collect();
-    Ok(axum::Json(SagaView {
+    Ok(SagaView {
         order_id: order,
         status: saga.status().as_str(),
         current_step: saga.active().map(|a| ActiveView {
@@ -107,7 +143,88 @@ async fn one(State(pool): State<PgPool>, Path(order_id): Path<String>) -> Result
         started_at: saga.started_at,
         updated_at: saga.updated_at,
         transitions,
-    }))
+    })
+}
+
+/// The body of an operator's action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    /// Why; kept in the saga's history.
+    reason: String,
+}
+
+/// Longest reason kept.
+const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /sagas/{order_id}/retry`: sends the step the saga waits on, or gave
+/// up on, again with a fresh attempt budget.
+async fn retry(
+    State(api): State<Api>,
+    operator: Operator,
+    OrderIdPath(order): OrderIdPath,
+    ApiJson(request): ApiJson<ActionRequest>,
+) -> Result<axum::Json<SagaView>, Problem> {
+    act(&api, Operation::Retry, &operator, order, &request).await
+}
+
+/// `POST /sagas/{order_id}/abort`: before the pivot, compensates now.
+async fn abort(
+    State(api): State<Api>,
+    operator: Operator,
+    OrderIdPath(order): OrderIdPath,
+    ApiJson(request): ApiJson<ActionRequest>,
+) -> Result<axum::Json<SagaView>, Problem> {
+    act(&api, Operation::Abort, &operator, order, &request).await
+}
+
+/// Applies an operator's action like any input: decided by the saga core,
+/// made durable with its commands and its history entry in one transaction.
+async fn act(
+    api: &Api,
+    operation: Operation,
+    Operator(operator): &Operator,
+    order: OrderId,
+    request: &ActionRequest,
+) -> Result<axum::Json<SagaView>, Problem> {
+    let reason = request.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        let message = format!("say why, in 1 to {MAX_REASON_CHARS} characters");
+        return Err(Problem::validation(vec![FieldError::new("reason", message)]));
+    }
+    let mut work = UnitOfWork::begin(&api.pool).await.map_err(internal)?;
+    let stored = store::lock(work.conn(), order)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| Problem::not_found(format!("no saga for order {order}")))?;
+    let now = clock::now();
+    let transition =
+        stored.saga.operate(operation, operator, reason, now, &api.policy).map_err(|refusal| refused(&refusal))?;
+    let cause = Cause::operator(&stored, operator, reason);
+    let span = transition_span(operation.as_str(), order, cause.correlation_id, cause.causation_id);
+    if let Some(traceparent) = &stored.traceparent {
+        let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
+    }
+    let source = Source::service("orchestrator");
+    let from = Some(stored.saga.status());
+    async {
+        tracing::info!(operator = operator.as_str(), reason, "operator action");
+        engine::record(&mut work, from, transition, operation.as_str(), cause, &source, now).await
+    }
+    .instrument(span)
+    .await
+    .map_err(internal)?;
+    work.commit().await.map_err(internal)?;
+    view(&api.pool, order).await.map(axum::Json)
+}
+
+fn refused(refusal: &Refusal) -> Problem {
+    let (problem_type, title) = match refusal {
+        Refusal::Finished(_) => ("saga-finished", "The saga has finished"),
+        Refusal::PastPivot(_) => ("saga-past-pivot", "The order is confirmed"),
+        Refusal::Compensating(_) => ("saga-compensating", "The saga is already compensating"),
+    };
+    Problem::new(StatusCode::CONFLICT, problem_type, title, refusal.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +256,7 @@ struct SummaryView {
 
 /// `GET /sagas?state=running&older_than=5m`: finds stuck sagas, oldest first.
 async fn list(
-    State(pool): State<PgPool>,
+    State(api): State<Api>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::Json<ListView>, Problem> {
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
@@ -158,8 +275,8 @@ async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
-    let cutoff = OffsetDateTime::now_utc() - older_than;
-    let sagas = store::list(&pool, status, cutoff, limit).await.map_err(internal)?;
+    let cutoff = clock::now() - older_than;
+    let sagas = store::list(&api.pool, status, cutoff, limit).await.map_err(internal)?;
     Ok(axum::Json(ListView {
         sagas: sagas
             .into_iter()

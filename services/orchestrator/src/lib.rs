@@ -5,7 +5,9 @@
 //! through the outbox in the same transaction, and wakes sagas whose step
 //! timed out — only once the step's reply partition has been processed
 //! through the deadline, so replies that queued up are applied first. `GET /sagas/{order_id}` shows a saga's history and
-//! `GET /sagas?state=…&older_than=…` finds stuck ones.
+//! `GET /sagas?state=…&older_than=…` finds stuck ones; an operator (with the
+//! bearer token of `OPERATOR_TOKENS`) may `POST /sagas/{order_id}/retry` the
+//! step a saga waits on or gave up on, or `…/abort` it before the pivot.
 
 mod config;
 mod engine;
@@ -45,5 +47,6 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let gate = DeadlineGate::new(consumer, builder.kafka_settings().clone());
     let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval).gated_by(gate);
     builder.spawn("saga timer", |shutdown| timer.run(shutdown));
-    Ok(builder.serve(http::routes(pool)))
+    let api = http::Api { pool, policy: settings.policy, operators: settings.operators };
+    Ok(builder.serve(http::routes(api)))
 }

@@ -181,6 +181,10 @@ pub struct TransitionRecord {
     pub step: Option<String>,
     pub commands: Vec<String>,
     pub ignored: Option<String>,
+    /// Who asked, for an operator's action.
+    pub operator: Option<String>,
+    /// The operator's reason.
+    pub reason: Option<String>,
 }
 
 pub async fn add_transition(
@@ -189,8 +193,9 @@ pub async fn add_transition(
     record: &TransitionRecord,
 ) -> Result<(), StoreError> {
     sqlx::query!(
-        "INSERT INTO saga_transitions (order_id, at, input, message_id, from_status, to_status, step, commands, ignored)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO saga_transitions
+             (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         order.as_uuid(),
         record.at,
         record.input,
@@ -200,6 +205,8 @@ pub async fn add_transition(
         record.step,
         &record.commands,
         record.ignored,
+        record.operator,
+        record.reason,
     )
     .execute(&mut *conn)
     .await?;
@@ -209,7 +216,7 @@ pub async fn add_transition(
 pub async fn history(pool: &PgPool, order: OrderId) -> Result<Vec<TransitionRecord>, StoreError> {
     Ok(sqlx::query_as!(
         TransitionRecord,
-        r#"SELECT at, input, message_id, from_status, to_status, step, commands AS "commands!", ignored
+        r#"SELECT at, input, message_id, from_status, to_status, step, commands AS "commands!", ignored, operator, reason
            FROM saga_transitions WHERE order_id = $1 ORDER BY id"#,
         order.as_uuid(),
     )

@@ -134,9 +134,9 @@ async fn the_happy_path_completes_and_every_command_continues_the_conversation()
     f.deliver(&f.placed).await;
     f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
     let authorized = f.reply(PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(2500) }).await;
+    f.reply(InventoryCommitted {}).await;
     f.reply(OrderConfirmed { total: eur(2500) }).await;
     f.reply(PaymentCaptured { amount: eur(2500) }).await;
-    f.reply(InventoryCommitted {}).await;
     f.reply(CustomerNotified { kind: NotificationKind::OrderConfirmed }).await;
     assert_eq!(f.status().await, "completed");
     assert_eq!(
@@ -144,15 +144,15 @@ async fn the_happy_path_completes_and_every_command_continues_the_conversation()
         [
             MessageType::ReserveInventory,
             MessageType::AuthorizePayment,
+            MessageType::CommitInventory,
             MessageType::ConfirmOrder,
             MessageType::CapturePayment,
-            MessageType::CommitInventory,
             MessageType::NotifyOrderConfirmed
         ]
     );
     let commands = f.commands().await;
     assert!(commands.iter().all(|c| c.correlation_id == f.placed.correlation_id && c.subject == f.order));
-    assert_eq!(commands[2].causation_id, authorized.id, "ConfirmOrder was caused by PaymentAuthorized");
+    assert_eq!(commands[2].causation_id, authorized.id, "CommitInventory was caused by PaymentAuthorized");
     let transitions: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM saga_transitions").fetch_one(&f.db.pool).await.unwrap();
     assert_eq!(transitions, 7);

@@ -1,8 +1,8 @@
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use checkout_domain::OrderId;
-use checkout_platform::http::Problem;
+use checkout_platform::http::{OrderIdPath, Problem};
 use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -35,9 +35,10 @@ pub fn routes(pool: PgPool) -> Router {
 }
 
 /// `GET /payments/{order_id}`: the payment and every gateway call made for it.
-async fn payment(State(pool): State<PgPool>, Path(order_id): Path<String>) -> Result<axum::Json<PaymentView>, Problem> {
-    let order: OrderId =
-        order_id.parse().map_err(|_| Problem::bad_request(format!("{order_id:?} is not an order id")))?;
+async fn payment(
+    State(pool): State<PgPool>,
+    OrderIdPath(order): OrderIdPath,
+) -> Result<axum::Json<PaymentView>, Problem> {
     let payment = store::load(&pool, order)
         .await
         .map_err(internal)?

@@ -13,18 +13,30 @@
 //! |-------------------|----------------------|----------------------|----------------------------|
 //! | reserve inventory | `ReserveInventory`   | `InventoryReserved`  | `InventoryReservationRejected`, timeout |
 //! | authorize payment | `AuthorizePayment`   | `PaymentAuthorized`  | `PaymentDeclined`, timeout, reservation expired |
+//! | commit inventory  | `CommitInventory`    | `InventoryCommitted` | `InventoryCommitRejected`, timeout |
 //! | confirm order     | `ConfirmOrder`       | `OrderConfirmed`     | **pivot**: retried, never compensated |
 //! | capture payment   | `CapturePayment`     | `PaymentCaptured`    | retried, then needs attention |
-//! | commit inventory  | `CommitInventory`    | `InventoryCommitted` | retried; rejected → needs attention |
 //! | notify customer   | `NotifyOrderConfirmed` | `CustomerNotified` | retried, then needs attention |
 //!
 //! Confirming the order is the pivot: before it, any failure compensates, in
 //! reverse, whatever may be held — void the payment (also when its
 //! authorization merely timed out, as it may still succeed), release the
-//! inventory, cancel the order with the reason, email the customer. After it,
-//! the saga only moves forward; a step that exhausts its retries leaves the
-//! saga in `NeedsAttention` for an operator rather than undo a promise made
-//! to the customer.
+//! inventory (putting back stock already committed), cancel the order with
+//! the reason, email the customer. After it, the saga only moves forward; a
+//! step that exhausts its retries leaves the saga in `NeedsAttention` for an
+//! operator rather than undo a promise made to the customer.
+//!
+//! The stock is committed *before* the pivot, so a reservation's time limit
+//! can never run out once the customer has been promised the order: a saga
+//! cannot end charged without its stock. A reservation that expired before
+//! the commit is committed anyway while its stock is still free, and
+//! otherwise cancels the order like any failure before the pivot.
+//!
+//! `NeedsAttention` is not a dead end: a reply that arrives after its step
+//! was given up is applied and the saga carries on (forward, or with the
+//! compensation it was in), and [`Saga::operate`] takes an operator's
+//! [`Operation`] — retry the step with a fresh attempt budget, or abort
+//! before the pivot — or says with a [`Refusal`] why it does not apply.
 //!
 //! Replies are matched to the step awaiting them. A duplicate or late reply
 //! changes nothing, except one that says something is held which the saga has
@@ -39,6 +51,6 @@ mod transition;
 
 pub use input::Input;
 pub use policy::{SagaPolicy, StepPolicy};
-pub use saga::{ActiveStep, InventoryHold, PaymentHold, Saga, SagaState, SagaStatus};
+pub use saga::{ActiveStep, InventoryHold, PaymentHold, Saga, SagaState, SagaStatus, Unfinished};
 pub use step::Step;
-pub use transition::{Ignored, Transition};
+pub use transition::{Ignored, Operation, Refusal, Transition};

@@ -29,6 +29,7 @@ impl StepPolicy {
 /// The policy of every step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SagaPolicy {
+    /// Reserving and committing the stock, both before the pivot.
     pub reserve_inventory: StepPolicy,
     /// A payment that never answers is compensated after these attempts.
     pub authorize_payment: StepPolicy,
@@ -51,11 +52,9 @@ impl Default for SagaPolicy {
 impl SagaPolicy {
     pub fn for_step(&self, step: Step) -> StepPolicy {
         match step {
-            Step::ReserveInventory => self.reserve_inventory,
+            Step::ReserveInventory | Step::CommitInventory => self.reserve_inventory,
             Step::AuthorizePayment => self.authorize_payment,
-            Step::ConfirmOrder | Step::CapturePayment | Step::CommitInventory | Step::NotifyCustomer => {
-                self.after_pivot
-            }
+            Step::ConfirmOrder | Step::CapturePayment | Step::NotifyCustomer => self.after_pivot,
             Step::VoidPayment | Step::ReleaseInventory | Step::CancelOrder | Step::NotifyCancellation => {
                 self.compensation
             }

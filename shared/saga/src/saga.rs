@@ -90,7 +90,19 @@ pub enum SagaState {
         detail: String,
         #[serde(with = "time::serde::rfc3339")]
         at: OffsetDateTime,
+        /// When `step` is a compensation: what was still to undo, and why,
+        /// so that a late reply or an operator's retry carries on from there.
+        /// (Optional in storage: sagas saved before it was kept have none.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compensation: Option<Unfinished>,
     },
+}
+
+/// A compensation that stopped at a step: the steps after it and the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unfinished {
+    pub remaining: Vec<Step>,
+    pub reason: CancellationReason,
 }
 
 /// The saga's state without its data, for storage and queries.

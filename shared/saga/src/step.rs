@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 pub enum Step {
     ReserveInventory,
     AuthorizePayment,
+    /// Before the pivot, so that no reservation can expire once the order is
+    /// confirmed: the stock is sold before the customer is promised it, and
+    /// a compensation that follows puts it back.
+    CommitInventory,
     /// The pivot: once the order is confirmed the saga only moves forward.
     ConfirmOrder,
     CapturePayment,
-    CommitInventory,
     NotifyCustomer,
     VoidPayment,
     ReleaseInventory,
@@ -22,9 +25,9 @@ impl Step {
     pub const FORWARD: [Self; 6] = [
         Self::ReserveInventory,
         Self::AuthorizePayment,
+        Self::CommitInventory,
         Self::ConfirmOrder,
         Self::CapturePayment,
-        Self::CommitInventory,
         Self::NotifyCustomer,
     ];
 
@@ -44,7 +47,7 @@ impl Step {
 
     /// Before the pivot, a failure is compensated; from the pivot on, it is retried.
     pub fn is_before_pivot(self) -> bool {
-        matches!(self, Self::ReserveInventory | Self::AuthorizePayment)
+        matches!(self, Self::ReserveInventory | Self::AuthorizePayment | Self::CommitInventory)
     }
 
     pub fn is_compensation(self) -> bool {

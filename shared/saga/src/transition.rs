@@ -9,7 +9,7 @@ use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, Voi
 use checkout_messages::payloads::saga::{SagaStepRecorded, StepOutcome};
 use time::OffsetDateTime;
 
-use crate::{ActiveStep, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, Step};
+use crate::{ActiveStep, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, SagaStatus, Step, Unfinished};
 
 /// The result of applying one input: the next saga, the commands to send,
 /// and the timeline entries to publish, all to be made durable together.
@@ -43,9 +43,41 @@ impl Ignored {
     }
 }
 
+/// What an operator may ask of a saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Send the step the saga waits on (or gave up on) again, with a fresh
+    /// attempt budget.
+    Retry,
+    /// Before the pivot: stop waiting and compensate now.
+    Abort,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "OperatorRetry",
+            Self::Abort => "OperatorAbort",
+        }
+    }
+}
+
+/// Why an operator's action does not apply to the saga as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the saga has already finished: it is {}", .0.as_str())]
+    Finished(SagaStatus),
+    #[error("the saga is past the pivot (at {0}): the order is confirmed, so it can only move forward; retry instead")]
+    PastPivot(Step),
+    #[error("the saga is already compensating (at {0}); retry that step instead")]
+    Compensating(Step),
+}
+
 impl Saga {
     /// Starts the saga for a placed order: reserve its inventory first.
     pub fn start(order_id: OrderId, placed: &OrderPlaced, now: OffsetDateTime, policy: &SagaPolicy) -> Transition {
+        let first = Step::ReserveInventory;
+        let active = ActiveStep { step: first, attempt: 1, deadline: now + policy.for_step(first).timeout_for(1) };
         let saga = Self {
             order_id,
             email: placed.email.clone(),
@@ -55,14 +87,28 @@ impl Saga {
             authorization_id: None,
             inventory: InventoryHold::None,
             payment: PaymentHold::None,
-            // Replaced by `begin` below; a placeholder keeps construction total.
-            state: SagaState::Completed { at: now },
+            state: SagaState::Running { active },
             started_at: now,
             updated_at: now,
         };
         let mut next = Next::new(saga, now, policy);
-        next.begin(Step::ReserveInventory, 1, None);
+        next.begin(first, 1, None, None);
         next.finish()
+    }
+
+    /// Applies an operator's action at time `now`: `operator` (who asked)
+    /// and `reason` (why) go into the saga's timeline.
+    pub fn operate(
+        &self,
+        operation: Operation,
+        operator: &str,
+        reason: &str,
+        now: OffsetDateTime,
+        policy: &SagaPolicy,
+    ) -> Result<Transition, Refusal> {
+        let mut next = Next::new(self.clone(), now, policy);
+        next.operate(operation, operator, reason)?;
+        Ok(next.finish())
     }
 
     /// Applies one input at time `now`.
@@ -105,23 +151,74 @@ impl<'a> Next<'a> {
             (_, Some(active)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(&active),
             (SagaState::Running { .. }, Some(active)) => self.running(&active, input),
             (SagaState::Compensating { .. }, Some(active)) => self.compensating(&active, input),
-            (SagaState::NeedsAttention { step, .. }, None) if completes(*step, input) => {
-                self.resume_after_late_reply(*step, input);
+            (SagaState::NeedsAttention { step, compensation, .. }, None) if completes(*step, input) => {
+                let (step, compensation) = (*step, compensation.clone());
+                self.resume_after_late_reply(step, compensation, input);
             }
             _ => self.late(input),
         }
     }
 
-    /// A forward step was given up (its attempts ran out), and now its reply
-    /// arrives: the step did succeed, so the saga takes it and moves on, as
-    /// if it had arrived in time. (A compensation that was given up is for an
-    /// operator: it is not resumed here.)
-    fn resume_after_late_reply(&mut self, step: Step, input: &Input) {
+    /// A step was given up (its attempts ran out), and now its reply
+    /// arrives: the step did succeed, so the saga takes it and moves on —
+    /// forward, or on with the compensation it was in — as if the reply had
+    /// arrived in time.
+    fn resume_after_late_reply(&mut self, step: Step, compensation: Option<Unfinished>, input: &Input) {
         // Attempt 0 marks the reply as arriving after the step was given up.
         let active = ActiveStep { step, attempt: 0, deadline: self.now };
-        self.saga.state = SagaState::Running { active: active.clone() };
         self.record(step, StepOutcome::Started, 0, Some("late reply after the step was given up".into()));
-        self.running(&active, input);
+        if let Some(Unfinished { remaining, reason }) = compensation {
+            self.saga.state = SagaState::Compensating { active: active.clone(), remaining, reason };
+            self.compensating(&active, input);
+        } else {
+            self.saga.state = SagaState::Running { active: active.clone() };
+            self.running(&active, input);
+        }
+    }
+
+    fn operate(&mut self, operation: Operation, operator: &str, why: &str) -> Result<(), Refusal> {
+        let state = self.saga.state.clone();
+        match (operation, state) {
+            (_, SagaState::Completed { .. } | SagaState::Cancelled { .. }) => {
+                return Err(Refusal::Finished(self.saga.status()));
+            }
+            (Operation::Retry, SagaState::Running { active }) => {
+                self.begin(active.step, 1, Some(format!("retried by {operator}: {why}")), None);
+            }
+            (Operation::Retry, SagaState::Compensating { active, remaining, reason }) => {
+                let undoing = Unfinished { remaining, reason };
+                self.begin(active.step, 1, Some(format!("retried by {operator}: {why}")), Some(undoing));
+            }
+            (Operation::Retry, SagaState::NeedsAttention { step, compensation, .. }) => {
+                self.begin(step, 1, Some(format!("retried by {operator}: {why}")), compensation);
+            }
+            (Operation::Abort, SagaState::Compensating { active, .. }) => {
+                return Err(Refusal::Compensating(active.step));
+            }
+            (Operation::Abort, SagaState::NeedsAttention { step, compensation: Some(_), .. }) => {
+                return Err(Refusal::Compensating(step));
+            }
+            (Operation::Abort, SagaState::Running { active }) => {
+                if !active.step.is_before_pivot() {
+                    return Err(Refusal::PastPivot(active.step));
+                }
+                self.abort(active.step, active.attempt, operator, why);
+            }
+            (Operation::Abort, SagaState::NeedsAttention { step, compensation: None, .. }) => {
+                if !step.is_before_pivot() {
+                    return Err(Refusal::PastPivot(step));
+                }
+                self.abort(step, 0, operator, why);
+            }
+        }
+        Ok(())
+    }
+
+    /// An operator stops the saga before the pivot: whatever may be held is
+    /// given back, as for any other failure there.
+    fn abort(&mut self, step: Step, attempt: u32, operator: &str, why: &str) {
+        self.record(step, StepOutcome::Failed, attempt, Some(format!("aborted by {operator}: {why}")));
+        self.compensate(reason(CancellationCode::AbortedByOperator, why.to_owned()));
     }
 
     /// Forward steps: the awaited reply moves on; anything else is late.
@@ -174,18 +271,20 @@ impl<'a> Next<'a> {
                 self.record(Step::ReserveInventory, StepOutcome::Failed, 1, Some(detail.clone()));
                 self.compensate(reason(CancellationCode::ReservationExpired, detail));
             }
-            (Step::ConfirmOrder, Input::OrderConfirmed) => self.succeed(active, None),
-            (Step::CapturePayment, Input::PaymentCaptured { amount }) => {
-                self.saga.payment = PaymentHold::Captured;
-                self.succeed(active, Some(format!("captured {amount}")));
-            }
             (Step::CommitInventory, Input::InventoryCommitted) => {
                 self.saga.inventory = InventoryHold::Committed;
                 self.succeed(active, None);
             }
             (Step::CommitInventory, Input::InventoryCommitRejected { detail }) => {
+                // The hold ran out and its stock went to another order: nothing is held.
+                self.saga.inventory = InventoryHold::Released;
                 self.record(Step::CommitInventory, StepOutcome::Failed, attempt, Some(detail.clone()));
-                self.needs_attention(Step::CommitInventory, detail.clone());
+                self.compensate(reason(CancellationCode::ReservationExpired, detail.clone()));
+            }
+            (Step::ConfirmOrder, Input::OrderConfirmed) => self.succeed(active, None),
+            (Step::CapturePayment, Input::PaymentCaptured { amount }) => {
+                self.saga.payment = PaymentHold::Captured;
+                self.succeed(active, Some(format!("captured {amount}")));
             }
             (Step::NotifyCustomer, Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }) => {
                 self.succeed(active, None);
@@ -211,7 +310,10 @@ impl<'a> Next<'a> {
         };
         if awaited {
             self.record(active.step, StepOutcome::Succeeded, active.attempt, None);
-            self.next_compensation();
+            if let SagaState::Compensating { remaining, reason, .. } = &self.saga.state {
+                let (remaining, reason) = (remaining.clone(), reason.clone());
+                self.next_compensation(remaining, reason);
+            }
         } else {
             self.late(input);
         }
@@ -220,8 +322,12 @@ impl<'a> Next<'a> {
     /// An input the saga was not waiting for. Only news that something is
     /// held which the saga has given back (or never wanted) needs action.
     fn late(&mut self, input: &Input) {
-        let compensating_or_cancelled =
-            matches!(self.saga.state, SagaState::Compensating { .. } | SagaState::Cancelled { .. });
+        let compensating_or_cancelled = matches!(
+            self.saga.state,
+            SagaState::Compensating { .. }
+                | SagaState::Cancelled { .. }
+                | SagaState::NeedsAttention { compensation: Some(_), .. }
+        );
         match input {
             Input::PaymentAuthorized { .. }
                 if compensating_or_cancelled
@@ -271,7 +377,8 @@ impl<'a> Next<'a> {
         let policy = self.policy.for_step(active.step);
         if active.attempt < policy.max_attempts {
             self.record(active.step, StepOutcome::TimedOut, active.attempt, None);
-            self.begin(active.step, active.attempt + 1, None);
+            let undoing = self.undoing();
+            self.begin(active.step, active.attempt + 1, None, undoing);
             return;
         }
         let detail = format!("no reply after {} attempts", active.attempt);
@@ -279,7 +386,7 @@ impl<'a> Next<'a> {
         match active.step {
             // The command may still take effect: holds stay `Requested`, so
             // compensation gives back whatever it might have taken.
-            Step::ReserveInventory => {
+            Step::ReserveInventory | Step::CommitInventory => {
                 self.compensate(reason(CancellationCode::InventoryTimedOut, "the inventory did not answer".into()));
             }
             Step::AuthorizePayment => {
@@ -296,7 +403,7 @@ impl<'a> Next<'a> {
     fn succeed(&mut self, active: &ActiveStep, detail: Option<String>) {
         self.record(active.step, StepOutcome::Succeeded, active.attempt, detail);
         match active.step.next_forward() {
-            Some(step) => self.begin(step, 1, None),
+            Some(step) => self.begin(step, 1, None, None),
             None => self.saga.state = SagaState::Completed { at: self.now },
         }
     }
@@ -307,55 +414,65 @@ impl<'a> Next<'a> {
         if matches!(self.saga.payment, PaymentHold::Requested | PaymentHold::Authorized) {
             remaining.push(Step::VoidPayment);
         }
-        if matches!(self.saga.inventory, InventoryHold::Requested | InventoryHold::Held) {
+        let stock_may_be_held = matches!(
+            self.saga.inventory,
+            InventoryHold::Requested | InventoryHold::Held | InventoryHold::CommitRequested | InventoryHold::Committed
+        );
+        if stock_may_be_held {
+            // Committed stock is put back too: before the pivot nothing was promised.
             remaining.push(Step::ReleaseInventory);
         }
         remaining.extend([Step::CancelOrder, Step::NotifyCancellation]);
-        // `begin` reads the reason from the state, so set it before starting.
-        let placeholder = ActiveStep { step: Step::CancelOrder, attempt: 0, deadline: self.now };
-        self.saga.state = SagaState::Compensating { active: placeholder, remaining, reason };
-        self.next_compensation();
+        self.next_compensation(remaining, reason);
     }
 
-    fn next_compensation(&mut self) {
-        let SagaState::Compensating { remaining, reason, .. } = &mut self.saga.state else { return };
+    /// Starts the first of `remaining`, or ends cancelled when none is left.
+    fn next_compensation(&mut self, mut remaining: Vec<Step>, reason: CancellationReason) {
         if remaining.is_empty() {
-            let reason = reason.clone();
             self.saga.state = SagaState::Cancelled { reason, at: self.now };
             return;
         }
         let step = remaining.remove(0);
-        self.begin(step, 1, None);
+        self.begin(step, 1, None, Some(Unfinished { remaining, reason }));
+    }
+
+    /// What is left to undo, while compensating.
+    fn undoing(&self) -> Option<Unfinished> {
+        match &self.saga.state {
+            SagaState::Compensating { remaining, reason, .. } => {
+                Some(Unfinished { remaining: remaining.clone(), reason: reason.clone() })
+            }
+            _ => None,
+        }
     }
 
     fn needs_attention(&mut self, step: Step, detail: String) {
-        self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now };
+        let compensation = self.undoing();
+        self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now, compensation };
     }
 
-    /// Sends `step`'s command as attempt `attempt` and waits for its reply.
-    fn begin(&mut self, step: Step, attempt: u32, detail: Option<String>) {
-        let Some(command) = self.command_for(step) else {
+    /// Sends `step`'s command as attempt `attempt` and waits for its reply:
+    /// moving forward, or compensating when `undoing` says what is left.
+    fn begin(&mut self, step: Step, attempt: u32, detail: Option<String>, undoing: Option<Unfinished>) {
+        let cancellation = undoing.as_ref().map(|u| u.reason.clone());
+        let Some(command) = self.command_for(step, cancellation) else {
             let detail = format!("cannot {step}: the saga lacks the prices the inventory quoted");
-            self.needs_attention(step, detail);
+            self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now, compensation: undoing };
             return;
         };
         self.commands.push(command);
         self.record(step, StepOutcome::Started, attempt, detail);
         let deadline = self.now + self.policy.for_step(step).timeout_for(attempt);
         let active = ActiveStep { step, attempt, deadline };
-        match &mut self.saga.state {
-            SagaState::Compensating { active: current, .. } if step.is_compensation() => *current = active,
-            _ => self.saga.state = SagaState::Running { active },
-        }
+        self.saga.state = match undoing {
+            None => SagaState::Running { active },
+            Some(Unfinished { remaining, reason }) => SagaState::Compensating { active, remaining, reason },
+        };
     }
 
     /// The command for `step`, updating what the saga believes is held.
-    fn command_for(&mut self, step: Step) -> Option<Message> {
+    fn command_for(&mut self, step: Step, cancellation: Option<CancellationReason>) -> Option<Message> {
         let saga = &mut self.saga;
-        let cancellation = match &saga.state {
-            SagaState::Compensating { reason, .. } => Some(reason.clone()),
-            _ => None,
-        };
         Some(match step {
             Step::ReserveInventory => {
                 saga.inventory = InventoryHold::Requested;
@@ -395,7 +512,7 @@ impl<'a> Next<'a> {
     }
 }
 
-/// Whether `input` is the successful reply to forward step `step`.
+/// Whether `input` is the successful reply to `step`.
 fn completes(step: Step, input: &Input) -> bool {
     matches!(
         (step, input),
@@ -403,6 +520,10 @@ fn completes(step: Step, input: &Input) -> bool {
             | (Step::CapturePayment, Input::PaymentCaptured { .. })
             | (Step::CommitInventory, Input::InventoryCommitted)
             | (Step::NotifyCustomer, Input::CustomerNotified { kind: NotificationKind::OrderConfirmed })
+            | (Step::VoidPayment, Input::PaymentVoided)
+            | (Step::ReleaseInventory, Input::InventoryReleased)
+            | (Step::CancelOrder, Input::OrderCancelled)
+            | (Step::NotifyCancellation, Input::CustomerNotified { kind: NotificationKind::OrderCancelled })
     )
 }
 

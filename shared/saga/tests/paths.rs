@@ -13,7 +13,7 @@ use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
-use checkout_saga::{Ignored, Input, InventoryHold, PaymentHold, SagaState, SagaStatus, Step};
+use checkout_saga::{Ignored, Input, InventoryHold, Operation, PaymentHold, Refusal, SagaState, SagaStatus, Step};
 use common::{Driver, authorized, eur, pricing};
 
 fn confirmed() -> Input {
@@ -44,10 +44,10 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
     assert_eq!(command_names(&driver.last.commands), ["ReserveInventory"]);
     assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
     assert!(matches!(&driver.last.commands[0], Message::AuthorizePayment(a) if a.amount == eur(4499)));
-    assert_eq!(driver.apply(authorized()), ["ConfirmOrder"]);
+    assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
+    assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
     assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
-    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["CommitInventory"]);
-    assert_eq!(driver.apply(Input::InventoryCommitted), ["NotifyOrderConfirmed"]);
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["NotifyOrderConfirmed"]);
     assert_eq!(driver.apply(confirmed()), Vec::<&str>::new());
     assert_eq!(driver.saga.status(), SagaStatus::Completed);
     assert_eq!((driver.saga.payment, driver.saga.inventory), (PaymentHold::Captured, InventoryHold::Committed));
@@ -57,9 +57,9 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
         [
             S::ReserveInventory,
             S::AuthorizePayment,
+            S::CommitInventory,
             S::ConfirmOrder,
             S::CapturePayment,
-            S::CommitInventory,
             S::NotifyCustomer
         ]
     );
@@ -178,9 +178,7 @@ fn a_reservation_that_expires_before_payment_cancels_the_order() {
 
 #[test]
 fn after_the_pivot_failures_are_never_compensated() {
-    let mut driver = reserved();
-    driver.apply(authorized());
-    driver.apply(Input::OrderConfirmed);
+    let mut driver = confirmed_order();
     for _ in 0..4 {
         assert_eq!(driver.time_out().len(), usize::from(driver.saga.status() == SagaStatus::Running));
     }
@@ -190,17 +188,14 @@ fn after_the_pivot_failures_are_never_compensated() {
 
 #[test]
 fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga() {
-    let mut driver = reserved();
-    driver.apply(authorized());
-    driver.apply(Input::OrderConfirmed);
+    let mut driver = confirmed_order();
     while driver.saga.status() == SagaStatus::Running {
         driver.time_out();
     }
     assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
     // The gateway did capture; its reply was only late.
     let amount = driver.saga.pricing.as_ref().unwrap().total();
-    assert_eq!(driver.apply(Input::PaymentCaptured { amount }), ["CommitInventory"]);
-    assert_eq!(driver.apply(Input::InventoryCommitted), ["NotifyOrderConfirmed"]);
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount }), ["NotifyOrderConfirmed"]);
     driver.apply(Input::CustomerNotified { kind: NotificationKind::OrderConfirmed });
     assert_eq!(driver.saga.status(), SagaStatus::Completed);
     // A second copy of the late reply changes nothing.
@@ -208,18 +203,115 @@ fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga()
 }
 
 #[test]
-fn a_reservation_that_cannot_be_committed_needs_attention() {
+fn a_reservation_that_cannot_be_committed_voids_the_payment_before_anything_is_promised() {
     let mut driver = reserved();
     driver.apply(authorized());
-    driver.apply(Input::OrderConfirmed);
-    driver.apply(Input::PaymentCaptured { amount: eur(4499) });
     assert_eq!(
         driver.apply(Input::InventoryCommitRejected { detail: "hold expired, stock gone".into() }),
-        Vec::<&str>::new()
+        ["VoidPayment"],
+        "nothing to release: the stock is gone"
     );
-    assert!(
-        matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CommitInventory, detail, .. } if detail.contains("stock gone"))
-    );
+    assert_eq!(driver.apply(Input::PaymentVoided), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::ReservationExpired);
+    assert!(!driver.history().iter().any(|(s, o)| *s == S::ConfirmOrder && *o == O::Started), "never confirmed");
+}
+
+#[test]
+fn a_commit_that_is_never_answered_puts_the_stock_back_and_voids_the_payment() {
+    let mut driver = reserved();
+    assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
+    while driver.saga.status() == SagaStatus::Running {
+        driver.time_out();
+    }
+    assert_eq!(command_names(&driver.last.commands), ["VoidPayment"]);
+    assert_eq!(driver.apply(Input::PaymentVoided), ["ReleaseInventory"], "the commit may have happened");
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+}
+
+/// Drives a saga past the pivot: the order is confirmed, the capture sent.
+fn confirmed_order() -> Driver {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    driver.apply(Input::InventoryCommitted);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
+    driver
+}
+
+#[test]
+fn an_operator_aborts_a_saga_before_the_pivot_and_everything_held_is_given_back() {
+    let mut driver = reserved();
+    assert_eq!(driver.operate(Operation::Abort, "customer called"), Ok(vec!["VoidPayment"]));
+    assert_eq!(driver.apply(Input::PaymentVoided), ["ReleaseInventory"]);
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver), (CancellationCode::AbortedByOperator, "customer called".to_owned()));
+    let aborted = driver.timeline.iter().find(|e| e.outcome == O::Failed).unwrap();
+    assert_eq!(aborted.step, S::AuthorizePayment);
+    assert_eq!(aborted.detail.as_deref(), Some("aborted by ops@example.com: customer called"));
+}
+
+#[test]
+fn an_abort_after_the_pivot_or_while_compensating_or_finished_is_refused_and_changes_nothing() {
+    let mut driver = confirmed_order();
+    let before = driver.saga.clone();
+    assert_eq!(driver.operate(Operation::Abort, "too late"), Err(Refusal::PastPivot(Step::CapturePayment)));
+    assert_eq!(driver.saga, before);
+
+    let mut driver = reserved();
+    driver.apply(Input::PaymentDeclined { code: DeclineCode::CardDeclined, detail: "no".into() });
+    assert_eq!(driver.operate(Operation::Abort, "again"), Err(Refusal::Compensating(Step::ReleaseInventory)));
+    for reply in [Input::InventoryReleased, Input::OrderCancelled, cancellation_notified()] {
+        driver.apply(reply);
+    }
+    assert_eq!(driver.operate(Operation::Abort, "x"), Err(Refusal::Finished(SagaStatus::Cancelled)));
+    assert_eq!(driver.operate(Operation::Retry, "x"), Err(Refusal::Finished(SagaStatus::Cancelled)));
+}
+
+#[test]
+fn an_operator_retries_a_step_that_ran_out_of_attempts_with_a_fresh_budget() {
+    let mut driver = confirmed_order();
+    while driver.saga.status() == SagaStatus::Running {
+        driver.time_out();
+    }
+    assert!(matches!(driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
+    assert_eq!(driver.operate(Operation::Retry, "gateway is back"), Ok(vec!["CapturePayment"]));
+    let active = driver.saga.active().unwrap().clone();
+    assert_eq!((active.step, active.attempt), (Step::CapturePayment, 1));
+    assert_eq!(driver.saga.status(), SagaStatus::Running);
+    // The whole budget again: every attempt but the last is resent.
+    let attempts = common::policy().after_pivot.max_attempts as usize;
+    for _ in 1..attempts {
+        assert_eq!(driver.time_out(), ["CapturePayment"]);
+    }
+    assert_eq!(driver.time_out(), Vec::<&str>::new());
+    assert_eq!(driver.saga.status(), SagaStatus::NeedsAttention);
+}
+
+#[test]
+fn a_compensation_that_ran_out_carries_on_after_a_late_reply_or_an_operators_retry() {
+    let mut driver = reserved();
+    driver.apply(Input::PaymentDeclined { code: DeclineCode::CardDeclined, detail: "no".into() });
+    while driver.saga.status() == SagaStatus::Compensating {
+        driver.time_out();
+    }
+    assert!(matches!(
+        &driver.saga.state,
+        SagaState::NeedsAttention { step: Step::ReleaseInventory, compensation: Some(left), .. }
+            if left.remaining == [Step::CancelOrder, Step::NotifyCancellation]
+    ));
+    let stuck = driver.saga.clone();
+    // The operator sends the release again, and the compensation goes on from there.
+    assert_eq!(driver.operate(Operation::Retry, "inventory fixed"), Ok(vec!["ReleaseInventory"]));
+    assert_eq!(driver.saga.status(), SagaStatus::Compensating);
+    // Or, without the operator, the release's late reply does the same.
+    driver.saga = stuck;
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::PaymentDeclined);
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! - a cancelled order holds no money and no stock, and is emailed once;
 //! - money is never captured for an order that is not confirmed;
 //! - no compensation starts twice;
+//! - an operator's retry applies to any saga that has not finished, an abort
+//!   only before the pivot; an accepted abort ends in a cancellation saying so;
+//! - money is never captured without the stock committed;
 //! - applying any input a second time changes nothing.
 
 // Test code: a failed unwrap is a failed test.
@@ -22,9 +25,10 @@ use std::collections::VecDeque;
 use checkout_messages::Message;
 use checkout_messages::payloads::inventory::RejectionCode;
 use checkout_messages::payloads::notification::NotificationKind;
+use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
-use checkout_saga::{Input, Saga, SagaState, SagaStatus, Step};
+use checkout_saga::{Input, Operation, Saga, SagaState, SagaStatus, Step};
 use common::{T0, order_id, placed, policy, pricing};
 use proptest::prelude::*;
 use time::OffsetDateTime;
@@ -48,6 +52,10 @@ enum Chaos {
     ExpireReservation,
     /// A gateway that did not answer now approves, even if a void reached it first.
     LateApproval,
+    /// An operator re-sends the step the saga waits on or gave up on.
+    OperatorRetry,
+    /// An operator asks to stop the saga.
+    OperatorAbort,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,7 +107,7 @@ impl World {
     fn execute(&mut self, command: &Message) {
         let (queue, reply) = match command {
             Message::ReserveInventory(_) => (INVENTORY, Some(self.reserve())),
-            Message::ReleaseInventory(_) => (INVENTORY, self.release()),
+            Message::ReleaseInventory(_) => (INVENTORY, Some(self.release())),
             Message::CommitInventory(_) => (INVENTORY, Some(self.commit())),
             Message::AuthorizePayment(_) => (PAYMENT, self.authorize()),
             Message::VoidPayment(_) => (PAYMENT, self.void()),
@@ -128,15 +136,12 @@ impl World {
         }
     }
 
-    fn release(&mut self) -> Option<Input> {
-        // Committed stock cannot be released; the real service dead-letters the command.
-        if self.stock == Stock::Committed {
-            return None;
-        }
-        if self.stock == Stock::Held {
+    fn release(&mut self) -> Input {
+        // Committed stock goes back on the shelf too (it is committed before the pivot).
+        if matches!(self.stock, Stock::Held | Stock::Committed) {
             self.stock = Stock::Released;
         }
-        Some(Input::InventoryReleased)
+        Input::InventoryReleased
     }
 
     fn commit(&mut self) -> Input {
@@ -216,6 +221,8 @@ struct Simulation {
     world: World,
     timeline: Vec<SagaStepRecorded>,
     last_input: Option<Input>,
+    /// An operator's abort was accepted.
+    aborted: bool,
 }
 
 impl Simulation {
@@ -231,8 +238,14 @@ impl Simulation {
             voided_while_pending: false,
         };
         let start = Saga::start(order_id(), &placed(), T0, &policy());
-        let mut simulation =
-            Self { saga: start.saga.clone(), now: T0, world, timeline: start.timeline, last_input: None };
+        let mut simulation = Self {
+            saga: start.saga.clone(),
+            now: T0,
+            world,
+            timeline: start.timeline,
+            last_input: None,
+            aborted: false,
+        };
         for command in &start.commands {
             simulation.world.execute(command);
         }
@@ -278,6 +291,8 @@ impl Simulation {
                     self.world.queues[INVENTORY].push_back(Input::ReservationExpired);
                 }
             }
+            Chaos::OperatorRetry => self.operate(Operation::Retry)?,
+            Chaos::OperatorAbort => self.operate(Operation::Abort)?,
             Chaos::LateApproval => {
                 let voided_late = self.world.money == Money::Voided && self.world.voided_while_pending;
                 if self.world.money == Money::Pending || voided_late {
@@ -286,6 +301,34 @@ impl Simulation {
                     self.world.queues[PAYMENT].push_back(common::authorized());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// An operator's action, checked against when it must apply: a retry
+    /// whenever the saga has not finished; an abort only before the pivot
+    /// and not while compensating.
+    fn operate(&mut self, operation: Operation) -> Result<(), TestCaseError> {
+        let applies = match (&self.saga.state, operation) {
+            (SagaState::Completed { .. } | SagaState::Cancelled { .. }, _)
+            | (SagaState::Compensating { .. }, Operation::Abort) => false,
+            (_, Operation::Retry) => true,
+            (SagaState::Running { active }, Operation::Abort) => active.step.is_before_pivot(),
+            (SagaState::NeedsAttention { step, compensation, .. }, Operation::Abort) => {
+                compensation.is_none() && step.is_before_pivot()
+            }
+        };
+        match self.saga.operate(operation, "ops", "chaos", self.now, &policy()) {
+            Ok(transition) => {
+                prop_assert!(applies, "{operation:?} accepted in {:?}", self.saga.state);
+                self.aborted |= operation == Operation::Abort;
+                self.saga = transition.saga;
+                self.timeline.extend(transition.timeline);
+                for command in &transition.commands {
+                    self.world.execute(command);
+                }
+            }
+            Err(refusal) => prop_assert!(!applies, "{operation:?} refused ({refusal}) in {:?}", self.saga.state),
         }
         Ok(())
     }
@@ -321,6 +364,8 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         2 => Just(Chaos::FireDeadline),
         1 => Just(Chaos::ExpireReservation),
         1 => Just(Chaos::LateApproval),
+        1 => Just(Chaos::OperatorRetry),
+        1 => Just(Chaos::OperatorAbort),
     ]
 }
 
@@ -369,6 +414,12 @@ proptest! {
             other => prop_assert!(false, "not finished: {:?}", other),
         }
         prop_assert!(world.money != Money::Captured || world.order == Order::Confirmed, "charged an unconfirmed order");
+        prop_assert!(world.money != Money::Captured || world.stock == Stock::Committed, "charged without the stock");
+        if simulation.aborted {
+            let cancelled_by_operator = matches!(&simulation.saga.state,
+                SagaState::Cancelled { reason, .. } if reason.code == CancellationCode::AbortedByOperator);
+            prop_assert!(cancelled_by_operator, "aborted, then ended {:?}", simulation.saga.state);
+        }
         for step in [SagaStepName::VoidPayment, SagaStepName::ReleaseInventory, SagaStepName::CancelOrder, SagaStepName::NotifyCancellation] {
             prop_assert!(simulation.started_compensations(step) <= 1, "{step:?} started twice");
         }

@@ -4,7 +4,7 @@ mod request;
 mod view;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -12,7 +12,7 @@ use checkout_domain::OrderId;
 use checkout_messages::Source;
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_outbox::{UnitOfWork, first_message};
-use checkout_platform::http::{ApiJson, Problem};
+use checkout_platform::http::{ApiJson, OrderIdPath, Problem};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -130,10 +130,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 /// `GET /orders/{order_id}`: status, lines, total, the saga's timeline, the trace id.
 async fn get_order(
     State(state): State<ApiState>,
-    Path(order_id): Path<String>,
+    OrderIdPath(order): OrderIdPath,
 ) -> Result<axum::Json<OrderView>, Problem> {
-    let order: OrderId =
-        order_id.parse().map_err(|_| Problem::bad_request(format!("{order_id:?} is not an order id (a UUID)")))?;
     let record = store::load(&state.pool, order)
         .await
         .map_err(internal)?

@@ -62,6 +62,8 @@ pub enum CancellationCode {
     PaymentTimedOut,
     InventoryTimedOut,
     ReservationExpired,
+    /// An operator stopped the saga before the pivot (the detail says why).
+    AbortedByOperator,
     /// A code added by a newer minor version that this reader does not know.
     #[serde(other)]
     Other,
@@ -76,6 +78,7 @@ impl CancellationCode {
             Self::PaymentTimedOut => "payment_timed_out",
             Self::InventoryTimedOut => "inventory_timed_out",
             Self::ReservationExpired => "reservation_expired",
+            Self::AbortedByOperator => "aborted_by_operator",
             Self::Other => "other",
         }
     }

@@ -5,6 +5,8 @@
 mod health;
 mod json;
 mod middleware;
+mod operator;
+mod path;
 mod problem;
 
 use std::time::Duration;
@@ -16,6 +18,8 @@ use tower_http::timeout::TimeoutLayer;
 
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use json::ApiJson;
+pub use operator::{Operator, OperatorTokens, Unauthorized};
+pub use path::OrderIdPath;
 pub use problem::{FieldError, Problem};
 
 /// Largest request body any service accepts.

@@ -11,7 +11,7 @@ use checkout_domain::{
 use checkout_messages::Message;
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
-use checkout_saga::{Input, Saga, SagaPolicy, StepPolicy, Transition};
+use checkout_saga::{Input, Operation, Refusal, Saga, SagaPolicy, StepPolicy, Transition};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -88,6 +88,14 @@ impl Driver {
     pub fn time_out(&mut self) -> Vec<&'static str> {
         self.now = self.saga.deadline().expect("no active step to time out");
         self.apply(Input::DeadlinePassed)
+    }
+
+    /// An operator's action: the commands it produced, or why it was refused.
+    pub fn operate(&mut self, operation: Operation, reason: &str) -> Result<Vec<&'static str>, Refusal> {
+        self.last = self.saga.operate(operation, "ops@example.com", reason, self.now, &policy())?;
+        self.saga = self.last.saga.clone();
+        self.timeline.extend(self.last.timeline.iter().cloned());
+        Ok(command_names(&self.last.commands))
     }
 
     pub fn advance(&mut self, by: Duration) {

@@ -326,6 +326,59 @@ async fn an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_firs
     );
 }
 
+/// Its own stack, with reservations held for 5 s: the payment service is
+/// killed once an order's authorization is applied and stays down 10 s, so
+/// everything after the authorization that needs it (the capture) waits past
+/// the reservation's time limit, while a second checkout wants the last unit.
+/// No saga may end charged without its stock.
+async fn a_reservation_cannot_expire_after_the_order_is_confirmed(_shared: Arc<Stack>) {
+    const TTL: Duration = Duration::from_secs(5);
+    const HELD: Duration = Duration::from_secs(10);
+    let mut env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
+    env.push(("INVENTORY_RESERVATION_TTL_SECS", TTL.as_secs().to_string()));
+    let stack = Stack::start(&env).await;
+    let sku = add_product(&stack, "LASTONE", 4200, 1).await;
+    let first =
+        place(&stack, &format!("{}@example.com", unique("first").to_lowercase()), &[(&sku, 1)], "tok_visa").await;
+    eventually(Duration::from_secs(30), "the first order's authorization to be applied", || {
+        let stack = &stack;
+        async move {
+            let saga = get(stack, "orchestrator", &format!("/sagas/{first}")).await.body;
+            (saga["payment"] == "authorized").then_some(())
+        }
+    })
+    .await;
+    let payment = stack.service("payment");
+    payment.kill();
+    let killed = Instant::now();
+    // The first order's reservation would have run out by now.
+    tokio::time::sleep((TTL + Duration::from_secs(1)).saturating_sub(killed.elapsed())).await;
+    let second =
+        place(&stack, &format!("{}@example.com", unique("second").to_lowercase()), &[(&sku, 1)], "tok_visa").await;
+    tokio::time::sleep(HELD.saturating_sub(killed.elapsed())).await;
+    payment.restart();
+    stack.wait_ready("payment").await;
+
+    let view = wait_until_finished(&stack, first).await;
+    assert_eq!(view["status"], "CONFIRMED", "{view:#}");
+    let view = wait_until_finished(&stack, second).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancellation"]["code"].as_str()),
+        (Some("CANCELLED"), Some("out_of_stock")),
+        "the last unit was the first order's: {view:#}"
+    );
+    for order in [first, second] {
+        wait_until_saga_finished(&stack, order).await;
+    }
+    // Confirmed ⇔ captured ⇔ completed, and one unit sold.
+    invariants::check(&stack, &[first, second], &[(&sku, 1)]).await;
+    println!(
+        "reservation TTL {} s, payment down {} s after the authorization: the first order confirmed with its stock, the second was out of stock",
+        TTL.as_secs(),
+        HELD.as_secs()
+    );
+}
+
 fn scenarios() -> Vec<(&'static str, Scenario)> {
     vec![
         ("a_killed_group_member_is_replaced_and_its_partitions_are_served_again", |stack| {
@@ -339,6 +392,9 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         }),
         ("an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first", |stack| {
             Box::pin(an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first(stack))
+        }),
+        ("a_reservation_cannot_expire_after_the_order_is_confirmed", |stack| {
+            Box::pin(a_reservation_cannot_expire_after_the_order_is_confirmed(stack))
         }),
         ("a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms", |stack| {
             Box::pin(a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack))

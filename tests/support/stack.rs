@@ -36,6 +36,8 @@ pub const OPERATOR_TOKEN: &str = "test-operator-token-0001";
 /// database and topics.
 pub struct Service {
     pub name: &'static str,
+    /// From 0: which of the service's instances this is.
+    pub instance: usize,
     pub port: u16,
     command: Mutex<Command>,
     log: PathBuf,
@@ -50,9 +52,13 @@ fn spawn(command: &mut Command, log: &Path) -> Child {
 }
 
 impl Service {
-    fn start(name: &'static str, port: u16, mut command: Command, log: PathBuf) -> Self {
+    fn start(name: &'static str, instance: usize, port: u16, mut command: Command, log: PathBuf) -> Self {
         let child = Mutex::new(spawn(&mut command, &log));
-        Self { name, port, command: Mutex::new(command), log, child }
+        Self { name, instance, port, command: Mutex::new(command), log, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// SIGKILL: no drain, no final commit, no leaving the group.
@@ -112,6 +118,13 @@ impl Stack {
     /// Starts everything and waits until every service is ready (its
     /// consumer has joined its group). `extra_env` goes to every service.
     pub async fn start(extra_env: &[(&str, String)]) -> Self {
+        Self::scaled(extra_env, 1).await
+    }
+
+    /// Like [`start`](Self::start), with `instances` processes of every
+    /// service: each service's instances share its database and consumer
+    /// group, as when a service is scaled out.
+    pub async fn scaled(extra_env: &[(&str, String)], instances: usize) -> Self {
         let kafka = TestKafka::with_all_topics(3).await;
         let smtp = SmtpSink::start();
         let mut databases = BTreeMap::new();
@@ -121,7 +134,7 @@ impl Stack {
         let logs = std::env::temp_dir().join(format!("checkout-e2e-{}", checkout_testkit::unique_suffix()));
         std::fs::create_dir_all(&logs).unwrap();
         let mut services = Vec::new();
-        for name in SERVICES {
+        for (name, instance) in SERVICES.into_iter().flat_map(|name| (0..instances).map(move |i| (name, i))) {
             let port = free_port();
             let mut command = Command::new(binary(name));
             command
@@ -134,23 +147,35 @@ impl Stack {
                 .env("SMTP_PORT", smtp.port().to_string())
                 .envs(TEST_ENV)
                 .envs(extra_env.iter().map(|(k, v)| (*k, v.as_str())));
-            services.push(Service::start(name, port, command, logs.join(format!("{name}.log"))));
+            let log = if instances == 1 { format!("{name}.log") } else { format!("{name}-{instance}.log") };
+            services.push(Service::start(name, instance, port, command, logs.join(log)));
         }
         let stack = Self { kafka, databases, smtp, services, logs, http: reqwest::Client::new() };
         for service in &stack.services {
-            stack.wait_ready(service.name).await;
+            stack.wait_instance_ready(service).await;
         }
         stack
     }
 
+    /// The first instance of `name`.
     pub fn service(&self, name: &str) -> &Service {
         self.services.iter().find(|s| s.name == name).unwrap()
     }
 
-    /// Waits until `name` answers `/readyz` with success (its consumer joined its group).
+    /// Every instance of `name`.
+    pub fn instances<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Service> + 'a {
+        self.services.iter().filter(move |s| s.name == name)
+    }
+
+    /// Waits until the first instance of `name` is ready.
     pub async fn wait_ready(&self, name: &str) {
-        let url = format!("{}/readyz", self.url(name));
-        let what = format!("{name} to be ready (logs in {})", self.logs.display());
+        self.wait_instance_ready(self.service(name)).await;
+    }
+
+    /// Waits until `service` answers `/readyz` with success (its consumer joined its group).
+    pub async fn wait_instance_ready(&self, service: &Service) {
+        let url = format!("{}/readyz", service.url());
+        let what = format!("{} #{} to be ready (logs in {})", service.name, service.instance, self.logs.display());
         eventually(Duration::from_secs(90), &what, || {
             let (http, url) = (self.http.clone(), url.clone());
             async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
@@ -158,9 +183,9 @@ impl Stack {
         .await;
     }
 
+    /// The first instance's base URL.
     pub fn url(&self, service: &str) -> String {
-        let port = self.services.iter().find(|s| s.name == service).unwrap().port;
-        format!("http://127.0.0.1:{port}")
+        self.service(service).url()
     }
 
     pub fn db(&self, service: &str) -> &PgPool {

@@ -96,6 +96,39 @@ async fn a_commit_wakes_the_relay_without_waiting_for_a_poll() {
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_database_never_leave_a_commit_waiting_for_a_poll() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let topic = kafka.names().physical(TOPIC);
+    // As above: with an hour between polls, every publish is a notification's doing.
+    let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
+    let (_, first) = run_relay(&db.pool, &kafka, settings.clone());
+    let (_, second) = run_relay(&db.pool, &kafka, settings);
+    // Bursts of concurrent commits: each wakes both relays, again and again
+    // after the rows are gone, so passes find the outbox taken or empty;
+    // then one commit alone, which only a relay still listening (and a lock
+    // not left held by an empty pass) publishes.
+    let mut published = 0;
+    for burst in 0..5 {
+        let commits: Vec<_> = (0..20)
+            .map(|seq| {
+                let pool = db.pool.clone();
+                tokio::spawn(async move { commit_to_outbox(&pool, &[numbered(new_order(), seq)]).await })
+            })
+            .collect();
+        for commit in commits {
+            commit.await.unwrap();
+        }
+        commit_to_outbox(&db.pool, &[numbered(new_order(), 1000 + burst)]).await;
+        published += 21;
+        let records = kafka.read(&topic, published, Duration::from_secs(20)).await;
+        assert_eq!(records.len(), published, "burst {burst}: a commit waited for a poll");
+    }
+    first.cancel();
+    second.cancel();
+}
+
 async fn unpublished_positions(pool: &sqlx::PgPool) -> Vec<i64> {
     sqlx::query_scalar(
         "SELECT position FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY position",

@@ -192,6 +192,10 @@ impl OutboxRelay {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
+            // End the transaction now: dropped, it would give the lock back
+            // only when its connection is next used, and until then every
+            // relay of this database (this one included) would find it busy.
+            tx.commit().await?;
             return Ok(Pass::Published { count: 0, full: false });
         }
 
@@ -331,9 +335,12 @@ impl OutboxRelay {
         let mut wake = Wake::Start;
         let mut missed_in_a_row = 0_u32;
         loop {
-            let busy = match self.drain_reporting().await {
+            match self.drain_reporting().await {
                 Ok((busy, published)) => {
                     failures = 0;
+                    if busy {
+                        tracing::trace!("another relay holds this database's outbox");
+                    }
                     if self.status.unannounced(wake, published, listener.is_some(), &mut missed_in_a_row) {
                         tracing::warn!(
                             missed = missed_in_a_row,
@@ -343,27 +350,28 @@ impl OutboxRelay {
                         missed_in_a_row = 0;
                         listener = self.listen().await;
                     }
-                    busy
                 }
                 Err(error) => {
                     failures += 1;
                     tracing::warn!(%error, failures, "outbox relay pass failed; retrying");
-                    true
                 }
-            };
+            }
             if last_prune.elapsed() >= self.settings.prune_interval {
                 self.prune().await;
                 last_prune = Instant::now();
             }
-            // After a failure or while another relay holds the lock, wait for
-            // the poll interval (longer after repeated failures), not for a
-            // notification that may never come.
+            // After a failure, wait for the poll interval (longer after
+            // repeated failures), not for a notification that may never come.
+            // While another relay holds the lock, listen as usual: it
+            // publishes what it found, its own listener hears of rows
+            // committed meanwhile, and the next notification tries again.
+            let failing = failures > 0;
             let wait =
-                if busy { self.settings.poll_interval * failures.clamp(1, 10) } else { self.settings.poll_interval };
+                if failing { self.settings.poll_interval * failures.clamp(1, 10) } else { self.settings.poll_interval };
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                woken = wait_for_notification(listener.as_mut()), if !busy => {
+                woken = wait_for_notification(listener.as_mut()), if !failing => {
                     wake = Wake::Notification;
                     if !woken {
                         listener = None;

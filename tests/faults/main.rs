@@ -133,12 +133,20 @@ async fn the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_re
     payments_flowing(&stack, 5).await;
 
     let killed = Instant::now();
-    let restart_took = tokio::task::spawn_blocking(|| {
+    let restart = tokio::task::spawn_blocking(|| {
         LocalBroker::kill();
         LocalBroker::start()
-    })
-    .await
-    .unwrap();
+    });
+    // While it is away, readiness says so.
+    let readiness =
+        eventually(Duration::from_secs(10), "the order service to report the broker unreachable", || async {
+            let reply = get(&stack, "order", "/readyz").await;
+            (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(reply.body)
+        })
+        .await;
+    let restart_took = restart.await.unwrap();
+    let consumer = readiness["checks"]["consumer:order"].as_str().unwrap_or_default();
+    assert!(consumer.contains("broker unreachable"), "{readiness:#}");
 
     let placed = placer.await.unwrap();
     let settled = all_confirmed_once(&stack, &placed, &sku, 100).await;

@@ -79,6 +79,29 @@ async fn readiness_reports_each_check_and_fails_until_all_pass() {
 }
 
 #[tokio::test]
+async fn readiness_fails_while_the_consumer_cannot_reach_the_broker_or_its_client_is_silent() {
+    let consumer = checkout_kafka::ConsumerStatus::default();
+    consumer.set_assigned(3);
+    let readiness = Readiness::new().with(ReadinessCheck::Consumer("orders".into(), consumer.clone()));
+    let readyz = || Request::get("/readyz").body(Body::empty()).unwrap();
+    let now = std::time::Instant::now();
+    consumer.record_broker_connections(1, 1, now);
+    let (status, _, body) = call(app(readiness.clone()), readyz()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    consumer.record_broker_connections(0, 1, now);
+    let (status, _, body) = call(app(readiness.clone()), readyz()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["checks"]["consumer:orders"].as_str().unwrap().contains("broker unreachable"), "{body}");
+
+    let long_ago = now.checked_sub(std::time::Duration::from_secs(30)).unwrap();
+    consumer.record_broker_connections(1, 1, long_ago);
+    let (status, _, body) = call(app(readiness), readyz()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["checks"]["consumer:orders"].as_str().unwrap().contains("no report from the Kafka client"), "{body}");
+}
+
+#[tokio::test]
 async fn readiness_fails_while_an_outbox_message_waits_too_long_to_be_published() {
     let db = checkout_testkit::TestDatabase::create(&[&checkout_outbox::MIGRATOR]).await;
     let readiness = Readiness::new().with(ReadinessCheck::Outbox(db.pool.clone(), std::time::Duration::from_secs(30)));

@@ -55,9 +55,15 @@ fn partitions(list: &TopicPartitionList) -> Vec<PartitionKey> {
 }
 
 impl ClientContext for RuntimeContext {
-    /// Every second (`statistics.interval.ms`): partitions with nothing left
-    /// to process are processed through the time of the broker's answer.
+    /// Every second (`statistics.interval.ms`): the broker connections, and
+    /// partitions with nothing left to process are processed through the
+    /// time of the broker's answer.
     fn stats(&self, statistics: Statistics) {
+        // The brokers of the cluster (not the bootstrap addresses or the
+        // logical coordinator entries), and whether the client is talking to them.
+        let brokers: Vec<_> = statistics.brokers.values().filter(|b| b.nodeid >= 0 && b.source == "learned").collect();
+        let up = brokers.iter().filter(|b| b.state == "UP").count();
+        self.status.record_broker_connections(up, brokers.len(), std::time::Instant::now());
         let Ok(now) = OffsetDateTime::from_unix_timestamp(statistics.time) else { return };
         // The watermark may be one fetch wait old; a second is the sample's resolution.
         let as_of = now - self.fetch_wait_max - Duration::from_secs(1);

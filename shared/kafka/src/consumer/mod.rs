@@ -123,6 +123,16 @@ struct StatusInner {
     /// records are known to be processed (`None` until that is known).
     /// Keyed by topic, then partition, so the per-record update allocates nothing.
     progress: std::sync::Mutex<HashMap<String, HashMap<i32, Option<OffsetDateTime>>>>,
+    /// The client's view of its broker connections, from its last statistics.
+    brokers: std::sync::Mutex<Option<BrokerConnections>>,
+}
+
+/// How many of the client's broker connections were up, and when it said so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrokerConnections {
+    pub up: usize,
+    pub known: usize,
+    pub sampled: std::time::Instant,
 }
 
 impl ConsumerStatus {
@@ -145,6 +155,19 @@ impl ConsumerStatus {
         }
         let error = self.0.last_transient_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
         Some((waiting, error))
+    }
+
+    /// The broker connections as the client last reported them (every
+    /// second); `None` before its first report.
+    pub fn broker_connections(&self) -> Option<BrokerConnections> {
+        self.0.brokers.lock().ok().and_then(|brokers| *brokers)
+    }
+
+    /// Records the client's report of its broker connections.
+    pub fn record_broker_connections(&self, up: usize, known: usize, sampled: std::time::Instant) {
+        if let Ok(mut brokers) = self.0.brokers.lock() {
+            *brokers = Some(BrokerConnections { up, known, sampled });
+        }
     }
 
     /// The time up to which every record of `topic`/`partition` produced
@@ -185,7 +208,8 @@ impl ConsumerStatus {
         }
     }
 
-    fn set_assigned(&self, count: usize) {
+    /// Has joined its group with `count` partitions (the runtime, and tests).
+    pub fn set_assigned(&self, count: usize) {
         self.0.assigned_partitions.store(count, Ordering::Relaxed);
         self.0.joined.store(true, Ordering::Relaxed);
     }

@@ -16,8 +16,9 @@ pub enum ReadinessCheck {
     /// The outbox is being published: no message waits longer than the age
     /// given (messages set aside as unpublishable do not count).
     Outbox(PgPool, Duration),
-    /// A consumer has joined its group and none of its records is waiting
-    /// out a transient failure (named for the report).
+    /// A consumer has joined its group, its client reaches the broker, and
+    /// none of its records is waiting out a transient failure (named for the
+    /// report).
     Consumer(String, ConsumerStatus),
 }
 
@@ -57,15 +58,35 @@ impl ReadinessCheck {
                 }
             }
             Self::Consumer(_, status) if !status.joined() => Err("not yet a member of its consumer group".to_owned()),
-            Self::Consumer(_, status) => match status.waiting_out_failures() {
-                // Its records wait for a dependency (the database, the mail server).
-                Some((partitions, error)) => {
-                    Err(format!("{partitions} partition(s) waiting out a transient failure: {error}"))
+            Self::Consumer(_, status) => {
+                broker_reachable(status)?;
+                match status.waiting_out_failures() {
+                    // Its records wait for a dependency (the database, the mail server).
+                    Some((partitions, error)) => {
+                        Err(format!("{partitions} partition(s) waiting out a transient failure: {error}"))
+                    }
+                    None => Ok(()),
                 }
-                None => Ok(()),
-            },
+            }
         }
     }
+}
+
+/// The client reports its broker connections every second; a report older
+/// than this means the client itself is stuck.
+const BROKER_REPORT_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// The consumer's client talks to the broker (as of its last report).
+fn broker_reachable(status: &ConsumerStatus) -> Result<(), String> {
+    let Some(brokers) = status.broker_connections() else { return Ok(()) };
+    let age = brokers.sampled.elapsed();
+    if age > BROKER_REPORT_MAX_AGE {
+        return Err(format!("no report from the Kafka client for {} s", age.as_secs()));
+    }
+    if brokers.up == 0 {
+        return Err(format!("broker unreachable: none of {} connection(s) up", brokers.known));
+    }
+    Ok(())
 }
 
 /// The checks `/readyz` runs.

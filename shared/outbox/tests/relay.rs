@@ -129,6 +129,38 @@ async fn two_relays_on_one_database_never_leave_a_commit_waiting_for_a_poll() {
     second.cancel();
 }
 
+/// The backends listening on this database, by pid.
+async fn listening_backends(pool: &sqlx::PgPool) -> Vec<i32> {
+    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let topic = kafka.names().physical(TOPIC);
+    // With an hour between polls only the listener can get these published.
+    let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
+    let (_, shutdown) = run_relay(&db.pool, &kafka, settings);
+    publish_two_in_turn(&db.pool, &kafka).await;
+    let before = listening_backends(&db.pool).await;
+    assert_eq!(before.len(), 1, "one listening connection, outside the service's pool");
+
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(before[0]).execute(&db.pool).await.unwrap();
+    let again = eventually(Duration::from_secs(10), "a new listening connection", || async {
+        let now = listening_backends(&db.pool).await;
+        (now.len() == 1 && now[0] != before[0]).then_some(())
+    });
+    again.await;
+    commit_to_outbox(&db.pool, &[numbered(new_order(), 3)]).await;
+    let records = kafka.read(&topic, 3, Duration::from_secs(20)).await;
+    assert_eq!(sequence(&records[2]).1, 3);
+    shutdown.cancel();
+}
+
 async fn unpublished_positions(pool: &sqlx::PgPool) -> Vec<i64> {
     sqlx::query_scalar(
         "SELECT position FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY position",

@@ -13,6 +13,7 @@
 //! without waking the relay means its notifications stopped arriving, and
 //! after a few such polls in a row the relay says so and listens anew.
 
+mod listener;
 mod status;
 
 use std::collections::HashSet;
@@ -21,19 +22,17 @@ use std::time::{Duration, Instant};
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
 use checkout_messages::Topic;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
+use self::listener::Listener;
 pub use self::status::RelayStatus;
 use self::status::Wake;
 use crate::writer::headers_from_json;
 
-/// The channel the outbox trigger notifies on commit.
-const CHANNEL: &str = "outbox_messages";
 /// Advisory lock held by the relay publishing from a database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
@@ -329,7 +328,7 @@ impl OutboxRelay {
         if let Err(error) = self.publisher.warm_up(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer warm-up failed; the first publish will wait for metadata");
         }
-        let mut listener = self.listen().await;
+        let listener = Listener::spawn(&self.pool, shutdown.clone());
         let mut last_prune = Instant::now();
         let mut failures = 0_u32;
         let mut wake = Wake::Start;
@@ -341,14 +340,14 @@ impl OutboxRelay {
                     if busy {
                         tracing::trace!("another relay holds this database's outbox");
                     }
-                    if self.status.unannounced(wake, published, listener.is_some(), &mut missed_in_a_row) {
+                    if self.status.unannounced(wake, published, listener.is_listening(), &mut missed_in_a_row) {
                         tracing::warn!(
                             missed = missed_in_a_row,
                             "outbox relay is not being woken by notifications: rows were found only by polling; listening anew"
                         );
                         self.status.relistened();
                         missed_in_a_row = 0;
-                        listener = self.listen().await;
+                        listener.relisten();
                     }
                 }
                 Err(error) => {
@@ -371,18 +370,8 @@ impl OutboxRelay {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                woken = wait_for_notification(listener.as_mut()), if !failing => {
-                    wake = Wake::Notification;
-                    if !woken {
-                        listener = None;
-                    }
-                }
-                () = tokio::time::sleep(wait) => {
-                    wake = Wake::Poll;
-                    if listener.is_none() {
-                        listener = self.listen().await;
-                    }
-                }
+                () = listener.woken(), if !failing => wake = Wake::Notification,
+                () = tokio::time::sleep(wait) => wake = Wake::Poll,
             }
             self.status.woke(wake);
         }
@@ -401,23 +390,6 @@ impl OutboxRelay {
                 Pass::Published { count, full: true } => published += count,
                 Pass::Published { count, full: false } => return Ok((false, published + count)),
                 Pass::Busy => return Ok((true, published)),
-            }
-        }
-    }
-
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "outbox listener unavailable; polling");
-                return None;
-            }
-        };
-        match listener.listen(CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "outbox listener unavailable; polling");
-                None
             }
         }
     }
@@ -441,21 +413,6 @@ impl OutboxRelay {
             Ok((outbox, inbox)) => tracing::debug!(outbox, inbox, "pruned old outbox and inbox rows"),
             Err(error) => tracing::warn!(%error, "pruning outbox and inbox failed"),
         }
-    }
-}
-
-/// Waits for a notification; `false` when the listener broke (it is then
-/// replaced on the next poll).
-async fn wait_for_notification(listener: Option<&mut PgListener>) -> bool {
-    match listener {
-        Some(listener) => match listener.recv().await {
-            Ok(_) => true,
-            Err(error) => {
-                tracing::warn!(%error, "outbox listener lost; polling until it reconnects");
-                false
-            }
-        },
-        None => std::future::pending().await,
     }
 }
 

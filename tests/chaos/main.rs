@@ -62,7 +62,7 @@ impl Form {
         let var = |name: &str| std::env::var(name).ok();
         let long = var("CHAOS_FORM").as_deref() == Some("long");
         let mut form = if long {
-            Self { checkouts: 10_000, rate: 25.0, kills: 24, db_outage: Duration::from_secs(30), ..Self::short() }
+            Self { checkouts: 10_000, rate: 15.0, kills: 24, db_outage: Duration::from_secs(30), ..Self::short() }
         } else {
             Self::short()
         };

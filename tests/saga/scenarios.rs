@@ -37,6 +37,8 @@ scenarios![
     bad_input_gets_problems_and_starts_no_saga,
     an_operator_aborts_a_stuck_checkout_and_the_order_is_cancelled_saying_so,
     an_operator_retries_a_waiting_step_and_is_refused_what_does_not_apply,
+    an_operator_sets_stock_and_the_change_is_recorded,
+    the_load_generator_follows_every_checkout_to_its_end,
 ];
 
 fn email(label: &str) -> String {
@@ -352,4 +354,76 @@ async fn an_operator_retries_a_waiting_step_and_is_refused_what_does_not_apply(s
     }
     wait_until_saga_finished(&stack, waiting).await;
     invariants::check(&stack, &[waiting, confirmed], &[(&lamp, 3)]).await;
+}
+
+async fn an_operator_sets_stock_and_the_change_is_recorded(stack: Arc<Stack>) {
+    let sku = unique("RESTOCK");
+    let url = format!("{}/products/{sku}", stack.url("inventory"));
+    let body = |on_hand: i64| {
+        serde_json::json!({
+            "name": "Restocked tee",
+            "unit_price": { "amount_minor": 1999, "currency": "EUR" },
+            "on_hand": on_hand,
+            "reason": "delivery from the warehouse",
+        })
+    };
+    let anonymous = stack.http.put(&url).json(&body(5)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let created = stack.http.put(&url).bearer_auth(OPERATOR_TOKEN).json(&body(5)).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let order = place(&stack, &email("restock"), &[(&sku, 2)], "tok_visa").await;
+    assert_eq!(wait_until_finished(&stack, order).await["status"], "CONFIRMED");
+    let updated = stack.http.put(&url).bearer_auth(OPERATOR_TOKEN).json(&body(10)).send().await.unwrap();
+    assert_eq!(updated.status(), StatusCode::OK);
+    let product: Value = updated.json().await.unwrap();
+    assert_eq!((product["on_hand"].as_i64(), product["available"].as_i64()), (Some(10), Some(10)));
+    let negative = stack.http.put(&url).bearer_auth(OPERATOR_TOKEN).json(&body(-1)).send().await.unwrap();
+    assert_eq!(negative.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let changes: Vec<(String, Option<i32>, i32)> =
+        sqlx::query_as("SELECT operator, on_hand_from, on_hand_to FROM stock_changes WHERE sku = $1 ORDER BY id")
+            .bind(&sku)
+            .fetch_all(stack.db("inventory"))
+            .await
+            .unwrap();
+    assert_eq!(changes, [("ops".to_owned(), None, 5), ("ops".to_owned(), Some(3), 10)]);
+}
+
+async fn the_load_generator_follows_every_checkout_to_its_end(stack: Arc<Stack>) {
+    let json = std::env::temp_dir().join(format!("checkout-load-{}.json", unique("run")));
+    let output = tokio::process::Command::new(crate::support::stack::binary("checkout-load"))
+        .args(["--order-url", &stack.url("order"), "--inventory-url", &stack.url("inventory")])
+        .args([
+            "--kafka",
+            &stack.kafka.settings.bootstrap_servers,
+            "--topic-prefix",
+            &stack.kafka.settings.topic_prefix,
+        ])
+        .args(["--rate", "10", "--warmup", "1", "--duration", "3", "--declined", "20", "--seed", "7", "--settle", "60"])
+        .arg("--json")
+        .arg(&json)
+        .env("CHECKOUT_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("POST → saga finished"), "{printed}");
+    let summary: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(summary["offered"], 30, "three seconds at 10/s: {summary:#}");
+    assert_eq!((summary["finished"].as_u64(), summary["unfinished"].as_u64()), (Some(30), Some(0)), "{summary:#}");
+    let outcomes = summary["outcomes"].as_object().unwrap();
+    let confirmed = outcomes.get("confirmed:confirmed").and_then(Value::as_u64).unwrap_or(0);
+    let declined = outcomes.get("declined:cancelled").and_then(Value::as_u64).unwrap_or(0);
+    assert_eq!(confirmed + declined, 30, "every checkout ended as its card says: {summary:#}");
+    assert!(declined > 0, "the seeded mix declines some: {summary:#}");
+    assert!(summary["errors"].as_object().unwrap().is_empty(), "{summary:#}");
+    for latency in ["accept_ms", "terminal_ms", "finished_ms"] {
+        assert_eq!(summary[latency]["count"], 30, "{latency}: {summary:#}");
+    }
+    let (accept, terminal, finished) = (
+        summary["accept_ms"]["p50"].as_f64().unwrap(),
+        summary["terminal_ms"]["p50"].as_f64().unwrap(),
+        summary["finished_ms"]["p50"].as_f64().unwrap(),
+    );
+    assert!(0.0 < accept && accept <= terminal && terminal <= finished, "{summary:#}");
 }

@@ -98,7 +98,7 @@ pub struct Stack {
 }
 
 /// Where cargo put the service binaries: next to the directory of this test binary.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let path = dir.join(name);

@@ -35,7 +35,7 @@ impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Database(error) => handler_error(error),
-            corrupt @ StoreError::Corrupt(_) => HandlerError::permanent(corrupt),
+            refused @ (StoreError::Corrupt(_) | StoreError::BelowReserved { .. }) => HandlerError::permanent(refused),
         }
     }
 }

@@ -7,10 +7,10 @@
 //! its time to live is released by a sweeper, so stock is never held forever
 //! by an orchestrator that went away.
 
-mod catalog;
 mod config;
 mod expiry;
 mod handler;
+mod http;
 mod pricing;
 mod store;
 
@@ -32,5 +32,5 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     builder.consume(&[Topic::InventoryCommands], InventoryHandler::new(pool.clone(), settings.reservation_ttl))?;
     let sweeper = Sweeper::new(pool.clone(), settings.expiry_sweep_interval);
     builder.spawn("reservation expiry", |shutdown| sweeper.run(shutdown));
-    Ok(builder.serve(catalog::routes(pool)))
+    Ok(builder.serve(http::routes(http::Api { pool, operators: settings.operators })))
 }

@@ -30,19 +30,22 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+mod check;
+mod faults;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checkout_domain::OrderId;
-use checkout_messages::Topic;
-use checkout_testkit::{LocalBroker, LocalPostgres, eventually};
 use libtest_mimic::{Arguments, Trial};
+
+use crate::check::check;
+use crate::faults::{Window, inject};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::checkout::{checkout_body, mail_to, unique};
-use support::stack::{SERVICES, Stack};
+use support::checkout::{checkout_body, unique};
+use support::stack::Stack;
 use time::OffsetDateTime;
 
 /// How much chaos, for how long.
@@ -122,31 +125,6 @@ enum Kind {
     Declined,
     /// For a product with a few units only: some confirm, the rest are out of stock.
     Scarce,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Fault {
-    Kill { service: &'static str, instance: usize },
-    Broker,
-    Database,
-}
-
-impl Fault {
-    fn kind(self) -> &'static str {
-        match self {
-            Self::Kill { .. } => "service instance SIGKILLed",
-            Self::Broker => "broker SIGKILLed",
-            Self::Database => "PostgreSQL stopped",
-        }
-    }
-}
-
-/// A fault as it happened.
-#[derive(Clone, Debug)]
-struct Window {
-    fault: Fault,
-    start: Instant,
-    end: Instant,
 }
 
 /// A checkout as the client saw it.
@@ -265,142 +243,8 @@ async fn load(stack: Arc<Stack>, form: Form, products: Arc<Products>) -> Vec<Che
     checkouts
 }
 
-/// The faults, at seeded random instants within the load, in order.
-fn schedule(form: &Form) -> Vec<(Duration, Fault)> {
-    let mut rng = fastrand::Rng::with_seed(form.seed);
-    let span = form.load_duration().saturating_sub(Duration::from_secs(10)).max(Duration::from_secs(1));
-    let at = |rng: &mut fastrand::Rng| Duration::from_secs(5) + span.mul_f64(rng.f64());
-    let mut faults: Vec<(Duration, Fault)> = (0..form.kills)
-        .map(|_| {
-            let service = SERVICES[rng.usize(..SERVICES.len())];
-            (at(&mut rng), Fault::Kill { service, instance: rng.usize(..2) })
-        })
-        .collect();
-    faults.extend((0..form.broker_kills).map(|_| (at(&mut rng), Fault::Broker)));
-    faults.extend((0..form.db_outages).map(|_| (at(&mut rng), Fault::Database)));
-    faults.sort();
-    faults
-}
-
-/// Injects the scheduled faults for real, one after another.
-async fn inject(stack: Arc<Stack>, form: Form, began: Instant) -> Vec<Window> {
-    let mut rng = fastrand::Rng::with_seed(form.seed ^ 0xfa17);
-    let mut windows = Vec::new();
-    for (at, fault) in schedule(&form) {
-        tokio::time::sleep((began + at).saturating_duration_since(Instant::now())).await;
-        let start = Instant::now();
-        match fault {
-            Fault::Kill { service, instance } => {
-                let target = stack.instances(service).nth(instance).unwrap();
-                target.kill();
-                tokio::time::sleep(Duration::from_millis(rng.u64(200..3000))).await;
-                target.restart();
-            }
-            Fault::Broker => {
-                tokio::task::spawn_blocking(|| {
-                    LocalBroker::kill();
-                    LocalBroker::start()
-                })
-                .await
-                .unwrap();
-            }
-            Fault::Database => {
-                tokio::task::spawn_blocking(LocalPostgres::stop).await.unwrap();
-                tokio::time::sleep(form.db_outage).await;
-                tokio::task::spawn_blocking(LocalPostgres::start).await.unwrap();
-            }
-        }
-        let window = Window { fault, start, end: Instant::now() };
-        println!(
-            "  {:>6.1} s  {:<28} {:>5.1} s{}",
-            (start - began).as_secs_f64(),
-            fault.kind(),
-            (window.end - start).as_secs_f64(),
-            match fault {
-                Fault::Kill { service, instance } => format!("  ({service} #{instance})"),
-                _ => String::new(),
-            }
-        );
-        windows.push(window);
-    }
-    windows
-}
-
-/// What the services say about one order, once it has settled.
-#[derive(Debug)]
-struct Outcome {
-    status: String,
-    cancellation: Option<String>,
-    total_minor: Option<i64>,
-    saga_status: String,
-    saga_cause: Value,
-    finished_at: OffsetDateTime,
-    /// Replies the saga received again or late and absorbed.
-    absorbed: usize,
-    payment_status: Option<String>,
-    captured_minor: Vec<i64>,
-}
-
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let response = http.get(url).send().await.ok()?;
-    if response.status() == StatusCode::NOT_FOUND {
-        return Some(Value::Null);
-    }
-    response.status().is_success().then_some(())?;
-    response.json().await.ok()
-}
-
-/// Waits until the order and its saga have finished, then reads its payment.
-async fn settle(stack: &Stack, order: OrderId, within: Duration) -> Outcome {
-    let http = &stack.http;
-    let (view, saga) = eventually(within, &format!("order {order} and its saga to finish"), || async {
-        let view = get_json(http, &format!("{}/orders/{order}", stack.url("order"))).await?;
-        let saga = get_json(http, &format!("{}/sagas/{order}", stack.url("orchestrator"))).await?;
-        let finished = matches!(saga["status"].as_str(), Some("completed" | "cancelled" | "needs_attention"));
-        (finished && view["status"] != "PENDING").then_some((view, saga))
-    })
-    .await;
-    let payment = get_json(http, &format!("{}/payments/{order}", stack.url("payment"))).await.unwrap_or(Value::Null);
-    let operations = payment["operations"].as_array().cloned().unwrap_or_default();
-    let transitions = saga["transitions"].as_array().cloned().unwrap_or_default();
-    Outcome {
-        status: view["status"].as_str().unwrap_or_default().to_owned(),
-        cancellation: view["cancellation"]["code"].as_str().map(str::to_owned),
-        total_minor: view["total"]["amount_minor"].as_i64(),
-        saga_status: saga["status"].as_str().unwrap_or_default().to_owned(),
-        saga_cause: saga["outcome"].clone(),
-        finished_at: OffsetDateTime::parse(
-            saga["updated_at"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap(),
-        absorbed: transitions.iter().filter(|t| t["ignored"] == "not awaited").count(),
-        payment_status: payment["status"].as_str().map(str::to_owned),
-        captured_minor: operations
-            .iter()
-            .filter(|op| op["operation"] == "capture" && op["outcome"] == "captured")
-            .filter_map(|op| op["amount_minor"].as_i64())
-            .collect(),
-    }
-}
-
-/// The `percent`th percentile (nearest rank, rounded down) of sorted values.
-fn percentile(sorted: &[f64], percent: usize) -> f64 {
-    sorted.get(sorted.len().saturating_sub(1) * percent / 100).copied().unwrap_or(0.0)
-}
-
 async fn add_stock(stack: &Stack, label: &str, on_hand: i32) -> String {
     support::checkout::add_product(stack, label, 1500, on_hand).await
-}
-
-async fn on_hand_and_reserved(stack: &Stack, sku: &str) -> (i64, i64) {
-    let product = get_json(&stack.http, &format!("{}/products/{sku}", stack.url("inventory"))).await.unwrap();
-    (product["on_hand"].as_i64().unwrap(), product["reserved"].as_i64().unwrap())
-}
-
-fn dead_letters(stack: &Stack) -> i64 {
-    let names = stack.kafka.names();
-    Topic::ALL.iter().map(|&topic| stack.kafka.record_count(&names.dead_letter(topic))).sum()
 }
 
 /// What a run did, to be checked.
@@ -442,171 +286,10 @@ async fn drive(form: Form) -> Run {
     Run { stack, products, checkouts, windows, load_ended }
 }
 
-/// What the checks found, for the report.
-#[derive(Default)]
-struct Figures {
-    accepted: usize,
-    client_retries: u32,
-    replays: usize,
-    by_status: BTreeMap<(Kind, String), usize>,
-    /// Seconds from placing to the saga's end, sorted; and for the quiet ones.
-    settle_secs: Vec<f64>,
-    quiet_secs: Vec<f64>,
-    quiet: usize,
-    quiet_confirmed: usize,
-    last_settled_after_load: f64,
-    absorbed: usize,
-    duplicate_emails: usize,
-    needs_attention: Vec<String>,
-}
-
-/// Waits for every accepted order to settle and checks what must hold.
-async fn check(run: &Run) -> Figures {
-    let stack = &run.stack;
-    let mut outcomes: BTreeMap<OrderId, (Outcome, &Checkout)> = BTreeMap::new();
-    let settle_by = Instant::now() + Duration::from_secs(300);
-    for checkout in &run.checkouts {
-        let order = checkout.order.unwrap_or_else(|| panic!("checkout {} never accepted in 120 s", checkout.key));
-        let outcome = settle(stack, order, settle_by.saturating_duration_since(Instant::now())).await;
-        outcomes.insert(order, (outcome, checkout));
-    }
-    // One order per idempotency key, and one key per order.
-    assert_eq!(outcomes.len(), run.checkouts.len(), "two keys were given the same order");
-    let mut figures = Figures { accepted: outcomes.len(), ..Figures::default() };
-    for checkout in &run.checkouts {
-        figures.client_retries += checkout.retries;
-        if checkout.replayed_as.is_some() {
-            assert_eq!(checkout.replayed_as, checkout.order, "key {} named two orders", checkout.key);
-            figures.replays += 1;
-        }
-    }
-    let mut confirmed_per_sku: HashMap<&str, i64> = HashMap::new();
-    for (order, (outcome, checkout)) in &outcomes {
-        let status = match &outcome.cancellation {
-            Some(code) => format!("{} ({code})", outcome.status),
-            None => outcome.status.clone(),
-        };
-        *figures.by_status.entry((checkout.kind, status)).or_default() += 1;
-        figures.absorbed += outcome.absorbed;
-        if outcome.status == "CONFIRMED" {
-            *confirmed_per_sku.entry(checkout.sku.as_str()).or_default() += 1;
-        }
-        if outcome.saga_status == "needs_attention" {
-            figures.needs_attention.push(format!("{order}: {}", outcome.saga_cause));
-            continue;
-        }
-        check_money(*order, outcome);
-        figures.duplicate_emails += emails_sent(stack, *order, outcome, checkout).await - 1;
-    }
-    // Stock: what left the shelf is what was confirmed, and nothing stays held.
-    let products = &run.products;
-    for (sku, initial) in [(&products.plenty, products.plenty_stock), (&products.scarce, products.scarce_stock)] {
-        let (on_hand, reserved) = on_hand_and_reserved(stack, sku).await;
-        let confirmed = confirmed_per_sku.get(sku.as_str()).copied().unwrap_or(0);
-        assert_eq!(i64::from(initial) - on_hand, confirmed, "{sku}: stock not conserved");
-        assert_eq!(reserved, 0, "{sku}: stock left reserved");
-    }
-    assert_eq!(dead_letters(stack), 0, "nothing here is unprocessable: a dead letter is a transient failure lost");
-    let notification_kills =
-        run.windows.iter().filter(|w| matches!(w.fault, Fault::Kill { service: "notification", .. })).count();
-    assert!(
-        figures.duplicate_emails <= DUPLICATE_WINDOW_PER_KILL * notification_kills,
-        "{} duplicate emails after {notification_kills} notification kills",
-        figures.duplicate_emails
-    );
-
-    // Liveness: away from the faults, good checkouts confirm.
-    let away = |c: &Checkout| run.windows.iter().all(|w| c.placed + LEAD < w.start || c.placed > w.end + RECOVERY);
-    let settle_secs = |(o, c): &(Outcome, &Checkout)| (o.finished_at - c.placed_at).as_seconds_f64();
-    let quiet: Vec<&(Outcome, &Checkout)> =
-        outcomes.values().filter(|(_, c)| c.kind == Kind::Good && away(c)).collect();
-    figures.quiet = quiet.len();
-    figures.quiet_confirmed = quiet.iter().filter(|(o, _)| o.status == "CONFIRMED").count();
-    figures.quiet_secs = quiet.iter().map(|entry| settle_secs(entry)).collect();
-    figures.quiet_secs.sort_by(f64::total_cmp);
-    figures.settle_secs = outcomes.values().map(settle_secs).collect();
-    figures.settle_secs.sort_by(f64::total_cmp);
-    let last_settled = outcomes.values().map(|(o, _)| o.finished_at).max().unwrap_or(run.load_ended);
-    figures.last_settled_after_load = (last_settled - run.load_ended).as_seconds_f64().max(0.0);
-    figures
-}
-
-/// A confirmed order was captured once, for its total; a cancelled one not at all.
-fn check_money(order: OrderId, outcome: &Outcome) {
-    match outcome.status.as_str() {
-        "CONFIRMED" => {
-            assert_eq!(outcome.saga_status, "completed", "order {order}");
-            let total = outcome.total_minor.unwrap();
-            assert_eq!(outcome.captured_minor, vec![total], "order {order}: captured once, its total");
-            assert_eq!(outcome.payment_status.as_deref(), Some("captured"), "order {order}");
-        }
-        "CANCELLED" => {
-            assert_eq!(outcome.saga_status, "cancelled", "order {order}");
-            assert!(outcome.captured_minor.is_empty(), "order {order} cancelled but captured");
-            assert_ne!(outcome.payment_status.as_deref(), Some("captured"), "order {order}");
-        }
-        other => panic!("order {order} is {other}"),
-    }
-}
-
-/// How many emails the customer got about the order's outcome (at least one).
-async fn emails_sent(stack: &Stack, order: OrderId, outcome: &Outcome, checkout: &Checkout) -> usize {
-    let kind_of_mail = if outcome.status == "CONFIRMED" { "is confirmed" } else { "cancelled" };
-    let mails = eventually(Duration::from_secs(60), &format!("the email about {order}"), || async {
-        let mails = mail_to(stack, &checkout.email);
-        (!mails.is_empty()).then_some(mails)
-    })
-    .await;
-    assert!(
-        mails.iter().all(|m| m.header("Subject").is_some_and(|s| s.contains(kind_of_mail))),
-        "order {order} is {} but was emailed otherwise",
-        outcome.status
-    );
-    mails.len()
-}
-
-fn report(form: &Form, run: &Run, figures: &Figures) {
-    let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
-    for window in &run.windows {
-        *faults.entry(window.fault.kind()).or_default() += 1;
-    }
-    println!("chaos, seed {}:", form.seed);
-    println!("  checkouts            {} accepted, {} client retries", figures.accepted, figures.client_retries);
-    for ((kind, status), count) in &figures.by_status {
-        println!("    {kind:?} → {status}: {count}");
-    }
-    for (kind, count) in &faults {
-        println!("  fault                {count} × {kind}");
-    }
-    println!("  last order settled   {:.1} s after the load ended", figures.last_settled_after_load);
-    let secs = &figures.settle_secs;
-    println!(
-        "  settle time          p50 {:.2} s, p99 {:.2} s, max {:.2} s (placed → saga finished)",
-        percentile(secs, 50),
-        percentile(secs, 99),
-        percentile(secs, 100)
-    );
-    println!(
-        "  away from faults     {} of {} good checkouts confirmed, settled p50 {:.2} s, p99 {:.2} s",
-        figures.quiet_confirmed,
-        figures.quiet,
-        percentile(&figures.quiet_secs, 50),
-        percentile(&figures.quiet_secs, 99)
-    );
-    println!(
-        "  duplicates           {} repeated POSTs answered with their order; {} replies absorbed by sagas; {} emails sent twice",
-        figures.replays, figures.absorbed, figures.duplicate_emails
-    );
-    println!("  needs attention      {}", figures.needs_attention.len());
-    for line in &figures.needs_attention {
-        println!("    {line}");
-    }
-}
-
 async fn chaos(form: Form) {
     let run = drive(form).await;
     let figures = check(&run).await;
-    report(&form, &run, &figures);
+    check::report(&form, &run, &figures);
     let floor = if figures.quiet == 0 { 1.0 } else { figures.quiet_confirmed as f64 / figures.quiet as f64 };
     assert!(floor >= 0.95, "only {:.1} % of the good checkouts placed away from faults confirmed", floor * 100.0);
 }

@@ -111,10 +111,12 @@ impl KafkaSettings {
 pub struct ConsumerSettings {
     pub group_id: String,
     pub topics: Vec<Topic>,
-    /// Most partitions whose records are processed at the same moment.
-    pub max_concurrent_partitions: usize,
-    /// Records fetched ahead per partition; also the most that a shutdown may
-    /// leave to be redelivered, per partition.
+    /// Most records processed at the same moment, across all partitions
+    /// (records of one key never run at the same time).
+    pub max_in_flight: usize,
+    /// Records held per partition between fetch and commit (fetching pauses
+    /// when they reach it); also the most that a crash may leave to be
+    /// redelivered, per partition.
     pub partition_buffer: usize,
     pub retry: RetryPolicy,
 }
@@ -124,8 +126,8 @@ impl ConsumerSettings {
         Self {
             group_id: group_id.into(),
             topics: topics.into_iter().collect(),
-            max_concurrent_partitions: 8,
-            partition_buffer: 16,
+            max_in_flight: 64,
+            partition_buffer: 64,
             retry: RetryPolicy::default(),
         }
     }

@@ -117,7 +117,7 @@ pub struct ServiceSettings {
     pub http_addr: SocketAddr,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
-    pub max_concurrent_partitions: usize,
+    pub max_in_flight: usize,
     pub partition_buffer: usize,
     pub retry: RetryPolicy,
     pub relay: RelaySettings,
@@ -158,9 +158,8 @@ impl ServiceSettings {
                 linger: env.millis("KAFKA_LINGER_MS", kafka_defaults.linger)?,
                 delivery_timeout: env.millis("KAFKA_DELIVERY_TIMEOUT_MS", kafka_defaults.delivery_timeout)?,
             },
-            max_concurrent_partitions: usize::try_from(env.count("CONSUMER_MAX_CONCURRENT_PARTITIONS", 8)?)
-                .unwrap_or(8),
-            partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 16)?).unwrap_or(16),
+            max_in_flight: usize::try_from(env.count("CONSUMER_MAX_IN_FLIGHT", 64)?).unwrap_or(64),
+            partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 64)?).unwrap_or(64),
             retry,
             relay: RelaySettings {
                 batch_size: i64::from(env.count("OUTBOX_BATCH_SIZE", 500)?),
@@ -184,7 +183,7 @@ impl ServiceSettings {
     /// Consumer settings for one group of this service.
     pub fn consumer(&self, group_id: &str, topics: impl IntoIterator<Item = Topic>) -> ConsumerSettings {
         ConsumerSettings {
-            max_concurrent_partitions: self.max_concurrent_partitions,
+            max_in_flight: self.max_in_flight,
             partition_buffer: self.partition_buffer,
             retry: self.retry,
             ..ConsumerSettings::new(group_id, topics)

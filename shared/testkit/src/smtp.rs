@@ -1,10 +1,11 @@
 //! A real SMTP server for tests: it speaks enough of RFC 5321 for a client
 //! like lettre, keeps every message it accepts, and can play dead, hang, or
-//! refuse a mailbox.
+//! refuse a mailbox, or take its time over each message like a busy provider.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,6 +36,10 @@ struct Shared {
     refusing: AtomicBool,
     silent: AtomicBool,
     unknown_mailboxes: Mutex<Vec<String>>,
+    /// How long each message's final reply is held back.
+    delay: Mutex<Duration>,
+    sessions: AtomicUsize,
+    peak_sessions: AtomicUsize,
 }
 
 /// The server; it runs on a thread of its own until the process ends.
@@ -88,6 +93,17 @@ impl SmtpSink {
         self.shared.silent.store(silent, Ordering::SeqCst);
     }
 
+    /// Holds back the reply to each message's data this long, as a slow
+    /// mail provider does.
+    pub fn delay_replies(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// The most SMTP sessions that were open at the same moment.
+    pub fn peak_sessions(&self) -> usize {
+        self.shared.peak_sessions.load(Ordering::SeqCst)
+    }
+
     /// Answers `550` (a permanent failure) to `RCPT TO` for this address.
     pub fn reject_mailbox(&self, address: &str) {
         self.shared.unknown_mailboxes.lock().unwrap().push(address.to_owned());
@@ -95,6 +111,14 @@ impl SmtpSink {
 }
 
 async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let open = shared.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.peak_sessions.fetch_max(open, Ordering::SeqCst);
+    let served = converse(stream, &shared).await;
+    shared.sessions.fetch_sub(1, Ordering::SeqCst);
+    served
+}
+
+async fn converse(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut lines = BufReader::new(reader).lines();
     if shared.refusing.load(Ordering::SeqCst) {
@@ -132,6 +156,10 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
                 }
                 data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
                 data.push('\n');
+            }
+            let delay = *shared.delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             shared.mail.lock().unwrap().push(ReceivedMail { from: from.clone(), to: std::mem::take(&mut to), data });
             b"250 OK queued\r\n"

@@ -1,25 +1,31 @@
 //! The consumer-group loop.
 //!
 //! One dispatcher task receives records and hands each to the worker of its
-//! partition; a worker processes its records strictly in order, and a
-//! semaphore bounds how many workers process at the same moment. A worker
-//! stores a record's offset only once the record is done: handled
-//! successfully, or written to the dead-letter topic. Offsets are committed in
-//! the background and synchronously on shutdown.
+//! partition. Ordering is kept per key (the order id), not per partition, the
+//! way Confluent's Parallel Consumer does it: a worker processes records of
+//! different keys at the same time and the records of one key strictly in
+//! order, and a semaphore bounds how many records the whole consumer
+//! processes at the same moment (`max_in_flight`). A worker stores the end of
+//! the contiguous run of finished records (handled, or written to the
+//! dead-letter topic) as its partition's offset, so a crash redelivers the
+//! unfinished records and at most `partition_buffer` finished ones after the
+//! first unfinished, which the inbox absorbs. Offsets are committed in the
+//! background and synchronously on shutdown.
 //!
 //! The dispatcher never waits for a worker: when a partition's backlog
-//! reaches `partition_buffer` records, fetching that partition is paused
-//! until its worker has worked through half of them. A partition that waits
-//! out a transient failure, or is just slow, therefore holds a bounded
-//! number of records and stops no other partition, and the consumer keeps
-//! polling (so it is never evicted from its group for being slow).
+//! (records received and not yet finished) reaches `partition_buffer`,
+//! fetching that partition is paused until half of them are done. A key that
+//! waits out a transient failure, or is just slow, therefore holds a bounded
+//! number of records and stops no other key, and the consumer keeps polling
+//! (so it is never evicted from its group for being slow).
 //!
-//! When partitions are revoked their workers finish the record in hand and
+//! When partitions are revoked their workers finish the records in hand and
 //! stop; records they had queued are fetched again by whoever owns the
 //! partition next. A new worker for a partition waits for its predecessor, so
-//! one process never handles two records of a partition at once.
+//! one process never handles two records of a key at once.
 
 mod context;
+mod lanes;
 mod process;
 mod workers;
 
@@ -46,7 +52,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Application logic for the records of one consumer group.
 ///
-/// Called once per record, in partition order, possibly more than once for
+/// Called once per record, in order per key (records of different keys run
+/// concurrently), possibly more than once for
 /// the same message (redelivery, retries): handlers must be idempotent, which
 /// the inbox makes easy. Returning `Ok` means the record's effects are durable.
 pub trait Handler: Send + Sync + 'static {
@@ -146,7 +153,7 @@ impl ConsumerStatus {
         self.0.assigned_partitions.load(Ordering::Relaxed)
     }
 
-    /// How many records (at most one per partition) are being retried after
+    /// How many records (at most one per key) are being retried after
     /// a transient failure, and the latest such failure.
     pub fn waiting_out_failures(&self) -> Option<(usize, String)> {
         let waiting = self.0.waiting.load(Ordering::Relaxed);
@@ -243,7 +250,8 @@ pub(crate) struct Shared<H> {
     pub publisher: Publisher,
     pub topics: TopicNames,
     pub settings: ConsumerSettings,
-    pub permits: Semaphore,
+    /// One per record being processed, across all partitions.
+    pub permits: Arc<Semaphore>,
     pub status: ConsumerStatus,
 }
 
@@ -279,7 +287,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             handler,
             publisher,
             topics: kafka.topic_names(),
-            permits: Semaphore::new(settings.max_concurrent_partitions.max(1)),
+            permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             settings,
             status: status.clone(),
         });

@@ -1,6 +1,9 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use futures::FutureExt as _;
 
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
@@ -8,11 +11,12 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::context::{PartitionKey, RebalanceEvent};
+use super::lanes::Lanes;
 use super::process::{Outcome, process_record};
 use super::{GroupConsumer, Handler, Shared};
 
@@ -167,6 +171,9 @@ impl<H: Handler> Workers<H> {
     }
 }
 
+/// Processes one partition's records: records of different keys at the
+/// same time (as many as the consumer's permits allow), records of one key
+/// in order; stores the offset of the contiguous run of finished records.
 async fn run_worker<H: Handler>(
     shared: Arc<Shared<H>>,
     consumer: Arc<GroupConsumer>,
@@ -179,43 +186,97 @@ async fn run_worker<H: Handler>(
         // A panic in the predecessor was already reported by the runtime.
         let _ = previous.await;
     }
+    let mut partition = Partition { lanes: Lanes::default(), ready: VecDeque::new(), running: JoinSet::new() };
     loop {
-        let record = tokio::select! {
+        tokio::select! {
             biased;
-            () = stop.cancelled() => return,
-            record = records.recv() => match record {
-                Some(record) => record,
-                None => return,
-            },
-        };
-        let permit = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            permit = shared.permits.acquire() => match permit {
-                Ok(permit) => permit,
-                Err(_closed) => return,
-            },
-        };
-        let outcome = process_record(&shared, &record, &stop).await;
-        drop(permit);
-        match outcome {
-            Outcome::Done => {
-                if let Some(produced) = record
-                    .timestamp()
-                    .to_millis()
-                    .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-                {
-                    shared.status.record_progress(record.topic(), record.partition(), produced);
-                }
-                if let Err(error) = consumer.store_offset(record.topic(), record.partition(), record.offset()) {
-                    // The partition was revoked meanwhile: its next owner redelivers
-                    // the record, and the inbox makes the repeat harmless.
-                    tracing::debug!(%error, kafka.topic = record.topic(), kafka.partition = record.partition(),
-                        kafka.offset = record.offset(), "offset not stored");
-                }
+            () = stop.cancelled() => break,
+            Some(joined) = partition.running.join_next() => {
+                partition.finished(&shared, &consumer, &backlog, joined);
             }
-            Outcome::Abandoned => return,
+            permit = Arc::clone(&shared.permits).acquire_owned(), if !partition.ready.is_empty() => {
+                let (Ok(permit), Some(record)) = (permit, partition.ready.pop_front()) else { break };
+                let (shared, stop) = (Arc::clone(&shared), stop.clone());
+                partition.running.spawn(async move {
+                    let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
+                    drop(permit);
+                    (record, outcome.unwrap_or(Outcome::Abandoned))
+                });
+            }
+            record = records.recv() => match record {
+                Some(record) => partition.admit(record),
+                None => break,
+            },
         }
-        backlog.finished(&consumer);
+    }
+    // Stopped: what is running finishes (a record that is only waiting to be
+    // retried gives up at once) and its offset is stored if it can be.
+    while let Some(joined) = partition.running.join_next().await {
+        partition.finished(&shared, &consumer, &backlog, joined);
+    }
+}
+
+/// What a partition's worker holds.
+struct Partition {
+    lanes: Lanes<Option<Vec<u8>>, OwnedMessage>,
+    /// Records that may start, waiting for a permit.
+    ready: VecDeque<OwnedMessage>,
+    running: JoinSet<(OwnedMessage, Outcome)>,
+}
+
+impl Partition {
+    fn admit(&mut self, record: OwnedMessage) {
+        let key = record.key().map(<[u8]>::to_vec);
+        let (offset, produced) = (record.offset(), record.timestamp().to_millis());
+        if let Some(record) = self.lanes.admit(key, offset, produced, record) {
+            self.ready.push_back(record);
+        }
+    }
+
+    fn finished<H>(
+        &mut self,
+        shared: &Shared<H>,
+        consumer: &GroupConsumer,
+        backlog: &Backlog,
+        joined: Result<(OwnedMessage, Outcome), tokio::task::JoinError>,
+    ) {
+        let record = match joined {
+            Ok((record, Outcome::Done)) => record,
+            // Interrupted by shutdown or revocation: left for redelivery, and
+            // its key and the committed offset stay where they are.
+            Ok((record, Outcome::Abandoned)) => {
+                tracing::debug!(
+                    kafka.topic = record.topic(),
+                    kafka.partition = record.partition(),
+                    kafka.offset = record.offset(),
+                    "record left for redelivery"
+                );
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "a record's task failed; its partition waits for a restart");
+                return;
+            }
+        };
+        let key = record.key().map(<[u8]>::to_vec);
+        let finished = self.lanes.finish(&key, record.offset());
+        if let Some(next) = finished.next {
+            self.ready.push_back(next);
+        }
+        if let Some(committable) = finished.committable {
+            if let Some(produced) = committable
+                .produced_ms
+                .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+            {
+                shared.status.record_progress(record.topic(), record.partition(), produced);
+            }
+            if let Err(error) = consumer.store_offset(record.topic(), record.partition(), committable.offset) {
+                // The partition was revoked meanwhile: its next owner redelivers
+                // the records, and the inbox makes the repeats harmless.
+                tracing::debug!(%error, kafka.topic = record.topic(), kafka.partition = record.partition(),
+                    kafka.offset = committable.offset, "offset not stored");
+            }
+        }
+        backlog.finished(consumer);
     }
 }

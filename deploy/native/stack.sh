@@ -50,6 +50,7 @@ postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 ensure_postgres() {
   if command -v pg_isready >/dev/null && postgres_ready; then
     log "postgres: running on 127.0.0.1:5432"
+    ensure_statement_statistics "$(ls /etc/postgresql | sort -V | tail -n 1)"
     return
   fi
   if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
@@ -72,7 +73,21 @@ ensure_postgres() {
   # changed: make the running server read it.
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
   wait_until 30 "postgres to accept connections" postgres_ready
+  ensure_statement_statistics "$version"
   touch "$STATE/started-postgres"
+}
+
+# pg_stat_statements counts each database's statements: the budget test
+# (tests/budgets) reads it, and so can whoever profiles the stack. Loading it
+# takes one restart, once (ALTER SYSTEM persists).
+ensure_statement_statistics() {
+  local loaded
+  loaded="$(psql -h 127.0.0.1 -U postgres -qAtc 'SHOW shared_preload_libraries' 2>/dev/null || true)"
+  case "$loaded" in *pg_stat_statements*) return ;; esac
+  log "postgres: loading pg_stat_statements (one restart)"
+  psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  as_root pg_ctlcluster --skip-systemctl-redirect "$1" main restart
+  wait_until 30 "postgres to accept connections" postgres_ready
 }
 
 broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }

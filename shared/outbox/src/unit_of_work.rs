@@ -5,7 +5,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::writer::enqueue_in_trace;
+use crate::writer::enqueue_all;
 use crate::{Claim, OutboxError, claim};
 
 /// One transaction that records a state change and the messages it causes.
@@ -73,9 +73,7 @@ impl UnitOfWork {
         let Self { mut tx, outgoing, span } = self;
         span.record("outbox.messages", outgoing.len());
         let committed = async {
-            for (envelope, trace) in &outgoing {
-                enqueue_in_trace(&mut tx, envelope, trace).await?;
-            }
+            enqueue_all(&mut tx, &outgoing).await?;
             tx.commit().await?;
             Ok(())
         }

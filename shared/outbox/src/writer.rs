@@ -15,30 +15,48 @@ pub enum OutboxError {
 /// published if and only if that transaction commits. The trace context of the
 /// current span is stored with it, so publishing continues the same trace.
 pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Result<(), OutboxError> {
-    enqueue_in_trace(conn, envelope, &tracing::Span::current().context()).await
+    enqueue_all(conn, &[(envelope.clone(), tracing::Span::current().context())]).await
 }
 
-/// [`enqueue`] with the trace context to continue given explicitly.
-pub(crate) async fn enqueue_in_trace(
+/// Adds `outgoing`, each with the trace context to continue, to the outbox
+/// in one statement (one round trip and one `NOTIFY` trigger however many
+/// there are), in the given order.
+pub(crate) async fn enqueue_all(
     conn: &mut PgConnection,
-    envelope: &Envelope<Message>,
-    trace: &opentelemetry::Context,
+    outgoing: &[(Envelope<Message>, opentelemetry::Context)],
 ) -> Result<(), OutboxError> {
-    let mut headers = RecordHeaders::for_envelope(envelope);
-    headers.inject_trace_context(trace);
-    let message_type = envelope.payload.message_type();
+    if outgoing.is_empty() {
+        return Ok(());
+    }
+    let (mut ids, mut topics, mut keys, mut payloads, mut all_headers) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (envelope, trace) in outgoing {
+        let mut headers = RecordHeaders::for_envelope(envelope);
+        headers.inject_trace_context(trace);
+        ids.push(*envelope.id.as_uuid());
+        topics.push(envelope.payload.message_type().topic().name());
+        keys.push(envelope.subject.to_string());
+        payloads.push(encode(envelope)?);
+        all_headers.push(headers_to_json(&headers));
+    }
     sqlx::query!(
-        "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
-        envelope.id.as_uuid(),
-        message_type.topic().name(),
-        envelope.subject.to_string(),
-        encode(envelope)?,
-        headers_to_json(&headers),
+        "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+         SELECT id, topic, key, payload, headers
+           FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::JSONB[])
+                WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+          ORDER BY n",
+        &ids,
+        &topics as &[&str],
+        &keys,
+        &payloads,
+        &all_headers,
     )
     .execute(conn)
     .await?;
-    tracing::debug!(message.id = %envelope.id, message.type = %message_type, order.id = %envelope.subject,
-        "message added to outbox");
+    for (envelope, _) in outgoing {
+        tracing::debug!(message.id = %envelope.id, message.type = %envelope.payload.message_type(),
+            order.id = %envelope.subject, "message added to outbox");
+    }
     Ok(())
 }
 

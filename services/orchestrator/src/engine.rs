@@ -3,6 +3,7 @@
 
 use checkout_domain::OrderId;
 use checkout_kafka::RecordHeaders;
+use checkout_messages::payloads::saga::SagaStepRecorded;
 use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
 use checkout_saga::{SagaStatus, Transition};
@@ -131,8 +132,10 @@ pub async fn record(
     for payload in transition.commands {
         work.send(cause.envelope(source, order, now, payload));
     }
-    for entry in transition.timeline {
-        work.send(cause.envelope(source, order, now, entry.into()));
+    // One record per transition, not per entry: the order service makes one
+    // transaction of it instead of two or three.
+    if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline) {
+        work.send(cause.envelope(source, order, now, recorded.into()));
     }
     Ok(())
 }

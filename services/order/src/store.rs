@@ -145,26 +145,38 @@ pub async fn cancel(conn: &mut PgConnection, order: OrderId, reason: &Cancellati
     Ok(())
 }
 
+/// Adds every entry of one saga progress record to the order's timeline,
+/// once: a redelivered record adds nothing.
 pub async fn add_to_timeline(
     conn: &mut PgConnection,
     message_id: uuid::Uuid,
     order: OrderId,
-    entry: &SagaStepRecorded,
+    recorded: &SagaStepRecorded,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
-    let step = serde_json::to_value(entry.step).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let outcome =
-        serde_json::to_value(entry.outcome).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let text = |value: serde_json::Result<serde_json::Value>| {
+        value.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    };
+    let (mut steps, mut outcomes, mut attempts, mut details) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in recorded.entries() {
+        steps.push(text(serde_json::to_value(entry.step)));
+        outcomes.push(text(serde_json::to_value(entry.outcome)));
+        attempts.push(i32::try_from(entry.attempt).unwrap_or(i32::MAX));
+        details.push(entry.detail);
+    }
     sqlx::query!(
-        "INSERT INTO order_timeline (message_id, order_id, step, outcome, attempt, detail, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
+        "INSERT INTO order_timeline (message_id, entry, order_id, step, outcome, attempt, detail, at)
+         SELECT $1, (n - 1)::SMALLINT, $2, step, outcome, attempt, detail, $3
+           FROM UNNEST($4::TEXT[], $5::TEXT[], $6::INT[], $7::TEXT[])
+                WITH ORDINALITY AS e(step, outcome, attempt, detail, n)
+         ON CONFLICT (message_id, entry) DO NOTHING",
         message_id,
         order.as_uuid(),
-        step,
-        outcome,
-        i32::try_from(entry.attempt).unwrap_or(i32::MAX),
-        entry.detail,
         at,
+        &steps,
+        &outcomes,
+        &attempts,
+        &details as &[Option<String>],
     )
     .execute(&mut *conn)
     .await?;
@@ -227,7 +239,7 @@ pub async fn load<'c>(
     .await?;
     let timeline = sqlx::query_as!(
         TimelineRecord,
-        "SELECT step, outcome, attempt, detail, at FROM order_timeline WHERE order_id = $1 ORDER BY at, attempt",
+        "SELECT step, outcome, attempt, detail, at FROM order_timeline WHERE order_id = $1 ORDER BY at, entry",
         order.as_uuid(),
     )
     .fetch_all(executor)

@@ -263,6 +263,7 @@ async fn a_confirmed_order_shows_its_prices_total_and_timeline() {
     let accepted = api.post(&checkout(), None).await;
     let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
     let step = SagaStepRecorded {
+        earlier: Vec::new(),
         step: SagaStepName::ReserveInventory,
         outcome: StepOutcome::Succeeded,
         attempt: 1,

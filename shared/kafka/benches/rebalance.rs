@@ -53,8 +53,13 @@ fn handler_work() -> Duration {
 }
 
 fn record(names: &checkout_kafka::TopicNames) -> OutgoingRecord {
-    let payload =
-        SagaStepRecorded { step: SagaStepName::ConfirmOrder, outcome: StepOutcome::Started, attempt: 1, detail: None };
+    let payload = SagaStepRecorded {
+        earlier: Vec::new(),
+        step: SagaStepName::ConfirmOrder,
+        outcome: StepOutcome::Started,
+        attempt: 1,
+        detail: None,
+    };
     let envelope = Envelope::first(
         MessageId::from_uuid(Uuid::now_v7()),
         Source::service("bench"),

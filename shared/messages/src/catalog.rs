@@ -118,7 +118,7 @@ message_catalog! {
     NotifyOrderCancelled => NotificationCommands, version(1, 1);
     CustomerNotified => NotificationEvents, version(1, 0);
     // saga progress
-    SagaStepRecorded => OrchestratorEvents, version(1, 0);
+    SagaStepRecorded => OrchestratorEvents, version(1, 1);
 }
 
 impl std::fmt::Display for MessageType {

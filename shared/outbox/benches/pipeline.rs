@@ -42,6 +42,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn message(order: OrderId) -> Envelope {
     let payload = SagaStepRecorded {
+        earlier: Vec::new(),
         step: SagaStepName::CapturePayment,
         outcome: StepOutcome::Succeeded,
         attempt: 1,

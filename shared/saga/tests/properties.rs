@@ -27,7 +27,7 @@ use checkout_messages::payloads::inventory::RejectionCode;
 use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
-use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
 use checkout_saga::{Input, Operation, Saga, SagaState, SagaStatus, Step};
 use common::{T0, order_id, placed, policy, pricing};
 use proptest::prelude::*;
@@ -219,7 +219,7 @@ struct Simulation {
     saga: Saga,
     now: OffsetDateTime,
     world: World,
-    timeline: Vec<SagaStepRecorded>,
+    timeline: Vec<StepEntry>,
     last_input: Option<Input>,
     /// An operator's abort was accepted.
     aborted: bool,

@@ -20,6 +20,7 @@ pub const TOPIC: Topic = Topic::OrchestratorEvents;
 /// A message whose `attempt` field carries a sequence number, so tests can check order.
 pub fn numbered(order: OrderId, seq: u32) -> Envelope {
     let payload = SagaStepRecorded {
+        earlier: Vec::new(),
         step: SagaStepName::ConfirmOrder,
         outcome: StepOutcome::Started,
         attempt: seq,

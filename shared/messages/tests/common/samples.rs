@@ -97,6 +97,12 @@ pub fn sample_payload(message_type: MessageType) -> Message {
         MessageType::NotifyOrderCancelled => NotifyOrderCancelled { email: email(), reason: declined() }.into(),
         MessageType::CustomerNotified => CustomerNotified { kind: NotificationKind::OrderConfirmed }.into(),
         MessageType::SagaStepRecorded => SagaStepRecorded {
+            earlier: vec![StepEntry {
+                step: SagaStepName::ReserveInventory,
+                outcome: StepOutcome::Succeeded,
+                attempt: 1,
+                detail: None,
+            }],
             step: SagaStepName::AuthorizePayment,
             outcome: StepOutcome::Succeeded,
             attempt: 1,

@@ -29,6 +29,7 @@ pub async fn database() -> TestDatabase {
 
 pub fn numbered(order: OrderId, seq: u32) -> Envelope {
     let payload = SagaStepRecorded {
+        earlier: Vec::new(),
         step: SagaStepName::ReserveInventory,
         outcome: StepOutcome::Started,
         attempt: seq,

@@ -6,7 +6,7 @@ use checkout_messages::payloads::order::{
     CancelOrder, CancellationCode, CancellationReason, ConfirmOrder, OrderPlaced,
 };
 use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, VoidPayment};
-use checkout_messages::payloads::saga::{SagaStepRecorded, StepOutcome};
+use checkout_messages::payloads::saga::{StepEntry, StepOutcome};
 use time::OffsetDateTime;
 
 mod operation;
@@ -21,7 +21,7 @@ use crate::{ActiveStep, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, Sag
 pub struct Transition {
     pub saga: Saga,
     pub commands: Vec<Message>,
-    pub timeline: Vec<SagaStepRecorded>,
+    pub timeline: Vec<StepEntry>,
     /// Why the input changed nothing, when it did not.
     pub ignored: Option<Ignored>,
 }
@@ -84,7 +84,7 @@ struct Next<'a> {
     now: OffsetDateTime,
     policy: &'a SagaPolicy,
     commands: Vec<Message>,
-    timeline: Vec<SagaStepRecorded>,
+    timeline: Vec<StepEntry>,
     ignored: Option<Ignored>,
 }
 
@@ -101,7 +101,7 @@ impl<'a> Next<'a> {
     }
 
     fn record(&mut self, step: Step, outcome: StepOutcome, attempt: u32, detail: Option<String>) {
-        self.timeline.push(SagaStepRecorded { step: step.wire_name(), outcome, attempt, detail });
+        self.timeline.push(StepEntry { step: step.wire_name(), outcome, attempt, detail });
     }
 
     fn apply(&mut self, input: &Input) {

@@ -10,7 +10,7 @@ use checkout_domain::{
 };
 use checkout_messages::Message;
 use checkout_messages::payloads::order::OrderPlaced;
-use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
 use checkout_saga::{Input, Operation, Refusal, Saga, SagaPolicy, StepPolicy, Transition};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -66,7 +66,7 @@ pub struct Driver {
     pub saga: Saga,
     pub now: OffsetDateTime,
     pub last: Transition,
-    pub timeline: Vec<SagaStepRecorded>,
+    pub timeline: Vec<StepEntry>,
 }
 
 impl Driver {

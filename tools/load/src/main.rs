@@ -1,4 +1,5 @@
-//! `checkout-load`: drives checkouts at the order API and measures them.
+//! `checkout-load`: drives checkouts at the order API (or at the same saga
+//! as a Restate workflow, `--target restate`) and measures them.
 //!
 //! Open loop by default: checkouts are sent at a target rate (constant or
 //! Poisson) whatever the system does, and each latency is measured from the
@@ -8,6 +9,8 @@
 //! accepted (POST → `202`), terminal (POST → the order confirmed or
 //! cancelled) and finished (POST → the saga's last email). Completion is
 //! followed from the system's event topics, not by polling orders.
+//! `--sweep` runs open-loop steps at rising rates until one breaks a limit
+//! and reports the saturation point, with `--plot` drawing it.
 
 #![allow(
     clippy::float_arithmetic,
@@ -17,29 +20,34 @@
     reason = "a measuring tool: rates and latencies are statistics, never money"
 )]
 
+mod cpu;
 mod feed;
+mod plot;
 mod report;
+mod run;
 mod schedule;
+mod sweep;
+mod target;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use checkout_domain::OrderId;
 use clap::Parser;
-use serde_json::json;
-use tokio::sync::oneshot;
 
-use crate::feed::{Event, Feed};
-use crate::report::{Kind, Tally};
-use crate::schedule::{Arrivals, Schedule};
+use crate::run::{Bench, Loop, Mix, Plan};
+use crate::schedule::Arrivals;
+use crate::sweep::{Growth, Latency, Limits, Spec};
+use crate::target::{CheckoutApi, System, Target};
 
 /// Drives checkouts at the order API and reports how long they take.
 #[derive(Debug, Parser)]
 #[command(name = "checkout-load", version, about, long_about = None)]
+#[allow(clippy::struct_excessive_bools, reason = "command-line flags")]
 struct Cli {
+    /// The system to drive.
+    #[arg(long, value_enum, default_value_t = System::Checkout)]
+    target: System,
     /// Base URL of the order service.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     order_url: String,
@@ -54,6 +62,9 @@ struct Cli {
     kafka: String,
     #[arg(long, env = "KAFKA_TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
+    /// `--target restate`: Restate's ingress, where the `Checkout` workflow is registered.
+    #[arg(long, default_value = "http://127.0.0.1:18080")]
+    restate_url: String,
     /// Open loop: checkouts per second.
     #[arg(long, default_value_t = 20.0)]
     rate: f64,
@@ -67,7 +78,7 @@ struct Cli {
     /// Seconds measured, after the warm-up.
     #[arg(long, default_value_t = 30)]
     duration: u64,
-    /// Seconds run first and not measured.
+    /// Seconds run first and not measured (before every step of a sweep).
     #[arg(long, default_value_t = 5)]
     warmup: u64,
     /// Percent of checkouts with a card that is declined.
@@ -79,278 +90,138 @@ struct Cli {
     /// Seconds to wait, after the last checkout is sent, for the rest to finish.
     #[arg(long, default_value_t = 60)]
     settle: u64,
-    /// Write the results here as JSON.
+    /// Write the results here as JSON (with `--sweep`: every step).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Seed for the arrivals and the mix (random when absent).
     #[arg(long)]
     seed: Option<u64>,
+    /// Measure the CPU time of these processes over the measured window
+    /// (repeat, or separate with commas).
+    #[arg(long = "cpu-pid", value_delimiter = ',')]
+    cpu_pids: Vec<u32>,
+
+    /// Step the open-loop rate up until a step breaks a limit, and report
+    /// the saturation point: the highest step that held.
+    #[arg(long, conflicts_with_all = ["clients", "rate", "duration"])]
+    sweep: bool,
+    /// Sweep: the first step's rate (checkouts per second).
+    #[arg(long, default_value_t = 10.0, requires = "sweep")]
+    from: f64,
+    /// Sweep: each step's rate is the last one's times this.
+    #[arg(long, default_value_t = 1.5, requires = "sweep", conflicts_with = "step")]
+    step_factor: f64,
+    /// Sweep: each step's rate is the last one's plus this, instead.
+    #[arg(long, requires = "sweep")]
+    step: Option<f64>,
+    /// Sweep: never beyond this rate.
+    #[arg(long, default_value_t = 5000.0, requires = "sweep")]
+    max_rate: f64,
+    /// Sweep: seconds measured per step (after its own warm-up).
+    #[arg(long, default_value_t = 10, requires = "sweep")]
+    step_duration: u64,
+    /// Sweep: a step breaks when this latency's p99 is over `--until-p99`.
+    #[arg(long, value_enum, default_value_t = Latency::Terminal, requires = "sweep")]
+    latency: Latency,
+    /// Sweep: p99 limit, in milliseconds.
+    #[arg(long, default_value_t = 1000.0, requires = "sweep")]
+    until_p99: f64,
+    /// Sweep: limit on failed plus unfinished checkouts, in percent of those offered.
+    #[arg(long, default_value_t = 1.0, requires = "sweep")]
+    max_error_pct: f64,
+    /// Sweep: a step breaks when throughput is under this percent of the offered rate.
+    #[arg(long, default_value_t = 90.0, requires = "sweep")]
+    min_achieved_pct: f64,
+    /// Sweep: draw p50 and p99 against achieved throughput into this SVG file.
+    #[arg(long, requires = "sweep")]
+    plot: Option<PathBuf>,
 }
 
-/// The benchmark's products: one with stock for every checkout, one with none.
-const PLENTY: &str = "LOAD-PLENTY";
-const NONE: &str = "LOAD-NONE";
+impl Cli {
+    fn check(&self) -> anyhow::Result<()> {
+        let positive = |value: f64| value > 0.0 && value.is_finite();
+        anyhow::ensure!(positive(self.rate), "--rate must be a positive number");
+        anyhow::ensure!(self.declined + self.out_of_stock <= 100, "--declined and --out-of-stock add up to over 100 %");
+        anyhow::ensure!(self.clients != Some(0), "--clients must be at least 1");
+        if self.sweep {
+            anyhow::ensure!(positive(self.from) && positive(self.max_rate), "--from and --max-rate must be positive");
+            anyhow::ensure!(self.step_factor > 1.0 && self.step_factor.is_finite(), "--step-factor must be over 1");
+            anyhow::ensure!(self.step.is_none_or(positive), "--step must be positive");
+            anyhow::ensure!(positive(self.until_p99), "--until-p99 must be positive");
+            anyhow::ensure!(self.step_duration > 0, "--step-duration must be at least 1 s");
+        }
+        if self.target == System::Restate && self.latency == Latency::Accept {
+            anyhow::bail!("--latency accept: the Restate call has no separate accept");
+        }
+        Ok(())
+    }
 
-/// One checkout in flight.
-struct Pending {
-    scheduled: Instant,
-    kind: Kind,
-    measured: bool,
-    terminal: bool,
-    /// Told when the saga has finished (closed loop).
-    done: Option<oneshot::Sender<()>>,
-}
+    fn target(&self) -> anyhow::Result<Target> {
+        match self.target {
+            System::Checkout => Target::checkout(CheckoutApi {
+                order_url: self.order_url.clone(),
+                inventory_url: self.inventory_url.clone(),
+                operator_token: self.operator_token.clone(),
+            }),
+            System::Restate => Target::restate(&self.restate_url),
+        }
+    }
 
-/// Everything the generator knows, behind one lock.
-struct State {
-    pending: HashMap<OrderId, Pending>,
-    /// Events for orders whose `202` has not been seen yet.
-    early: HashMap<OrderId, Vec<(Event, Instant)>>,
-    tally: Tally,
-}
-
-type Shared = Arc<Mutex<State>>;
-
-fn lock(state: &Shared) -> std::sync::MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl State {
-    fn apply(&mut self, order: OrderId, event: Event, at: Instant) {
-        let Some(pending) = self.pending.get_mut(&order) else {
-            self.early.entry(order).or_default().push((event, at));
-            return;
-        };
-        let since = at.saturating_duration_since(pending.scheduled);
-        let measured = pending.measured;
-        match event {
-            Event::Confirmed | Event::Cancelled if !pending.terminal => {
-                pending.terminal = true;
-                if measured {
-                    self.tally.terminal(since, event == Event::Confirmed, pending.kind);
-                }
-            }
-            Event::Finished => {
-                if let Some(mut pending) = self.pending.remove(&order) {
-                    if measured {
-                        self.tally.finished(since);
-                    }
-                    if let Some(done) = pending.done.take() {
-                        let _ = done.send(());
-                    }
-                }
-            }
-            Event::Confirmed | Event::Cancelled => {}
+    fn spec(&self) -> Spec {
+        Spec {
+            from: self.from,
+            growth: self.step.map_or(Growth::Factor(self.step_factor), Growth::Step),
+            max_rate: self.max_rate,
+            step_duration: Duration::from_secs(self.step_duration),
+            latency: self.latency,
+            limits: Limits {
+                p99_ms: self.until_p99,
+                max_error_pct: self.max_error_pct,
+                min_achieved_share: self.min_achieved_pct / 100.0,
+            },
+            arrivals: self.arrivals,
         }
     }
 }
 
-/// Places one checkout scheduled at `scheduled`; returns a receiver told
-/// when its saga finished, or `None` when it was not accepted.
-async fn checkout(
-    http: &reqwest::Client,
-    cli: &Cli,
-    state: &Shared,
-    kind: Kind,
-    scheduled: Instant,
-    measured: bool,
-) -> Option<oneshot::Receiver<()>> {
-    let (sku, card) = match kind {
-        Kind::Confirmed => (PLENTY, "tok_visa"),
-        Kind::Declined => (PLENTY, "tok_insufficient_funds"),
-        Kind::OutOfStock => (NONE, "tok_visa"),
-    };
-    let id = uuid::Uuid::now_v7();
-    let body = json!({
-        "customer_id": "checkout-load",
-        "email": format!("load-{id}@example.com"),
-        "items": [{ "sku": sku, "quantity": 1 }],
-        "payment": { "card_token": card },
-    });
-    let sent = http
-        .post(format!("{}/orders", cli.order_url))
-        .header("Idempotency-Key", id.to_string())
-        .json(&body)
-        .send()
-        .await;
-    let accepted_at = Instant::now();
-    let reply = match sent {
-        Ok(response) if response.status().is_success() => response.json::<serde_json::Value>().await.ok(),
-        Ok(response) => {
-            lock(state).tally.error(&format!("HTTP {}", response.status().as_u16()), measured);
-            return None;
-        }
-        Err(error) => {
-            let kind = if error.is_connect() {
-                "connect"
-            } else if error.is_timeout() {
-                "timeout"
-            } else {
-                "request"
-            };
-            lock(state).tally.error(kind, measured);
-            return None;
-        }
-    };
-    let Some(order) = reply.and_then(|r| r["order_id"].as_str().and_then(|id| id.parse::<OrderId>().ok())) else {
-        lock(state).tally.error("unreadable 202", measured);
-        return None;
-    };
-    let (done, finished) = oneshot::channel();
-    let mut state = lock(state);
-    if measured {
-        state.tally.accepted(accepted_at.saturating_duration_since(scheduled));
-    }
-    state.pending.insert(order, Pending { scheduled, kind, measured, terminal: false, done: Some(done) });
-    for (event, at) in state.early.remove(&order).unwrap_or_default() {
-        state.apply(order, event, at);
-    }
-    Some(finished)
-}
-
-fn pick(rng: &mut fastrand::Rng, cli: &Cli) -> Kind {
-    let roll = rng.u32(0..100);
-    if roll < cli.declined {
-        Kind::Declined
-    } else if roll < cli.declined + cli.out_of_stock {
-        Kind::OutOfStock
-    } else {
-        Kind::Confirmed
-    }
-}
-
-/// Gives the benchmark's products their stock through the inventory's operator API.
-async fn stock(http: &reqwest::Client, cli: &Cli, units: u64) -> anyhow::Result<()> {
-    for (sku, on_hand) in [(PLENTY, units), (NONE, 0)] {
-        let response = http
-            .put(format!("{}/products/{sku}", cli.inventory_url))
-            .bearer_auth(&cli.operator_token)
-            .json(&json!({
-                "name": "checkout-load product",
-                "unit_price": { "amount_minor": 1000, "currency": "EUR" },
-                "on_hand": on_hand,
-                "reason": "checkout-load: stock for a benchmark run",
-            }))
-            .send()
-            .await
-            .with_context(|| format!("reaching the inventory at {}", cli.inventory_url))?;
-        let status = response.status();
-        anyhow::ensure!(status.is_success(), "stocking {sku}: {status} {}", response.text().await.unwrap_or_default());
-    }
-    Ok(())
+fn write_json(path: &PathBuf, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", path.display()))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Arc::new(Cli::parse());
-    anyhow::ensure!(cli.rate > 0.0 && cli.rate.is_finite(), "--rate must be a positive number");
-    anyhow::ensure!(cli.declined + cli.out_of_stock <= 100, "--declined and --out-of-stock add up to over 100 %");
+    let cli = Cli::parse();
+    cli.check()?;
     let seed = cli.seed.unwrap_or_else(|| fastrand::u64(..));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().context("building the HTTP client")?;
-    let total_secs = cli.warmup + cli.duration;
-    // Enough for every checkout the run could send, twice over.
-    let expected = (cli.rate * total_secs as f64).ceil() as u64;
-    stock(&http, &cli, expected.saturating_mul(2).max(10_000) + 1000).await?;
-
-    let feed = Feed::start(&cli.kafka, &cli.topic_prefix)?;
-    let state: Shared = Arc::new(Mutex::new(State {
-        pending: HashMap::new(),
-        early: HashMap::new(),
-        tally: Tally::new().context("creating the histograms")?,
-    }));
-    let feeding = {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            loop {
-                match feed.next().await {
-                    Ok((order, event, at)) => lock(&state).apply(order, event, at),
-                    Err(error) => eprintln!("completion feed: {error:#}"),
-                }
-            }
-        })
+    let mix = Mix { declined: cli.declined, out_of_stock: cli.out_of_stock };
+    let bench = Bench::start(cli.target()?, &cli.kafka, &cli.topic_prefix, mix, cli.cpu_pids.clone())?;
+    let plan = Plan {
+        pace: match cli.clients {
+            Some(clients) => Loop::Closed { clients },
+            None => Loop::Open { rate: cli.rate, arrivals: cli.arrivals },
+        },
+        warmup: Duration::from_secs(cli.warmup),
+        duration: Duration::from_secs(cli.duration),
+        settle: Duration::from_secs(cli.settle),
+        seed,
+        progress: !cli.sweep,
     };
-
-    let start = Instant::now();
-    let measure_from = start + Duration::from_secs(cli.warmup);
-    let stop_at = measure_from + Duration::from_secs(cli.duration);
-    let progress = tokio::spawn(report::progress(Arc::clone(&state), start, measure_from));
-    let mode = if let Some(clients) = cli.clients {
-        closed_loop(&http, &cli, &state, clients, seed, measure_from, stop_at).await;
-        format!("closed loop, {clients} clients")
-    } else {
-        open_loop(&http, &cli, &state, seed, start, measure_from, stop_at).await;
-        format!("open loop, {} checkouts/s ({:?})", cli.rate, cli.arrivals)
-    };
-    // Let the last checkouts finish.
-    let settle_by = Instant::now() + Duration::from_secs(cli.settle);
-    while Instant::now() < settle_by && !lock(&state).pending.is_empty() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !cli.sweep {
+        let summary = bench.run(&plan).await?;
+        println!("{}", report::table(&summary));
+        if let Some(path) = &cli.json {
+            write_json(path, &summary)?;
+        }
+        return Ok(());
     }
-    progress.abort();
-    feeding.abort();
-    let state = lock(&state);
-    let unfinished = state.pending.values().filter(|p| p.measured).count();
-    let summary = state.tally.summary(&mode, seed, Duration::from_secs(cli.duration), unfinished);
-    println!("{}", report::table(&summary));
+    let report = sweep::sweep(&bench, &cli.spec(), plan).await?;
+    print!("{}", sweep::conclusion(&report));
     if let Some(path) = &cli.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &report)?;
+    }
+    if let Some(path) = &cli.plot {
+        plot::draw(&report, path)?;
+        println!("plot: {}", path.display());
     }
     Ok(())
-}
-
-async fn open_loop(
-    http: &reqwest::Client,
-    cli: &Arc<Cli>,
-    state: &Shared,
-    seed: u64,
-    start: Instant,
-    measure_from: Instant,
-    stop_at: Instant,
-) {
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x00c0_ffee);
-    let mut tasks = Vec::new();
-    for due in Schedule::new(cli.arrivals, cli.rate, seed) {
-        let scheduled = start + due;
-        if scheduled >= stop_at {
-            break;
-        }
-        tokio::time::sleep_until(scheduled.into()).await;
-        let kind = pick(&mut rng, cli);
-        let measured = scheduled >= measure_from;
-        lock(state).tally.offered(measured);
-        let (http, cli, state) = (http.clone(), Arc::clone(cli), Arc::clone(state));
-        tasks.push(tokio::spawn(async move { checkout(&http, &cli, &state, kind, scheduled, measured).await }));
-    }
-    futures::future::join_all(tasks).await;
-}
-
-async fn closed_loop(
-    http: &reqwest::Client,
-    cli: &Arc<Cli>,
-    state: &Shared,
-    clients: usize,
-    seed: u64,
-    measure_from: Instant,
-    stop_at: Instant,
-) {
-    let tasks = (0..clients).map(|client| {
-        let (http, cli, state) = (http.clone(), Arc::clone(cli), Arc::clone(state));
-        tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(seed ^ client as u64);
-            while Instant::now() < stop_at {
-                let scheduled = Instant::now();
-                let measured = scheduled >= measure_from;
-                lock(&state).tally.offered(measured);
-                let kind = pick(&mut rng, &cli);
-                match checkout(&http, &cli, &state, kind, scheduled, measured).await {
-                    Some(finished) => {
-                        let _ = tokio::time::timeout(Duration::from_secs(cli.settle), finished).await;
-                    }
-                    None => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        })
-    });
-    futures::future::join_all(tasks).await;
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::{Shared, lock};
+use crate::cpu;
+use crate::run::{Shared, lock};
 
 /// What a checkout is meant to end as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -28,8 +29,13 @@ fn micros(duration: Duration) -> u64 {
 }
 
 /// The counts and histograms of a run (measured checkouts only, except the
-/// running totals the progress line shows).
+/// running totals the progress line shows and the completions counted by
+/// when they happened).
 pub struct Tally {
+    /// The measured window: checkouts scheduled in it are measured, and
+    /// sagas that finish in it, whenever placed, are its throughput.
+    window: (Instant, Instant),
+    completed_in_window: u64,
     offered: u64,
     offered_total: u64,
     accept: Histogram<u64>,
@@ -41,8 +47,10 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new() -> Result<Self, hdrhistogram::CreationError> {
+    pub fn new(window: (Instant, Instant)) -> Result<Self, hdrhistogram::CreationError> {
         Ok(Self {
+            window,
+            completed_in_window: 0,
             offered: 0,
             offered_total: 0,
             accept: histogram()?,
@@ -69,9 +77,19 @@ impl Tally {
         *self.outcomes.entry((kind, outcome)).or_default() += 1;
     }
 
-    pub fn finished(&mut self, latency: Duration) {
+    /// A saga finished at `at`; `latency` is given for measured checkouts.
+    pub fn finished(&mut self, latency: Option<Duration>, at: Instant) {
         self.finished_total += 1;
-        let _ = self.finished.record(micros(latency).max(1));
+        if (self.window.0..self.window.1).contains(&at) {
+            self.completed_in_window += 1;
+        }
+        if let Some(latency) = latency {
+            let _ = self.finished.record(micros(latency).max(1));
+        }
+    }
+
+    pub fn completed_in_window(&self) -> u64 {
+        self.completed_in_window
     }
 
     /// Every finished saga, warm-up included (for the progress line).
@@ -85,16 +103,20 @@ impl Tally {
         }
     }
 
-    pub fn summary(&self, mode: &str, seed: u64, measured: Duration, unfinished: usize) -> Summary {
+    pub fn summary(&self, run: &RunInfo, unfinished: usize, cpu: Option<cpu::Usage>) -> Summary {
+        let measured = self.window.1.saturating_duration_since(self.window.0);
         let seconds = measured.as_secs_f64().max(f64::EPSILON);
         Summary {
-            mode: mode.to_owned(),
-            seed,
+            target: run.target.clone(),
+            mode: run.mode.clone(),
+            seed: run.seed,
             measured_seconds: measured.as_secs_f64(),
             offered: self.offered,
             offered_per_second: self.offered as f64 / seconds,
             finished: self.finished.len(),
             finished_per_second: self.finished.len() as f64 / seconds,
+            completed_in_window: self.completed_in_window,
+            throughput_per_second: self.completed_in_window as f64 / seconds,
             unfinished,
             outcomes: self
                 .outcomes
@@ -105,8 +127,17 @@ impl Tally {
             accept_ms: Percentiles::of(&self.accept),
             terminal_ms: Percentiles::of(&self.terminal),
             finished_ms: Percentiles::of(&self.finished),
+            cpu,
         }
     }
+}
+
+/// What a run was, for its report.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub target: String,
+    pub mode: String,
+    pub seed: u64,
 }
 
 fn serde_plain(kind: Kind) -> String {
@@ -114,7 +145,7 @@ fn serde_plain(kind: Kind) -> String {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Percentiles {
     pub count: u64,
     pub p50: f64,
@@ -139,8 +170,10 @@ impl Percentiles {
 }
 
 /// The result of a run, as printed and as written with `--json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// The system driven, and where.
+    pub target: String,
     pub mode: String,
     pub seed: u64,
     pub measured_seconds: f64,
@@ -149,6 +182,10 @@ pub struct Summary {
     /// Sagas finished (the customer emailed) among the measured checkouts.
     pub finished: u64,
     pub finished_per_second: f64,
+    /// Sagas that finished during the measured window, whenever placed: the
+    /// throughput the system sustained.
+    pub completed_in_window: u64,
+    pub throughput_per_second: f64,
     /// Measured checkouts accepted but not finished when the run ended.
     pub unfinished: usize,
     pub outcomes: BTreeMap<String, u64>,
@@ -156,11 +193,14 @@ pub struct Summary {
     pub accept_ms: Percentiles,
     pub terminal_ms: Percentiles,
     pub finished_ms: Percentiles,
+    /// CPU of the processes named with `--cpu-pid`, during the window.
+    pub cpu: Option<cpu::Usage>,
 }
 
 pub fn table(summary: &Summary) -> String {
     let mut out = format!(
-        "{}, seed {}: {} checkouts offered in {:.0} s ({:.1}/s), {} sagas finished ({:.1}/s), {} unfinished\n",
+        "{} — {}, seed {}: {} checkouts offered in {:.0} s ({:.1}/s), {} sagas finished ({:.1}/s), {} unfinished\n",
+        summary.target,
         summary.mode,
         summary.seed,
         summary.offered,
@@ -172,6 +212,20 @@ pub fn table(summary: &Summary) -> String {
     );
     let _ = writeln!(
         out,
+        "throughput: {} sagas finished during the window ({:.1}/s)",
+        summary.completed_in_window, summary.throughput_per_second
+    );
+    if let Some(cpu) = &summary.cpu {
+        let per = cpu.ms_per_checkout.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"));
+        let _ = writeln!(
+            out,
+            "cpu: {:.0} ms in the window over {} of {} processes, {per} ms per finished saga \
+             (load generator {:.0} ms, whole machine {:.0} ms)",
+            cpu.cpu_ms, cpu.processes_read, cpu.processes, cpu.generator_cpu_ms, cpu.machine_cpu_ms
+        );
+    }
+    let _ = writeln!(
+        out,
         "{:<28} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "latency (ms)", "count", "p50", "p90", "p99", "p99.9", "max"
     );
@@ -180,6 +234,10 @@ pub fn table(summary: &Summary) -> String {
         ("POST → order terminal", &summary.terminal_ms),
         ("POST → saga finished", &summary.finished_ms),
     ] {
+        if p.count == 0 {
+            let _ = writeln!(out, "{name:<28} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}", 0, "-", "-", "-", "-", "-");
+            continue;
+        }
         let _ = writeln!(
             out,
             "{name:<28} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",

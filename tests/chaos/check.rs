@@ -49,7 +49,11 @@ pub(crate) async fn settle(stack: &Stack, order: OrderId, within: Duration) -> O
         (finished && view["status"] != "PENDING").then_some((view, saga))
     })
     .await;
-    let payment = get_json(http, &format!("{}/payments/{order}", stack.url("payment"))).await.unwrap_or(Value::Null);
+    // A 503 (the service's pool busy with the backlog after an outage) is
+    // not an answer: ask again. A 404 (nothing was ever charged) is one.
+    let payment_url = format!("{}/payments/{order}", stack.url("payment"));
+    let payment =
+        eventually(within, &format!("the payment of {order} to be readable"), || get_json(http, &payment_url)).await;
     let operations = payment["operations"].as_array().cloned().unwrap_or_default();
     let transitions = saga["transitions"].as_array().cloned().unwrap_or_default();
     Outcome {

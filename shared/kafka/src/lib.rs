@@ -32,5 +32,5 @@ pub use headers::{RecordHeaders, header_names};
 pub use partitioner::partition_for_key;
 pub use producer::{Delivered, OutgoingRecord, PendingDelivery, PublishError, Publisher};
 pub use retry::RetryPolicy;
-pub use settings::{ConsumerSettings, KafkaSettings};
+pub use settings::{ConsumerSettings, KafkaSettings, RecordOrdering};
 pub use topics::{Retention, TopicNames, TopicSpec};

@@ -111,8 +111,11 @@ impl KafkaSettings {
 pub struct ConsumerSettings {
     pub group_id: String,
     pub topics: Vec<Topic>,
+    /// What must be processed in order: the records of one key (default), or
+    /// all the records of a partition.
+    pub ordering: RecordOrdering,
     /// Most records processed at the same moment, across all partitions
-    /// (records of one key never run at the same time).
+    /// (records that must be in order never run at the same time).
     pub max_in_flight: usize,
     /// Records held per partition between fetch and commit (fetching pauses
     /// when they reach it); also the most that a crash may leave to be
@@ -126,9 +129,33 @@ impl ConsumerSettings {
         Self {
             group_id: group_id.into(),
             topics: topics.into_iter().collect(),
+            ordering: RecordOrdering::Key,
             max_in_flight: 64,
             partition_buffer: 64,
             retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What a consumer processes strictly in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordOrdering {
+    /// The records of one key; records of different keys run concurrently.
+    #[default]
+    Key,
+    /// All the records of a partition, one at a time (partitions run
+    /// concurrently).
+    Partition,
+}
+
+impl std::str::FromStr for RecordOrdering {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "key" => Ok(Self::Key),
+            "partition" => Ok(Self::Partition),
+            other => Err(format!("{other:?} is not key or partition")),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use checkout_kafka::{ConsumerSettings, KafkaSettings, RetryPolicy};
+use checkout_kafka::{ConsumerSettings, KafkaSettings, RecordOrdering, RetryPolicy};
 use checkout_messages::Topic;
 use checkout_outbox::RelaySettings;
 use secrecy::SecretString;
@@ -117,12 +117,24 @@ pub struct ServiceSettings {
     pub http_addr: SocketAddr,
     pub database: DatabaseSettings,
     pub kafka: KafkaSettings,
+    /// Per key, or per partition (the default for services that keep state
+    /// in PostgreSQL: see the README).
+    pub ordering: RecordOrdering,
     pub max_in_flight: usize,
     pub partition_buffer: usize,
     pub retry: RetryPolicy,
     pub relay: RelaySettings,
     /// How long in-flight work may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+}
+
+/// Records handled at once per consumer unless configured: a handler that
+/// needs the database holds a connection, so more in flight than the pool has
+/// connections only queues on the pool (and handlers that time out waiting
+/// retry, which under a backlog takes the consumer to a crawl). Two
+/// connections are left for the relay and HTTP requests.
+fn default_in_flight(max_connections: u32) -> u32 {
+    max_connections.saturating_sub(2).max(1)
 }
 
 impl ServiceSettings {
@@ -136,6 +148,7 @@ impl ServiceSettings {
             initial_backoff: env.millis("CONSUMER_RETRY_INITIAL_BACKOFF_MS", retry_defaults.initial_backoff)?,
             max_backoff: env.millis("CONSUMER_RETRY_MAX_BACKOFF_MS", retry_defaults.max_backoff)?,
         };
+        let max_connections = env.count("DATABASE_MAX_CONNECTIONS", 10)?;
         let settings = Self {
             service: service.to_owned(),
             http_addr: env.parse("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], default_port)))?,
@@ -143,7 +156,7 @@ impl ServiceSettings {
                 url: SecretString::from(
                     env.string("DATABASE_URL", &format!("postgres://postgres@127.0.0.1:5432/checkout_{service}")),
                 ),
-                max_connections: env.count("DATABASE_MAX_CONNECTIONS", 10)?,
+                max_connections,
                 connect_timeout: env.secs("DATABASE_CONNECT_TIMEOUT_SECS", Duration::from_secs(30))?,
                 acquire_timeout: env.millis("DATABASE_ACQUIRE_TIMEOUT_MS", Duration::from_secs(2))?,
             },
@@ -158,7 +171,9 @@ impl ServiceSettings {
                 linger: env.millis("KAFKA_LINGER_MS", kafka_defaults.linger)?,
                 delivery_timeout: env.millis("KAFKA_DELIVERY_TIMEOUT_MS", kafka_defaults.delivery_timeout)?,
             },
-            max_in_flight: usize::try_from(env.count("CONSUMER_MAX_IN_FLIGHT", 64)?).unwrap_or(64),
+            ordering: env.parse("CONSUMER_ORDERING", RecordOrdering::Partition)?,
+            max_in_flight: usize::try_from(env.count("CONSUMER_MAX_IN_FLIGHT", default_in_flight(max_connections))?)
+                .unwrap_or(1),
             partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 64)?).unwrap_or(64),
             retry,
             relay: RelaySettings {
@@ -183,6 +198,7 @@ impl ServiceSettings {
     /// Consumer settings for one group of this service.
     pub fn consumer(&self, group_id: &str, topics: impl IntoIterator<Item = Topic>) -> ConsumerSettings {
         ConsumerSettings {
+            ordering: self.ordering,
             max_in_flight: self.max_in_flight,
             partition_buffer: self.partition_buffer,
             retry: self.retry,

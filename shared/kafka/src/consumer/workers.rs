@@ -19,6 +19,7 @@ use super::context::{PartitionKey, RebalanceEvent};
 use super::lanes::Lanes;
 use super::process::{Outcome, process_record};
 use super::{GroupConsumer, Handler, Shared};
+use crate::RecordOrdering;
 
 /// The per-partition workers of one consumer.
 pub(crate) struct Workers<H> {
@@ -204,7 +205,7 @@ async fn run_worker<H: Handler>(
                 });
             }
             record = records.recv() => match record {
-                Some(record) => partition.admit(record),
+                Some(record) => partition.admit(record, shared.settings.ordering),
                 None => break,
             },
         }
@@ -213,6 +214,14 @@ async fn run_worker<H: Handler>(
     // retried gives up at once) and its offset is stored if it can be.
     while let Some(joined) = partition.running.join_next().await {
         partition.finished(&shared, &consumer, &backlog, joined);
+    }
+}
+
+/// The lane a record waits in: its key, or one lane for the whole partition.
+fn lane(record: &OwnedMessage, ordering: RecordOrdering) -> Option<Vec<u8>> {
+    match ordering {
+        RecordOrdering::Key => record.key().map(<[u8]>::to_vec),
+        RecordOrdering::Partition => None,
     }
 }
 
@@ -225,8 +234,8 @@ struct Partition {
 }
 
 impl Partition {
-    fn admit(&mut self, record: OwnedMessage) {
-        let key = record.key().map(<[u8]>::to_vec);
+    fn admit(&mut self, record: OwnedMessage, ordering: RecordOrdering) {
+        let key = lane(&record, ordering);
         let (offset, produced) = (record.offset(), record.timestamp().to_millis());
         if let Some(record) = self.lanes.admit(key, offset, produced, record) {
             self.ready.push_back(record);
@@ -258,7 +267,7 @@ impl Partition {
                 return;
             }
         };
-        let key = record.key().map(<[u8]>::to_vec);
+        let key = lane(&record, shared.settings.ordering);
         let finished = self.lanes.finish(&key, record.offset());
         if let Some(next) = finished.next {
             self.ready.push_back(next);

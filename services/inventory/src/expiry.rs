@@ -68,6 +68,7 @@ impl Sweeper {
                 time: now,
                 correlation_id: CorrelationId::from_uuid(reservation.correlation_id),
                 causation_id: MessageId::from_uuid(reservation.reserved_by),
+                sequence: None,
                 payload: InventoryReservationExpired {}.into(),
             });
         }

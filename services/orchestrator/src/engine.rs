@@ -67,6 +67,7 @@ impl Cause {
             time,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
+            sequence: None,
             payload,
         }
     }

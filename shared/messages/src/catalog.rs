@@ -91,8 +91,9 @@ message_catalog! {
     OrderPlaced => OrderEvents, version(1, 0);
     ConfirmOrder => OrderCommands, version(1, 0);
     OrderConfirmed => OrderEvents, version(1, 0);
-    CancelOrder => OrderCommands, version(1, 1);
-    OrderCancelled => OrderEvents, version(1, 1);
+    CancelOrder => OrderCommands, version(1, 2);
+    OrderCancelled => OrderEvents, version(1, 2);
+    OrderCancellationRequested => OrderEvents, version(1, 0);
     // inventory
     ReserveInventory => InventoryCommands, version(1, 0);
     InventoryReserved => InventoryEvents, version(1, 0);
@@ -115,7 +116,7 @@ message_catalog! {
     PaymentRefunded => PaymentEvents, version(1, 0);
     // notification
     NotifyOrderConfirmed => NotificationCommands, version(1, 0);
-    NotifyOrderCancelled => NotificationCommands, version(1, 1);
+    NotifyOrderCancelled => NotificationCommands, version(1, 2);
     CustomerNotified => NotificationEvents, version(1, 0);
     // saga progress
     SagaStepRecorded => OrchestratorEvents, version(1, 1);

@@ -28,6 +28,8 @@ struct WireOut<'a> {
     time: OffsetDateTime,
     correlationid: CorrelationId,
     causationid: MessageId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ordersequence: Option<u64>,
     datacontenttype: &'static str,
     data: Box<RawValue>,
 }
@@ -45,6 +47,8 @@ struct WireIn<'a> {
     time: OffsetDateTime,
     correlationid: CorrelationId,
     causationid: MessageId,
+    #[serde(default)]
+    ordersequence: Option<u64>,
     datacontenttype: Option<String>,
     #[serde(borrow)]
     data: &'a RawValue,
@@ -115,6 +119,7 @@ pub fn encode(envelope: &Envelope<Message>) -> Result<Vec<u8>, EncodeError> {
         time: envelope.time,
         correlationid: envelope.correlation_id,
         causationid: envelope.causation_id,
+        ordersequence: envelope.sequence,
         datacontenttype: CONTENT_TYPE,
         data: envelope.payload.to_data()?,
     };
@@ -154,6 +159,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         time: wire.time,
         correlation_id: wire.correlationid,
         causation_id: wire.causationid,
+        sequence: wire.ordersequence,
         payload,
     };
     Ok(Decoded { envelope, wire_version: version })

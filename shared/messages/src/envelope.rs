@@ -90,6 +90,9 @@ impl fmt::Display for Source {
 /// key, so all messages about one order stay in order on one partition.
 /// `causation_id` is the id of the message that caused this one (a first
 /// message is its own cause), which lets a trace or a log follow the chain.
+/// `sequence`, when the source keeps a stream per order (the order service
+/// does), is the message's position in that stream: a consumer that keeps a
+/// copy (a read model) applies each position once and never goes back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope<P = Message> {
     pub id: MessageId,
@@ -98,13 +101,29 @@ pub struct Envelope<P = Message> {
     pub time: OffsetDateTime,
     pub correlation_id: CorrelationId,
     pub causation_id: MessageId,
+    pub sequence: Option<u64>,
     pub payload: P,
 }
 
 impl<P> Envelope<P> {
     /// The first message of a conversation: its own cause, and its id names the conversation.
     pub fn first(id: MessageId, source: Source, subject: OrderId, time: OffsetDateTime, payload: P) -> Self {
-        Self { id, source, subject, time, correlation_id: CorrelationId(id.0), causation_id: id, payload }
+        Self {
+            id,
+            source,
+            subject,
+            time,
+            correlation_id: CorrelationId(id.0),
+            causation_id: id,
+            sequence: None,
+            payload,
+        }
+    }
+
+    /// The same envelope at position `sequence` of its subject's stream.
+    #[must_use]
+    pub fn at_sequence(self, sequence: u64) -> Self {
+        Self { sequence: Some(sequence), ..self }
     }
 
     /// A message caused by `self`: same order and conversation, caused by `self`.
@@ -116,6 +135,7 @@ impl<P> Envelope<P> {
             time,
             correlation_id: self.correlation_id,
             causation_id: self.id,
+            sequence: None,
             payload,
         }
     }
@@ -128,6 +148,7 @@ impl<P> Envelope<P> {
             time: self.time,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
+            sequence: self.sequence,
             payload: f(self.payload),
         }
     }

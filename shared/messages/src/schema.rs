@@ -50,6 +50,10 @@ pub fn envelope_schema() -> Schema {
             "time": { "type": "string", "format": "date-time" },
             "correlationid": uuid,
             "causationid": uuid,
+            "ordersequence": {
+                "type": "integer", "minimum": 1,
+                "description": "Position of this event in its order's stream at the source, when the source keeps one."
+            },
             "datacontenttype": { "const": "application/json" },
             "data": { "type": "object" }
         }

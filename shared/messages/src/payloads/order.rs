@@ -44,6 +44,18 @@ pub struct OrderCancelled {
     pub reason: CancellationReason,
 }
 
+/// The customer asked to cancel the order while its saga was still running.
+/// The orchestrator decides: before the pivot the saga compensates and the
+/// order is cancelled with `customer_cancelled`; after it the request is
+/// refused and the order is confirmed as promised.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
+pub struct OrderCancellationRequested {
+    /// The customer's words, if they gave any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Why an order was cancelled: a stable code for programs and a sentence for people.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "arbitrary", derive(proptest_derive::Arbitrary))]
@@ -64,6 +76,8 @@ pub enum CancellationCode {
     ReservationExpired,
     /// An operator stopped the saga before the pivot (the detail says why).
     AbortedByOperator,
+    /// The customer cancelled before the pivot (added in 1.2).
+    CustomerCancelled,
     /// A code added by a newer minor version that this reader does not know.
     #[serde(other)]
     Other,
@@ -79,6 +93,7 @@ impl CancellationCode {
             Self::InventoryTimedOut => "inventory_timed_out",
             Self::ReservationExpired => "reservation_expired",
             Self::AbortedByOperator => "aborted_by_operator",
+            Self::CustomerCancelled => "customer_cancelled",
             Self::Other => "other",
         }
     }

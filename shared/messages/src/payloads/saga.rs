@@ -44,11 +44,14 @@ impl SagaStepRecorded {
         Some(Self { step, outcome, attempt, detail, earlier: entries })
     }
 
+    /// The entry the record is about: the transition's last.
+    pub fn latest(&self) -> StepEntry {
+        StepEntry { step: self.step, outcome: self.outcome, attempt: self.attempt, detail: self.detail.clone() }
+    }
+
     /// Every entry the record carries, oldest first.
     pub fn entries(&self) -> impl Iterator<Item = StepEntry> + '_ {
-        let latest =
-            StepEntry { step: self.step, outcome: self.outcome, attempt: self.attempt, detail: self.detail.clone() };
-        self.earlier.iter().cloned().chain(std::iter::once(latest))
+        self.earlier.iter().cloned().chain(std::iter::once(self.latest()))
     }
 }
 

@@ -60,6 +60,9 @@ pub fn sample_payload(message_type: MessageType) -> Message {
         MessageType::OrderConfirmed => OrderConfirmed { total: eur(4499) }.into(),
         MessageType::CancelOrder => CancelOrder { reason: declined(), pricing: Some(pricing()) }.into(),
         MessageType::OrderCancelled => OrderCancelled { reason: declined() }.into(),
+        MessageType::OrderCancellationRequested => {
+            OrderCancellationRequested { reason: Some("ordered the wrong size".into()) }.into()
+        }
         MessageType::ReserveInventory => ReserveInventory { lines: lines() }.into(),
         MessageType::InventoryReserved => {
             InventoryReserved { pricing: pricing(), expires_at: datetime!(2026-11-23 10:15:00 UTC) }.into()

@@ -9,6 +9,8 @@
 //!   retries transient failures with bounded backoff and dead-letters
 //!   permanent ones, then moves on. Nothing a record does can stop the loop.
 //! - [`admin`]: topic creation and existence checks.
+//! - [`Watermarks`] and [`Replay`]: where partitions end, and every record
+//!   from offset 0 to there, outside any consumer group (read-model rebuilds).
 //!
 //! Exactly-once effects are not this crate's job: the broker may deliver a
 //! record twice. Producers write through an outbox and consumers record what
@@ -20,6 +22,7 @@ mod dead_letter;
 mod headers;
 mod partitioner;
 mod producer;
+mod replay;
 mod retry;
 mod settings;
 mod topics;
@@ -31,6 +34,7 @@ pub use dead_letter::{DeadLetterHeader, ErrorClass};
 pub use headers::{RecordHeaders, header_names};
 pub use partitioner::partition_for_key;
 pub use producer::{Delivered, OutgoingRecord, PendingDelivery, PublishError, Publisher};
+pub use replay::{Partition, Replay, ReplayError, Replayed, Watermarks};
 pub use retry::RetryPolicy;
 pub use settings::{ConsumerSettings, KafkaSettings, RecordOrdering};
 pub use topics::{Retention, TopicNames, TopicSpec};

@@ -58,15 +58,27 @@ impl ServiceBuilder {
     }
 
     /// Runs `handler` as this service's member of the consumer group named
-    /// after the service, over `topics`.
-    /// Runs a consumer group member; returns what can be seen of it.
+    /// after the service, over `topics`; returns what can be seen of it.
     pub fn consume<H: Handler>(&mut self, topics: &[Topic], handler: H) -> Result<ConsumerStatus, StartupError> {
-        let settings = self.settings.consumer(&self.settings.service, topics.iter().copied());
+        let group = self.settings.service.clone();
+        self.consume_in("consumer", &group, topics, handler)
+    }
+
+    /// Runs `handler` as a member of another consumer group of this service
+    /// (e.g. a projection that reads at its own pace), named `task` in logs.
+    pub fn consume_in<H: Handler>(
+        &mut self,
+        task: &'static str,
+        group: &str,
+        topics: &[Topic],
+        handler: H,
+    ) -> Result<ConsumerStatus, StartupError> {
+        let settings = self.settings.consumer(group, topics.iter().copied());
         let runtime = ConsumerRuntime::new(&self.settings.kafka, settings, self.publisher.clone(), handler)?;
         let status = runtime.status();
-        self.readiness = std::mem::take(&mut self.readiness)
-            .with(ReadinessCheck::Consumer(self.settings.service.clone(), status.clone()));
-        self.host.consume("consumer", runtime);
+        self.readiness =
+            std::mem::take(&mut self.readiness).with(ReadinessCheck::Consumer(group.to_owned(), status.clone()));
+        self.host.consume(task, runtime);
         Ok(status)
     }
 

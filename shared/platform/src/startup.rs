@@ -37,6 +37,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Consumer(#[from] checkout_kafka::ConsumerError),
+    #[error(transparent)]
+    Replay(#[from] checkout_kafka::ReplayError),
 }
 
 /// The producer a service publishes with, after checking that the topics it

@@ -40,6 +40,10 @@ pub enum Input {
     },
     /// The timer fired; the saga checks whether its deadline really passed.
     DeadlinePassed,
+    /// The customer asked to cancel the order while it was pending.
+    CancelRequested {
+        reason: Option<String>,
+    },
 }
 
 impl Input {
@@ -63,6 +67,7 @@ impl Input {
             Message::OrderConfirmed(_) => Self::OrderConfirmed,
             Message::OrderCancelled(_) => Self::OrderCancelled,
             Message::CustomerNotified(m) => Self::CustomerNotified { kind: m.kind },
+            Message::OrderCancellationRequested(m) => Self::CancelRequested { reason: m.reason.clone() },
             _ => return None,
         })
     }
@@ -84,6 +89,7 @@ impl Input {
             Self::OrderCancelled => "OrderCancelled",
             Self::CustomerNotified { .. } => "CustomerNotified",
             Self::DeadlinePassed => "DeadlinePassed",
+            Self::CancelRequested { .. } => "OrderCancellationRequested",
         }
     }
 }

@@ -38,6 +38,13 @@
 //! [`Operation`] — retry the step with a fresh attempt budget, or abort
 //! before the pivot — or says with a [`Refusal`] why it does not apply.
 //!
+//! A customer's cancel (`OrderCancellationRequested`, which the order
+//! service publishes only while the order is pending) is decided here too,
+//! so a cancel that races the pivot has one outcome: while a step before the
+//! pivot is running (or was given up without compensating) the saga
+//! compensates for `customer_cancelled`; once `ConfirmOrder` has been sent the
+//! cancel is ignored as [`Ignored::CancelRefused`] and the order stands.
+//!
 //! Replies are matched to the step awaiting them. A duplicate or late reply
 //! changes nothing, except one that says something is held which the saga has
 //! already given back: a late `PaymentAuthorized` is voided and a late

@@ -375,3 +375,60 @@ fn the_saga_survives_a_round_trip_through_its_stored_form() {
     let restored: checkout_saga::Saga = serde_json::from_str(&stored).unwrap();
     assert_eq!(restored, driver.saga);
 }
+
+fn cancel(reason: Option<&str>) -> Input {
+    Input::CancelRequested { reason: reason.map(str::to_owned) }
+}
+
+#[test]
+fn a_customer_cancel_while_reserving_releases_whatever_the_reservation_may_hold() {
+    let mut driver = Driver::start();
+    assert_eq!(driver.apply(cancel(Some("wrong size"))), ["ReleaseInventory"]);
+    // The reservation's reply was already on its way: the release covers it.
+    assert!(driver.apply(Input::InventoryReserved { pricing: pricing() }).is_empty());
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver), (CancellationCode::CustomerCancelled, "wrong size".to_owned()));
+    let failed = driver.timeline.iter().find(|e| e.outcome == O::Failed).unwrap();
+    assert_eq!(failed.step, S::ReserveInventory);
+    assert_eq!(failed.detail.as_deref(), Some("cancelled by the customer: wrong size"));
+}
+
+#[test]
+fn a_customer_cancel_while_authorizing_voids_the_payment_and_releases_the_stock() {
+    let mut driver = reserved();
+    assert_eq!(driver.apply(cancel(None)), ["VoidPayment"]);
+    assert_eq!(driver.apply(Input::PaymentVoided), ["ReleaseInventory"]);
+    assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver), (CancellationCode::CustomerCancelled, "cancelled by the customer".to_owned()));
+    assert_eq!((driver.saga.payment, driver.saga.inventory), (PaymentHold::Voided, InventoryHold::Released));
+}
+
+#[test]
+fn a_customer_cancel_from_the_pivot_on_is_refused_and_changes_nothing() {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
+    let before = driver.saga.clone();
+    assert!(driver.apply(cancel(Some("too late"))).is_empty());
+    assert_eq!(driver.last.ignored, Some(Ignored::CancelRefused));
+    assert_eq!(driver.saga, before);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
+}
+
+#[test]
+fn a_customer_cancel_while_compensating_or_after_cancelling_is_absorbed() {
+    let mut driver = reserved();
+    driver.apply(Input::PaymentDeclined { code: DeclineCode::CardDeclined, detail: "no".into() });
+    assert!(driver.apply(cancel(None)).is_empty());
+    assert_eq!(driver.last.ignored, Some(Ignored::AlreadyCompensating));
+    for reply in [Input::InventoryReleased, Input::OrderCancelled, cancellation_notified()] {
+        driver.apply(reply);
+    }
+    assert!(driver.apply(cancel(None)).is_empty());
+    assert_eq!(driver.last.ignored, Some(Ignored::Finished));
+    assert_eq!(cancellation(&driver).0, CancellationCode::PaymentDeclined);
+}

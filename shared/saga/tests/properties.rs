@@ -12,6 +12,10 @@
 //! - no compensation starts twice;
 //! - an operator's retry applies to any saga that has not finished, an abort
 //!   only before the pivot; an accepted abort ends in a cancellation saying so;
+//! - a customer's cancel, sent at any moment the order is still pending, has
+//!   one outcome: accepted before the pivot, ending cancelled for
+//!   `customer_cancelled` with nothing held, or refused from the pivot on,
+//!   ending with the order confirmed — never both, never stuck;
 //! - money is never captured without the stock committed;
 //! - applying any input a second time changes nothing.
 
@@ -28,7 +32,7 @@ use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
-use checkout_saga::{Input, Operation, Saga, SagaState, SagaStatus, Step};
+use checkout_saga::{Ignored, Input, Operation, Saga, SagaState, SagaStatus, Step};
 use common::{T0, order_id, placed, policy, pricing};
 use proptest::prelude::*;
 use time::OffsetDateTime;
@@ -56,6 +60,9 @@ enum Chaos {
     OperatorRetry,
     /// An operator asks to stop the saga.
     OperatorAbort,
+    /// The customer asks to cancel; the order service passes it on (on the
+    /// order's own topic, behind its replies) only while the order is pending.
+    CustomerCancel,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,8 +228,11 @@ struct Simulation {
     world: World,
     timeline: Vec<StepEntry>,
     last_input: Option<Input>,
-    /// An operator's abort was accepted.
-    aborted: bool,
+    /// Why the saga was first told to stop (an operator's abort or the
+    /// customer's cancel), when it accepted.
+    stopped_by: Option<CancellationCode>,
+    /// A customer's cancel was refused because the pivot had passed.
+    cancel_refused: bool,
 }
 
 impl Simulation {
@@ -244,7 +254,8 @@ impl Simulation {
             world,
             timeline: start.timeline,
             last_input: None,
-            aborted: false,
+            stopped_by: None,
+            cancel_refused: false,
         };
         for command in &start.commands {
             simulation.world.execute(command);
@@ -253,7 +264,16 @@ impl Simulation {
     }
 
     fn apply(&mut self, input: Input) -> Result<(), TestCaseError> {
+        let cancel_applies = before_pivot_and_not_undoing(&self.saga.state);
         let transition = self.saga.apply(&input, self.now, &policy());
+        if matches!(input, Input::CancelRequested { .. }) {
+            let accepted = transition.ignored.is_none();
+            prop_assert_eq!(accepted, cancel_applies, "cancel accepted = {} in {:?}", accepted, self.saga.state);
+            if accepted {
+                self.stopped_by.get_or_insert(CancellationCode::CustomerCancelled);
+            }
+            self.cancel_refused |= transition.ignored == Some(Ignored::CancelRefused);
+        }
         // Idempotence: the same input again, right after, changes nothing.
         let again = transition.saga.apply(&input, self.now, &policy());
         prop_assert!(again.commands.is_empty(), "{input:?} twice sent {:?}", again.commands);
@@ -293,6 +313,12 @@ impl Simulation {
             }
             Chaos::OperatorRetry => self.operate(Operation::Retry)?,
             Chaos::OperatorAbort => self.operate(Operation::Abort)?,
+            Chaos::CustomerCancel => {
+                if self.world.order == Order::Pending {
+                    self.world.queues[ORDER]
+                        .push_back(Input::CancelRequested { reason: Some("changed my mind".into()) });
+                }
+            }
             Chaos::LateApproval => {
                 let voided_late = self.world.money == Money::Voided && self.world.voided_while_pending;
                 if self.world.money == Money::Pending || voided_late {
@@ -321,7 +347,9 @@ impl Simulation {
         match self.saga.operate(operation, "ops", "chaos", self.now, &policy()) {
             Ok(transition) => {
                 prop_assert!(applies, "{operation:?} accepted in {:?}", self.saga.state);
-                self.aborted |= operation == Operation::Abort;
+                if operation == Operation::Abort {
+                    self.stopped_by.get_or_insert(CancellationCode::AbortedByOperator);
+                }
                 self.saga = transition.saga;
                 self.timeline.extend(transition.timeline);
                 for command in &transition.commands {
@@ -357,6 +385,16 @@ impl Simulation {
     }
 }
 
+/// Where a stop (abort or cancel) still applies: before the pivot, and not
+/// already compensating.
+fn before_pivot_and_not_undoing(state: &SagaState) -> bool {
+    match state {
+        SagaState::Running { active } => active.step.is_before_pivot(),
+        SagaState::NeedsAttention { step, compensation: None, .. } => step.is_before_pivot(),
+        _ => false,
+    }
+}
+
 fn chaos() -> impl Strategy<Value = Chaos> {
     prop_oneof![
         6 => (0..4_usize).prop_map(Chaos::Deliver),
@@ -366,6 +404,7 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         1 => Just(Chaos::LateApproval),
         1 => Just(Chaos::OperatorRetry),
         1 => Just(Chaos::OperatorAbort),
+        1 => Just(Chaos::CustomerCancel),
     ]
 }
 
@@ -415,10 +454,14 @@ proptest! {
         }
         prop_assert!(world.money != Money::Captured || world.order == Order::Confirmed, "charged an unconfirmed order");
         prop_assert!(world.money != Money::Captured || world.stock == Stock::Committed, "charged without the stock");
-        if simulation.aborted {
-            let cancelled_by_operator = matches!(&simulation.saga.state,
-                SagaState::Cancelled { reason, .. } if reason.code == CancellationCode::AbortedByOperator);
-            prop_assert!(cancelled_by_operator, "aborted, then ended {:?}", simulation.saga.state);
+        if let Some(code) = simulation.stopped_by {
+            let cancelled_so = matches!(&simulation.saga.state,
+                SagaState::Cancelled { reason, .. } if reason.code == code);
+            prop_assert!(cancelled_so, "stopped by {:?}, then ended {:?}", code, simulation.saga.state);
+        }
+        if simulation.cancel_refused {
+            prop_assert_eq!(world.order, Order::Confirmed, "a refused cancel must leave the order confirmed");
+            prop_assert!(!matches!(simulation.saga.state, SagaState::Cancelled { .. }), "refused, yet cancelled");
         }
         for step in [SagaStepName::VoidPayment, SagaStepName::ReleaseInventory, SagaStepName::CancelOrder, SagaStepName::NotifyCancellation] {
             prop_assert!(simulation.started_compensations(step) <= 1, "{step:?} started twice");
@@ -439,5 +482,35 @@ proptest! {
 fn compensation_plans_never_include_forward_steps() {
     for step in Step::COMPENSATIONS {
         assert!(step.is_compensation() && !Step::FORWARD.contains(&step));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// On an otherwise happy run, a cancel delivered after the saga's `k`th
+    /// input wins exactly when `ConfirmOrder` has not been sent yet.
+    #[test]
+    fn a_cancel_on_the_happy_path_wins_exactly_before_the_pivot(k in 0..8_usize) {
+        let mut simulation = Simulation::new(true, Card::Approves);
+        for _ in 0..k {
+            if let Some(queue) = simulation.world.queues.iter().position(|q| !q.is_empty()) {
+                let input = simulation.world.queues[queue].pop_front().unwrap();
+                simulation.apply(input)?;
+            }
+        }
+        let pivot_sent = simulation.timeline.iter().any(|e| e.step == SagaStepName::ConfirmOrder);
+        simulation.apply(Input::CancelRequested { reason: None })?;
+        simulation.drain()?;
+        if pivot_sent {
+            prop_assert_eq!(simulation.saga.status(), SagaStatus::Completed);
+            prop_assert!(simulation.cancel_refused);
+        } else {
+            let customer_cancelled = matches!(&simulation.saga.state,
+                SagaState::Cancelled { reason, .. } if reason.code == CancellationCode::CustomerCancelled);
+            prop_assert!(customer_cancelled, "ended {:?}", simulation.saga.state);
+            prop_assert!(matches!(simulation.world.money, Money::None | Money::Voided));
+            prop_assert!(matches!(simulation.world.stock, Stock::None | Stock::Released));
+        }
     }
 }

@@ -9,6 +9,7 @@ use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, Voi
 use checkout_messages::payloads::saga::{StepEntry, StepOutcome};
 use time::OffsetDateTime;
 
+mod cancel;
 mod operation;
 
 pub use operation::{Operation, Refusal};
@@ -35,6 +36,10 @@ pub enum Ignored {
     DeadlineNotDue,
     /// The saga has finished and the input needs no action.
     Finished,
+    /// The customer's cancel came at or after the pivot: the order stands.
+    CancelRefused,
+    /// The customer's cancel came while the saga was already undoing.
+    AlreadyCompensating,
 }
 
 impl Ignored {
@@ -43,6 +48,8 @@ impl Ignored {
             Self::NotAwaited => "not awaited",
             Self::DeadlineNotDue => "deadline not due",
             Self::Finished => "saga finished",
+            Self::CancelRefused => "cancel refused: past the pivot",
+            Self::AlreadyCompensating => "cancel needs nothing: already compensating",
         }
     }
 }
@@ -108,6 +115,7 @@ impl<'a> Next<'a> {
         let active = self.saga.active().cloned();
         match (&self.saga.state, active) {
             (_, Some(active)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(&active),
+            (_, _) if matches!(input, Input::CancelRequested { .. }) => self.cancel_requested(input),
             (SagaState::Running { .. }, Some(active)) => self.running(&active, input),
             (SagaState::Compensating { .. }, Some(active)) => self.compensating(&active, input),
             (SagaState::NeedsAttention { step, compensation, .. }, None) if completes(*step, input) => {

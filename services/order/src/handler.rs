@@ -1,10 +1,16 @@
+//! The orchestrator's commands to the order, and its progress reports: each
+//! appends to the order's stream and publishes what it announces, in one
+//! transaction.
+
+use checkout_domain::OrderId;
 use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::{OrderCancelled, OrderConfirmed};
-use checkout_messages::{Message, Source};
+use checkout_messages::{Envelope, Message, Source};
 use checkout_outbox::{UnitOfWork, caused_by, handler_error};
 use sqlx::PgPool;
 
-use crate::store::{self, Status};
+use crate::domain::{Order, OrderEvent};
+use crate::store::{self, Lineage, StoreError};
 
 /// The order service's name in the inbox.
 const CONSUMER: &str = "order";
@@ -23,56 +29,80 @@ impl OrderHandler {
     }
 }
 
+/// Loads the order, locked, folded from its stream.
+pub(crate) async fn load_locked(work: &mut UnitOfWork, order: OrderId) -> Result<Option<Order>, StoreError> {
+    if !store::lock(work.conn(), order).await? {
+        return Ok(None);
+    }
+    let events = store::events(work.conn(), order, None).await?;
+    Order::fold(order, &events).map_err(|source| StoreError::Fold { order, source })
+}
+
+/// The message that announces an appended event, if it is one others hear of.
+pub(crate) fn announcement(event: &OrderEvent) -> Option<Message> {
+    match event {
+        OrderEvent::Confirmed { total } => Some(OrderConfirmed { total: *total }.into()),
+        OrderEvent::Cancelled { reason } => Some(OrderCancelled { reason: reason.clone() }.into()),
+        OrderEvent::CancellationRequested { reason } => {
+            Some(checkout_messages::payloads::order::OrderCancellationRequested { reason: reason.clone() }.into())
+        }
+        OrderEvent::Placed(_) | OrderEvent::Priced { .. } | OrderEvent::StepsRecorded { .. } => None,
+    }
+}
+
 impl Handler for OrderHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
-        let order = envelope.subject;
+        let order_id = envelope.subject;
         let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
             return Ok(());
         };
-        if let Message::SagaStepRecorded(entry) = &envelope.payload {
-            store::add_to_timeline(work.conn(), *envelope.id.as_uuid(), order, entry, envelope.time)
-                .await
-                .map_err(handler_error)?;
-            return work.commit().await.map_err(handler_error);
-        }
-        let status = store::lock_status(work.conn(), order)
-            .await
-            .map_err(handler_error)?
-            .ok_or_else(|| HandlerError::permanent(format!("no order {order}")))?;
-        let reply: Message = match (&envelope.payload, status) {
-            (Message::ConfirmOrder(command), Status::Pending) => {
-                store::set_pricing(work.conn(), order, &command.pricing).await.map_err(handler_error)?;
-                store::confirm(work.conn(), order).await.map_err(handler_error)?;
-                tracing::info!("order confirmed");
-                OrderConfirmed { total: command.pricing.total() }.into()
+        let order = load_locked(&mut work, order_id)
+            .await?
+            .ok_or_else(|| HandlerError::permanent(format!("no order {order_id}")))?;
+        let lineage =
+            Lineage { causation_id: Some(*envelope.id.as_uuid()), correlation_id: *envelope.correlation_id.as_uuid() };
+        let contradiction = |e| HandlerError::permanent(format!("{}: {e}", envelope.payload.message_type()));
+        let (events, repeat): (Vec<OrderEvent>, Option<Message>) = match &envelope.payload {
+            Message::SagaStepRecorded(recorded) => {
+                (vec![Order::record_steps(recorded.entries().collect(), envelope.time)], None)
             }
-            (Message::ConfirmOrder(command), Status::Confirmed) => {
-                OrderConfirmed { total: command.pricing.total() }.into()
+            Message::ConfirmOrder(command) => {
+                let events = order.confirm(&command.pricing).map_err(contradiction)?;
+                (events, Some(OrderConfirmed { total: command.pricing.total() }.into()))
             }
-            (Message::CancelOrder(command), Status::Pending) => {
-                if let Some(pricing) = &command.pricing {
-                    store::set_pricing(work.conn(), order, pricing).await.map_err(handler_error)?;
-                }
-                store::cancel(work.conn(), order, &command.reason).await.map_err(handler_error)?;
-                tracing::info!(cancellation.code = command.reason.code.as_str(), "order cancelled");
-                OrderCancelled { reason: command.reason.clone() }.into()
+            Message::CancelOrder(command) => {
+                let events = order.cancel(&command.reason, command.pricing.as_ref()).map_err(contradiction)?;
+                (events, Some(OrderCancelled { reason: command.reason.clone() }.into()))
             }
-            (Message::CancelOrder(command), Status::Cancelled) => {
-                OrderCancelled { reason: command.reason.clone() }.into()
-            }
-            (Message::ConfirmOrder(_) | Message::CancelOrder(_), status) => {
-                return Err(HandlerError::permanent(format!(
-                    "{} contradicts the order, which is {}",
-                    envelope.payload.message_type(),
-                    status.as_str()
-                )));
-            }
-            (other, _) => {
+            other => {
                 return Err(HandlerError::permanent(format!("{} is not an order command", other.message_type())));
             }
         };
-        work.send(caused_by(envelope, &self.source, reply));
+        if events.is_empty() {
+            // A repeated command: answer it again, change nothing.
+            if let Some(reply) = repeat {
+                work.send(caused_by(envelope, &self.source, reply));
+            }
+            return work.commit().await.map_err(handler_error);
+        }
+        let sequences = store::append(work.conn(), order_id, order.version, lineage, &events).await?;
+        for (event, sequence) in events.iter().zip(sequences) {
+            match event {
+                OrderEvent::Confirmed { .. } => tracing::info!("order confirmed"),
+                OrderEvent::Cancelled { reason } => {
+                    tracing::info!(cancellation.code = reason.code.as_str(), "order cancelled");
+                }
+                _ => {}
+            }
+            if let Some(announced) = announcement(event) {
+                work.send(announce(envelope, &self.source, announced, sequence));
+            }
+        }
         work.commit().await.map_err(handler_error)
     }
+}
+
+fn announce(cause: &Envelope<Message>, source: &Source, payload: Message, sequence: u64) -> Envelope<Message> {
+    caused_by(cause, source, payload).at_sequence(sequence)
 }

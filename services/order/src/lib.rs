@@ -1,12 +1,18 @@
-//! The order service: the REST checkout API. It owns orders: a checkout is
-//! stored with its `OrderPlaced` event in one transaction; the orchestrator
-//! then confirms or cancels the order, and reports the saga's progress,
-//! which the order keeps as its timeline.
+//! The order service: the REST checkout API. It owns orders, each kept as
+//! the stream of its events: a checkout starts the stream with `OrderPlaced`
+//! (and publishes it) in one transaction; the orchestrator then confirms or
+//! cancels the order and reports the saga's progress, each appended to the
+//! stream. A read model, fed by its own consumer group, answers queries
+//! across orders.
 
-pub mod api;
 mod config;
+pub mod domain;
 mod handler;
+pub mod http;
+pub mod read_model;
 mod store;
+
+use std::time::Duration;
 
 use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};
@@ -16,10 +22,29 @@ pub use handler::OrderHandler;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// How often the read model's staleness is measured.
+const STALENESS_INTERVAL: Duration = Duration::from_millis(500);
+
 pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let topics = [Topic::OrderCommands, Topic::OrderEvents, Topic::OrchestratorEvents];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
     builder.consume(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
-    Ok(builder.serve(api::routes(pool)))
+    builder.consume_in(
+        "read model",
+        read_model::GROUP,
+        &read_model::TOPICS,
+        read_model::Projection::new(pool.clone()),
+    )?;
+    let staleness = read_model::Staleness::default();
+    let names = builder.kafka_settings().topic_names();
+    let monitor = read_model::StalenessMonitor {
+        staleness: staleness.clone(),
+        watermarks: checkout_kafka::Watermarks::new(builder.kafka_settings())?,
+        pool: pool.clone(),
+        topics: read_model::TOPICS.iter().map(|t| names.physical(*t)).collect(),
+        interval: STALENESS_INTERVAL,
+    };
+    builder.spawn("read model staleness", |stop| monitor.run(stop));
+    Ok(builder.serve(http::routes(pool, staleness)))
 }

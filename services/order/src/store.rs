@@ -1,31 +1,44 @@
-//! The order tables.
+//! All of the order service's SQL: the order streams (here) and the read
+//! model ([`read_model`]).
 
-use checkout_domain::{OrderId, Pricing};
-use checkout_messages::payloads::order::CancellationReason;
-use checkout_messages::payloads::saga::SagaStepRecorded;
+pub mod read_model;
+
+use checkout_domain::OrderId;
+use checkout_kafka::HandlerError;
+use checkout_outbox::is_transient;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use crate::api::NewOrder;
+use crate::domain::{EventDecodeError, FoldError, OrderEvent, RecordedEvent, StoredEvent};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Confirmed,
-    Cancelled,
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("order {order} event {seq}: {source}")]
+    Undecodable {
+        order: OrderId,
+        seq: i64,
+        #[source]
+        source: EventDecodeError,
+    },
+    #[error("order {order}: {source}")]
+    Fold {
+        order: OrderId,
+        #[source]
+        source: FoldError,
+    },
+    #[error("an event could not be encoded: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Confirmed => "CONFIRMED",
-            Self::Cancelled => "CANCELLED",
+impl From<StoreError> for HandlerError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) if is_transient(&error) => Self::transient(error),
+            other => Self::permanent(other),
         }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Cancelled].into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -37,22 +50,20 @@ pub struct Existing {
     pub trace_id: Option<String>,
 }
 
-/// Inserts a new order and its lines. With an idempotency key already used,
-/// inserts nothing and returns the order that key created.
-pub async fn insert(
+/// Creates an order's head (its stream is empty until the first append).
+/// With an idempotency key already used, creates nothing and returns the
+/// order that key created.
+pub async fn create(
     conn: &mut PgConnection,
     order_id: OrderId,
-    order: &NewOrder,
+    fingerprint: &str,
     idempotency_key: Option<&str>,
     trace_id: Option<&str>,
-) -> Result<Option<Existing>, sqlx::Error> {
-    let fingerprint = order.fingerprint();
+) -> Result<Option<Existing>, StoreError> {
     let inserted = sqlx::query!(
-        "INSERT INTO orders (order_id, customer_id, email, status, trace_id, idempotency_key, request_fingerprint)
-         VALUES ($1, $2, $3, 'PENDING', $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO orders (order_id, trace_id, idempotency_key, request_fingerprint) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (idempotency_key) DO NOTHING",
         order_id.as_uuid(),
-        order.customer_id.as_str(),
-        order.email.as_str(),
         trace_id,
         idempotency_key,
         fingerprint,
@@ -60,202 +71,125 @@ pub async fn insert(
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    if inserted == 0 {
-        // A concurrent request with the same key waits here for the first to
-        // commit, then reads the order it created.
-        let existing = sqlx::query!(
-            "SELECT order_id, request_fingerprint, trace_id FROM orders WHERE idempotency_key = $1",
-            idempotency_key,
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        return Ok(Some(Existing {
-            order_id: OrderId::from_uuid(existing.order_id),
-            fingerprint: existing.request_fingerprint,
-            trace_id: existing.trace_id,
-        }));
+    if inserted == 1 {
+        return Ok(None);
     }
-    let numbers: Vec<i32> = (1..).take(order.lines.len()).collect();
-    let skus: Vec<String> = order.lines.iter().map(|l| l.sku.to_string()).collect();
-    let quantities: Vec<i32> =
-        order.lines.iter().map(|l| i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)).collect();
-    sqlx::query!(
-        "INSERT INTO order_lines (order_id, line_no, sku, quantity) SELECT $1, * FROM UNNEST($2::INT[], $3::TEXT[], $4::INT[])",
-        order_id.as_uuid(),
-        &numbers,
-        &skus,
-        &quantities,
+    // A concurrent request with the same key waits here for the first to
+    // commit, then reads the order it created.
+    let existing = sqlx::query!(
+        "SELECT order_id, request_fingerprint, trace_id FROM orders WHERE idempotency_key = $1",
+        idempotency_key,
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(None)
+    Ok(Some(Existing {
+        order_id: OrderId::from_uuid(existing.order_id),
+        fingerprint: existing.request_fingerprint,
+        trace_id: existing.trace_id,
+    }))
 }
 
-/// The order's status, locked until the caller's transaction ends.
-pub async fn lock_status(conn: &mut PgConnection, order: OrderId) -> Result<Option<Status>, sqlx::Error> {
-    let status = sqlx::query_scalar!("SELECT status FROM orders WHERE order_id = $1 FOR UPDATE", order.as_uuid())
+/// Locks the order's stream until the caller's transaction ends; `false`
+/// when there is no such order.
+pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<bool, StoreError> {
+    let found = sqlx::query_scalar!("SELECT version FROM orders WHERE order_id = $1 FOR UPDATE", order.as_uuid())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(status.and_then(|text| Status::parse(&text)))
+    Ok(found.is_some())
 }
 
-/// Records the quoted prices on the order's lines, and its total.
-pub async fn set_pricing(conn: &mut PgConnection, order: OrderId, pricing: &Pricing) -> Result<(), sqlx::Error> {
-    let skus: Vec<String> = pricing.lines().iter().map(|l| l.sku.to_string()).collect();
-    let prices: Vec<i64> = pricing.lines().iter().map(|l| l.unit_price.amount_minor()).collect();
-    sqlx::query!(
-        "UPDATE order_lines l SET unit_price_minor = p.price FROM UNNEST($2::TEXT[], $3::BIGINT[]) AS p(sku, price)
-         WHERE l.order_id = $1 AND l.sku = p.sku",
+/// The order's events in stream order; with `as_of`, those appended at or
+/// before it.
+pub async fn events<'c>(
+    executor: impl PgExecutor<'c>,
+    order: OrderId,
+    as_of: Option<OffsetDateTime>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query!(
+        "SELECT seq, event_id, event_type, schema_version, data, at, causation_id, correlation_id
+           FROM order_events
+          WHERE order_id = $1 AND ($2::TIMESTAMPTZ IS NULL OR at <= $2)
+          ORDER BY seq",
         order.as_uuid(),
-        &skus,
-        &prices,
+        as_of,
     )
-    .execute(&mut *conn)
+    .fetch_all(executor)
     .await?;
-    let total = pricing.total();
-    let currency = total.currency();
-    sqlx::query!(
-        "UPDATE orders SET total_minor = $2, currency = $3, updated_at = now() WHERE order_id = $1",
-        order.as_uuid(),
-        total.amount_minor(),
-        currency.code(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    rows.into_iter()
+        .map(|row| {
+            let stored = StoredEvent { event_type: row.event_type, schema_version: row.schema_version, data: row.data };
+            let event = OrderEvent::from_stored(stored).map_err(|source| StoreError::Undecodable {
+                order,
+                seq: row.seq,
+                source,
+            })?;
+            Ok(RecordedEvent {
+                seq: u64::try_from(row.seq).unwrap_or_default(),
+                event_id: row.event_id,
+                at: row.at,
+                causation_id: row.causation_id,
+                correlation_id: row.correlation_id,
+                event,
+            })
+        })
+        .collect()
 }
 
-pub async fn confirm(conn: &mut PgConnection, order: OrderId) -> Result<(), sqlx::Error> {
-    sqlx::query!("UPDATE orders SET status = 'CONFIRMED', updated_at = now() WHERE order_id = $1", order.as_uuid())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+/// The lineage of the events one change appends.
+#[derive(Clone, Copy, Debug)]
+pub struct Lineage {
+    pub causation_id: Option<Uuid>,
+    pub correlation_id: Uuid,
 }
 
-pub async fn cancel(conn: &mut PgConnection, order: OrderId, reason: &CancellationReason) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE orders SET status = 'CANCELLED', cancellation_code = $2, cancellation_detail = $3, updated_at = now()
-         WHERE order_id = $1",
-        order.as_uuid(),
-        reason.code.as_str(),
-        reason.detail,
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Adds every entry of one saga progress record to the order's timeline,
-/// once: a redelivered record adds nothing.
-pub async fn add_to_timeline(
+/// Appends `events` after `version` (the caller holds the stream's lock),
+/// stamped by the database's clock, strictly later than the stream's last
+/// event, in one statement. Returns their sequence numbers.
+pub async fn append(
     conn: &mut PgConnection,
-    message_id: uuid::Uuid,
     order: OrderId,
-    recorded: &SagaStepRecorded,
-    at: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    let text = |value: serde_json::Result<serde_json::Value>| {
-        value.ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-    };
-    let (mut steps, mut outcomes, mut attempts, mut details) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for entry in recorded.entries() {
-        steps.push(text(serde_json::to_value(entry.step)));
-        outcomes.push(text(serde_json::to_value(entry.outcome)));
-        attempts.push(i32::try_from(entry.attempt).unwrap_or(i32::MAX));
-        details.push(entry.detail);
+    version: u64,
+    lineage: Lineage,
+    events: &[OrderEvent],
+) -> Result<Vec<u64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
     }
+    let (mut ids, mut types, mut versions, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for event in events {
+        let stored = event.to_stored()?;
+        ids.push(Uuid::now_v7());
+        types.push(stored.event_type);
+        versions.push(stored.schema_version);
+        data.push(stored.data);
+    }
+    let after = i64::try_from(version).unwrap_or(i64::MAX);
     sqlx::query!(
-        "INSERT INTO order_timeline (message_id, entry, order_id, step, outcome, attempt, detail, at)
-         SELECT $1, (n - 1)::SMALLINT, $2, step, outcome, attempt, detail, $3
-           FROM UNNEST($4::TEXT[], $5::TEXT[], $6::INT[], $7::TEXT[])
-                WITH ORDINALITY AS e(step, outcome, attempt, detail, n)
-         ON CONFLICT (message_id, entry) DO NOTHING",
-        message_id,
+        "WITH appended AS (
+             INSERT INTO order_events (order_id, seq, event_id, event_type, schema_version, data, at, causation_id, correlation_id)
+             SELECT $1, $2 + e.n, e.id, e.event_type, e.schema_version, e.data,
+                    GREATEST(clock_timestamp(), o.last_event_at + INTERVAL '1 microsecond')
+                        + (e.n - 1) * INTERVAL '1 microsecond',
+                    $7, $8
+               FROM UNNEST($3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[])
+                    WITH ORDINALITY AS e(id, event_type, schema_version, data, n),
+                    orders o
+              WHERE o.order_id = $1
+             RETURNING seq, at
+         )
+         UPDATE orders SET version = a.seq, last_event_at = a.at
+           FROM (SELECT max(seq) AS seq, max(at) AS at FROM appended) a
+          WHERE order_id = $1",
         order.as_uuid(),
-        at,
-        &steps,
-        &outcomes,
-        &attempts,
-        &details as &[Option<String>],
+        after,
+        &ids,
+        &types,
+        &versions,
+        &data,
+        lineage.causation_id,
+        lineage.correlation_id,
     )
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// Everything `GET /orders/{id}` shows.
-#[derive(Debug)]
-pub struct OrderRecord {
-    pub order_id: OrderId,
-    pub customer_id: String,
-    pub status: String,
-    pub cancellation_code: Option<String>,
-    pub cancellation_detail: Option<String>,
-    pub total_minor: Option<i64>,
-    pub currency: Option<String>,
-    pub trace_id: Option<String>,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub lines: Vec<LineRecord>,
-    pub timeline: Vec<TimelineRecord>,
-}
-
-#[derive(Debug)]
-pub struct LineRecord {
-    pub sku: String,
-    pub quantity: i32,
-    pub unit_price_minor: Option<i64>,
-}
-
-#[derive(Debug)]
-pub struct TimelineRecord {
-    pub step: String,
-    pub outcome: String,
-    pub attempt: i32,
-    pub detail: Option<String>,
-    pub at: OffsetDateTime,
-}
-
-pub async fn load<'c>(
-    executor: impl PgExecutor<'c> + Copy,
-    order: OrderId,
-) -> Result<Option<OrderRecord>, sqlx::Error> {
-    let Some(row) = sqlx::query!(
-        "SELECT customer_id, status, cancellation_code, cancellation_detail, total_minor, currency, trace_id, created_at, updated_at
-         FROM orders WHERE order_id = $1",
-        order.as_uuid(),
-    )
-    .fetch_optional(executor)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let lines = sqlx::query_as!(
-        LineRecord,
-        "SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-        order.as_uuid(),
-    )
-    .fetch_all(executor)
-    .await?;
-    let timeline = sqlx::query_as!(
-        TimelineRecord,
-        "SELECT step, outcome, attempt, detail, at FROM order_timeline WHERE order_id = $1 ORDER BY at, entry",
-        order.as_uuid(),
-    )
-    .fetch_all(executor)
-    .await?;
-    Ok(Some(OrderRecord {
-        order_id: order,
-        customer_id: row.customer_id,
-        status: row.status,
-        cancellation_code: row.cancellation_code,
-        cancellation_detail: row.cancellation_detail,
-        total_minor: row.total_minor,
-        currency: row.currency,
-        trace_id: row.trace_id,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-        lines,
-        timeline,
-    }))
+    Ok((1..=events.len() as u64).map(|n| version + n).collect())
 }

@@ -12,7 +12,8 @@ use checkout_kafka::Handler;
 use checkout_messages::payloads::order::{CancelOrder, CancellationCode, CancellationReason, ConfirmOrder};
 use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
 use checkout_messages::{Message, Source};
-use checkout_order::{MIGRATOR, OrderHandler, api};
+use checkout_order::read_model::Staleness;
+use checkout_order::{MIGRATOR, OrderHandler, http};
 use checkout_outbox::first_message;
 use checkout_platform::http::{Readiness, service_router};
 use checkout_testkit::{TestDatabase, incoming, outbox};
@@ -36,7 +37,7 @@ impl Api {
     }
 
     fn router(&self) -> Router {
-        service_router(api::routes(self.db.pool.clone()), Readiness::new())
+        service_router(http::routes(self.db.pool.clone(), Staleness::default()), Readiness::new())
     }
 
     async fn call(&self, request: Request<Body>) -> Reply {
@@ -82,7 +83,7 @@ fn checkout() -> Value {
 
 /// Validates `value` against a schema of the committed OpenAPI document.
 fn assert_matches_schema(value: &Value, schema: &str) {
-    let document: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let document: Value = serde_json::from_str(http::OPENAPI).unwrap();
     let root = json!({ "$ref": format!("#/components/schemas/{schema}"), "components": document["components"] });
     let validator = jsonschema::validator_for(&root).unwrap();
     let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();

@@ -1,12 +1,11 @@
 //! The checkout request as clients send it, and its validation into domain
 //! values. Every problem is reported at once, each with the field it is about.
 
-use std::fmt::Write as _;
-
 use checkout_domain::{CardToken, CustomerId, EmailAddress, MAX_ORDER_LINES, OrderLine, OrderLines, Quantity, Sku};
 use checkout_platform::http::FieldError;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+
+use crate::domain::NewOrder;
 
 /// `POST /orders` body. Unknown fields are refused, so a typo never passes silently.
 #[derive(Debug, Deserialize)]
@@ -30,36 +29,6 @@ pub struct ItemRequest {
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     pub card_token: String,
-}
-
-/// A valid checkout.
-#[derive(Debug, Clone)]
-pub struct NewOrder {
-    pub customer_id: CustomerId,
-    pub email: EmailAddress,
-    pub lines: OrderLines,
-    pub card_token: CardToken,
-}
-
-impl NewOrder {
-    /// Identifies the request's content, to tell a retry from a different
-    /// request reusing an idempotency key.
-    pub fn fingerprint(&self) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(self.customer_id.as_str());
-        hasher.update([0]);
-        hasher.update(self.email.as_str());
-        hasher.update([0]);
-        for line in &self.lines {
-            hasher.update(format!("{}:{};", line.sku, line.quantity));
-        }
-        hasher.update([0]);
-        hasher.update(self.card_token.as_str());
-        hasher.finalize().iter().fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-    }
 }
 
 impl PlaceOrderRequest {

@@ -1,0 +1,116 @@
+//! How stale the read model is, stated with every answer.
+//!
+//! Every `interval`, the monitor asks the broker where each partition of
+//! the read topics ends, *then* reads how far the projection has got. A
+//! partition whose position has reached its end at that moment holds
+//! nothing unapplied that was published before the check began, so the read
+//! model reflects every event published before the earliest such moment
+//! across partitions: that is `consistent_as_of`, and `lag_records` is how
+//! many records remain to apply.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use checkout_kafka::{Partition, Watermarks};
+use serde::Serialize;
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::read_model as store;
+
+/// The latest check, shared with the HTTP handlers.
+#[derive(Clone, Debug, Default)]
+pub struct Staleness {
+    latest: Arc<RwLock<Option<Check>>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Check {
+    lag_records: i64,
+    consistent_as_of: Option<OffsetDateTime>,
+}
+
+/// What a response says about its own freshness.
+#[derive(Clone, Debug, Serialize)]
+pub struct StalenessView {
+    /// Records published to the read topics and not yet applied, at the last check.
+    pub lag_records: Option<i64>,
+    /// Every event published before this instant is reflected.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub consistent_as_of: Option<OffsetDateTime>,
+    /// `now - consistent_as_of`: an upper bound on how old the answer is.
+    pub staleness_seconds: Option<f64>,
+}
+
+impl Staleness {
+    pub fn view(&self, now: OffsetDateTime) -> StalenessView {
+        let check = self.latest.read().ok().and_then(|latest| *latest);
+        let consistent_as_of = check.and_then(|c| c.consistent_as_of);
+        StalenessView {
+            lag_records: check.map(|c| c.lag_records),
+            consistent_as_of,
+            staleness_seconds: consistent_as_of.map(|at| (now - at).as_seconds_f64().max(0.0)),
+        }
+    }
+
+    fn record(&self, check: Check) {
+        if let Ok(mut latest) = self.latest.write() {
+            *latest = Some(check);
+        }
+    }
+}
+
+#[allow(missing_debug_implementations, reason = "holds a Kafka client, which has no Debug")]
+pub struct StalenessMonitor {
+    pub staleness: Staleness,
+    pub watermarks: Watermarks,
+    pub pool: PgPool,
+    pub topics: Vec<String>,
+    pub interval: Duration,
+}
+
+impl StalenessMonitor {
+    pub async fn run(self, stop: CancellationToken) -> Result<(), std::convert::Infallible> {
+        let mut caught_up_at: BTreeMap<Partition, OffsetDateTime> = BTreeMap::new();
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                _ = ticks.tick() => {}
+            }
+            let started = checkout_platform::clock::now();
+            let ends = match self.watermarks.ends(&self.topics).await {
+                Ok(ends) => ends,
+                Err(error) => {
+                    tracing::warn!(%error, "read model lag: could not read where the topics end");
+                    continue;
+                }
+            };
+            let positions = match store::positions(&self.pool).await {
+                Ok(rows) => rows.into_iter().map(|(t, p, next)| ((t, p), next)).collect::<BTreeMap<_, _>>(),
+                Err(error) => {
+                    tracing::warn!(%error, "read model lag: could not read its positions");
+                    continue;
+                }
+            };
+            let mut lag_records = 0;
+            for (partition, end) in &ends {
+                let next = positions.get(partition).copied().unwrap_or(0);
+                lag_records += (end - next).max(0);
+                if next >= *end {
+                    caught_up_at.insert(partition.clone(), started);
+                }
+            }
+            let consistent_as_of = ends.keys().map(|p| caught_up_at.get(p).copied()).min().flatten();
+            metrics::gauge!("checkout_read_model_lag_records")
+                .set(f64::from(i32::try_from(lag_records).unwrap_or(i32::MAX)));
+            if let Some(at) = consistent_as_of {
+                metrics::gauge!("checkout_read_model_staleness_seconds").set((started - at).as_seconds_f64());
+            }
+            self.staleness.record(Check { lag_records, consistent_as_of });
+        }
+    }
+}

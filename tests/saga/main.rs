@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cancel;
 mod scenarios;
 
 use std::process::ExitCode;

@@ -10,6 +10,14 @@ use checkout_testkit::eventually;
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::cancel::{
+    a_cancel_after_confirmation_is_refused_and_changes_nothing,
+    a_cancel_before_the_reservation_gives_back_what_the_reservation_took,
+    a_cancel_between_reservation_and_authorization_voids_the_authorization,
+    a_cancel_during_a_payment_timeout_wins_over_the_timeout,
+    the_order_history_answers_what_the_order_was_at_each_event,
+    the_read_model_lists_a_customers_orders_and_says_how_stale_it_is,
+};
 use crate::support::checkout::{
     add_product, checkout_body, get, mail_to, place, post_order, post_raw, stock, unique, wait_until_finished,
     wait_until_saga_finished,
@@ -39,6 +47,12 @@ scenarios![
     an_operator_retries_a_waiting_step_and_is_refused_what_does_not_apply,
     an_operator_sets_stock_and_the_change_is_recorded,
     the_load_generator_follows_every_checkout_to_its_end,
+    a_cancel_before_the_reservation_gives_back_what_the_reservation_took,
+    a_cancel_between_reservation_and_authorization_voids_the_authorization,
+    a_cancel_during_a_payment_timeout_wins_over_the_timeout,
+    a_cancel_after_confirmation_is_refused_and_changes_nothing,
+    the_order_history_answers_what_the_order_was_at_each_event,
+    the_read_model_lists_a_customers_orders_and_says_how_stale_it_is,
 ];
 
 fn email(label: &str) -> String {
@@ -238,11 +252,13 @@ async fn bad_input_gets_problems_and_starts_no_saga(stack: Arc<Stack>) {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.headers["content-type"], "application/problem+json");
 
-    let placed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE email = $1")
-        .bind(&customer)
-        .fetch_one(stack.db("order"))
-        .await
-        .unwrap();
+    let placed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM order_events WHERE event_type = 'OrderPlaced' AND data->>'email' = $1",
+    )
+    .bind(&customer)
+    .fetch_one(stack.db("order"))
+    .await
+    .unwrap();
     assert_eq!(placed, 0, "no order was written");
     assert_eq!(stock(&stack, &mug).await, (5, 0));
 }

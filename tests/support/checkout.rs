@@ -58,6 +58,15 @@ pub async fn post_raw(stack: &Stack, content_type: &str, body: Vec<u8>) -> Reply
     reply(request.send().await.unwrap()).await
 }
 
+/// `POST /orders/{order}/cancel` with `body` (none when `Null`).
+pub async fn cancel(stack: &Stack, order: OrderId, body: Value) -> Reply {
+    let mut request = stack.http.post(format!("{}/orders/{order}/cancel", stack.url("order")));
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    reply(request.send().await.unwrap()).await
+}
+
 pub async fn get(stack: &Stack, service: &str, path: &str) -> Reply {
     reply(stack.http.get(format!("{}{path}", stack.url(service))).send().await.unwrap()).await
 }

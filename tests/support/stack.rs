@@ -85,6 +85,24 @@ impl Service {
     pub fn pid(&self) -> u32 {
         self.child.lock().unwrap().id()
     }
+
+    /// SIGSTOP until the guard drops (then SIGCONT): the process holds its
+    /// connections and its group membership but handles nothing, like a
+    /// service stalled in a long GC pause or a frozen VM.
+    pub fn pause(&self) -> Paused<'_> {
+        let status = Command::new("kill").arg("-STOP").arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success(), "could not pause {}", self.name);
+        Paused(self)
+    }
+}
+
+/// A paused service; resumed on drop, also when a scenario fails.
+pub struct Paused<'a>(&'a Service);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-CONT").arg(self.0.pid().to_string()).status();
+    }
 }
 
 /// Fields drop in order: the services stop before their topics and databases go.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The infrastructure the services need, on this machine, without Docker:
-# PostgreSQL on 127.0.0.1:5432 and Apache Kafka on 127.0.0.1:9092 with every
-# topic and dead-letter topic created.
+# PostgreSQL on 127.0.0.1:5432, Apache Kafka on 127.0.0.1:9092 with every
+# topic and dead-letter topic created, and a mail catcher (MailDev: SMTP on
+# 127.0.0.1:1025, web UI on http://127.0.0.1:1080).
 #
 #   deploy/native/stack.sh up       start what is not running (installs what is missing)
-#   deploy/native/stack.sh start    `up`, then build and start the five services and a mail catcher
-#   deploy/native/stack.sh stop     stop the services and the mail catcher
+#   deploy/native/stack.sh start    `up`, then build and start the five services
+#   deploy/native/stack.sh stop     stop the services
 #   deploy/native/stack.sh down     `stop`, then stop what `up` started (the broker with a controlled shutdown)
 #   deploy/native/stack.sh status
 #
@@ -212,20 +213,92 @@ ensure_databases() {
   done
 }
 
-# A local stand-in for Mailpit: MailDev from npm (SMTP on 1025, web UI on 1080).
+# The mail catcher, a local stand-in for Mailpit: MailDev from npm, installed
+# into .stack/maildev/, with SMTP on 127.0.0.1:1025 and on 127.0.0.1:1080 its
+# web UI (at /) and JSON API (/email, /config). Pinned: MailDev 3 pulls in
+# packages that want Node 22, answers its page at / only to a client that asks
+# for HTML (anything else gets {"error":"Not found"}) and moved the API under
+# /api; 2.2.1 runs on Node 18 and later and serves its page to every client.
+MAILDEV_VERSION=2.2.1
+MAILDEV_DIR="$STATE/maildev"
+
+# The version of the MailDev answering on 127.0.0.1:1080 (2.x says it at
+# /config, 3.x at /api/config); empty when none answers.
+maildev_running_version() {
+  local path
+  for path in /config /api/config; do
+    curl -fsS --max-time 2 "http://127.0.0.1:1080$path" 2>/dev/null | sed -n 's/.*"version":"\([^"]*\)".*/\1/p' | grep . && return
+  done
+  return 0
+}
+
+maildev_installed_version() {
+  local package="$MAILDEV_DIR/node_modules/maildev/package.json"
+  [ -f "$package" ] && node -p 'require(process.argv[1]).version' "$package"
+  return 0
+}
+
+maildev_started() {
+  kill -0 "$(cat "$STATE/maildev.pid")" 2>/dev/null || die "mail: MailDev exited during start (see $STATE/logs/maildev.log)"
+  port_open 127.0.0.1 1025 && [ "$(maildev_running_version)" = "$MAILDEV_VERSION" ]
+}
+
+# A pid and its descendants: a MailDev started through npx (before the pin)
+# runs two processes below the pid that was recorded.
+process_tree() {
+  local child
+  echo "$1"
+  for child in $(ps -o pid= --ppid "$1"); do process_tree "$child"; done
+}
+
+all_exited() {
+  local pid
+  for pid in "$@"; do kill -0 "$pid" 2>/dev/null && return 1; done
+  return 0
+}
+
+stop_mail_catcher() {
+  local file="$STATE/maildev.pid" pids
+  [ -f "$file" ] || return 0
+  mapfile -t pids < <(process_tree "$(cat "$file")")
+  if ! all_exited "${pids[@]}"; then
+    log "mail: stopping MailDev (pids ${pids[*]})"
+    kill "${pids[@]}" 2>/dev/null || true
+    wait_until 20 "MailDev to stop" all_exited "${pids[@]}"
+  fi
+  rm -f "$file"
+}
+
 ensure_mail_catcher() {
   if port_open 127.0.0.1 1025; then
-    log "mail: an SMTP server already listens on 127.0.0.1:1025"
+    local running
+    running="$(maildev_running_version)"
+    if [ "$running" = "$MAILDEV_VERSION" ]; then
+      log "mail: MailDev $running running (SMTP 127.0.0.1:1025, web UI http://127.0.0.1:1080)"
+      return
+    fi
+    if ! { [ -f "$STATE/maildev.pid" ] && kill -0 "$(cat "$STATE/maildev.pid")" 2>/dev/null; }; then
+      log "mail: an SMTP server this script did not start listens on 127.0.0.1:1025 (${running:+MailDev $running, }not MailDev $MAILDEV_VERSION); leaving it"
+      return
+    fi
+    log "mail: MailDev ${running:-of an unknown version} runs, $MAILDEV_VERSION is pinned: restarting it"
+    stop_mail_catcher
+  fi
+  if ! command -v npm >/dev/null; then
+    log "mail: no SMTP server on 127.0.0.1:1025 and no npm to install MailDev; emails will be retried until one appears"
     return
   fi
-  if ! command -v npx >/dev/null; then
-    log "mail: no SMTP server on 127.0.0.1:1025 and no npx to start MailDev; emails will be retried until one appears"
-    return
+  mkdir -p "$STATE/logs"
+  if [ "$(maildev_installed_version)" != "$MAILDEV_VERSION" ]; then
+    log "mail: installing MailDev $MAILDEV_VERSION from npm into $MAILDEV_DIR"
+    npm install --prefix "$MAILDEV_DIR" --save-exact --no-audit --no-fund "maildev@$MAILDEV_VERSION" \
+      >"$STATE/logs/maildev-install.log" 2>&1 || die "mail: installing MailDev failed (see $STATE/logs/maildev-install.log)"
   fi
-  log "mail: starting MailDev (SMTP 127.0.0.1:1025, web UI http://127.0.0.1:1080)"
-  nohup npx --yes maildev@3 --ip 127.0.0.1 --smtp 1025 --web 1080 >"$STATE/logs/maildev.log" 2>&1 &
+  log "mail: starting MailDev $MAILDEV_VERSION (SMTP 127.0.0.1:1025, web UI http://127.0.0.1:1080)"
+  nohup node "$MAILDEV_DIR/node_modules/maildev/bin/maildev" --ip 127.0.0.1 --smtp 1025 --web 1080 \
+    >"$STATE/logs/maildev.log" 2>&1 &
   echo $! >"$STATE/maildev.pid"
-  wait_until 180 "MailDev to accept SMTP connections (see $STATE/logs/maildev.log)" port_open 127.0.0.1 1025
+  wait_until 60 "MailDev to answer on 127.0.0.1:1025 and :1080 (see $STATE/logs/maildev.log)" maildev_started
 }
 
 service_ready() { curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
@@ -261,7 +334,6 @@ start_services() {
 
 stop_services() {
   for service in $SERVICES; do stop_pidfile "$service"; done
-  stop_pidfile maildev
 }
 
 cmd="${1:-up}"
@@ -272,6 +344,7 @@ case "$cmd" in
     ensure_postgres
     ensure_broker
     ensure_topics
+    ensure_mail_catcher
     ;;
   start)
     mkdir -p "$STATE/logs"
@@ -297,6 +370,7 @@ EOF
     ;;
   down)
     stop_services
+    stop_mail_catcher
     # SIGTERM is a controlled shutdown: the log is flushed and closed cleanly,
     # so the next start needs no recovery.
     stop_pidfile broker 60
@@ -317,6 +391,14 @@ EOF
       echo "broker:   up ($BROKER_HOST:$BROKER_PORT)"
     else
       echo "broker:   listening on $BROKER_HOST:$BROKER_PORT but not answering"
+    fi
+    mail_version="$(maildev_running_version)"
+    if [ -n "$mail_version" ]; then
+      echo "mail:     MailDev $mail_version (SMTP 127.0.0.1:1025, web UI http://127.0.0.1:1080)"
+    elif port_open 127.0.0.1 1025; then
+      echo "mail:     an SMTP server on 127.0.0.1:1025, no MailDev on :1080"
+    else
+      echo "mail:     down"
     fi
     ;;
   *)

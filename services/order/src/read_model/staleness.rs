@@ -74,6 +74,10 @@ pub struct StalenessMonitor {
 impl StalenessMonitor {
     pub async fn run(self, stop: CancellationToken) -> Result<(), std::convert::Infallible> {
         let mut caught_up_at: BTreeMap<Partition, OffsetDateTime> = BTreeMap::new();
+        // The ends at the last check, when the projection had reached them
+        // all: while they stay put it still has (positions only move
+        // forward), so an idle system costs no query.
+        let mut reached: Option<BTreeMap<Partition, i64>> = None;
         let mut ticks = tokio::time::interval(self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -89,6 +93,13 @@ impl StalenessMonitor {
                     continue;
                 }
             };
+            if reached.as_ref() == Some(&ends) {
+                for partition in ends.keys() {
+                    caught_up_at.insert(partition.clone(), started);
+                }
+                self.publish(0, Some(started), started);
+                continue;
+            }
             let positions = match store::positions(&self.pool).await {
                 Ok(rows) => rows.into_iter().map(|(t, p, next)| ((t, p), next)).collect::<BTreeMap<_, _>>(),
                 Err(error) => {
@@ -105,12 +116,17 @@ impl StalenessMonitor {
                 }
             }
             let consistent_as_of = ends.keys().map(|p| caught_up_at.get(p).copied()).min().flatten();
-            metrics::gauge!("checkout_read_model_lag_records")
-                .set(f64::from(i32::try_from(lag_records).unwrap_or(i32::MAX)));
-            if let Some(at) = consistent_as_of {
-                metrics::gauge!("checkout_read_model_staleness_seconds").set((started - at).as_seconds_f64());
-            }
-            self.staleness.record(Check { lag_records, consistent_as_of });
+            reached = (lag_records == 0).then_some(ends);
+            self.publish(lag_records, consistent_as_of, started);
         }
+    }
+
+    fn publish(&self, lag_records: i64, consistent_as_of: Option<OffsetDateTime>, checked_at: OffsetDateTime) {
+        metrics::gauge!("checkout_read_model_lag_records")
+            .set(f64::from(i32::try_from(lag_records).unwrap_or(i32::MAX)));
+        if let Some(at) = consistent_as_of {
+            metrics::gauge!("checkout_read_model_staleness_seconds").set((checked_at - at).as_seconds_f64());
+        }
+        self.staleness.record(Check { lag_records, consistent_as_of });
     }
 }

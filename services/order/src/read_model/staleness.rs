@@ -1,14 +1,16 @@
 //! How stale the read model is, stated with every answer.
 //!
 //! Every `interval`, the monitor asks the broker where each partition of
-//! the read topics ends, *then* reads how far the projection has got. A
-//! partition whose position has reached its end at that moment holds
-//! nothing unapplied that was published before the check began, so the read
-//! model reflects every event published before the earliest such moment
-//! across partitions: that is `consistent_as_of`, and `lag_records` is how
-//! many records remain to apply.
+//! the read topics ends, *then* reads how far the projection has got. Once
+//! a partition's position has reached the end it had at an earlier check,
+//! every record published to it before that check began is applied; the
+//! latest such check, and the earliest of those across partitions, is
+//! `consistent_as_of`: the read model reflects every event published before
+//! it. `lag_records` is how many records remain to apply. Under steady load
+//! a partition seldom sits exactly at its end, so each partition keeps the
+//! ends of recent checks (a [`Frontier`]) rather than wait for that.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -73,7 +75,7 @@ pub struct StalenessMonitor {
 
 impl StalenessMonitor {
     pub async fn run(self, stop: CancellationToken) -> Result<(), std::convert::Infallible> {
-        let mut caught_up_at: BTreeMap<Partition, OffsetDateTime> = BTreeMap::new();
+        let mut frontiers: BTreeMap<Partition, Frontier> = BTreeMap::new();
         // The ends at the last check, when the projection had reached them
         // all: while they stay put it still has (positions only move
         // forward), so an idle system costs no query.
@@ -94,8 +96,8 @@ impl StalenessMonitor {
                 }
             };
             if reached.as_ref() == Some(&ends) {
-                for partition in ends.keys() {
-                    caught_up_at.insert(partition.clone(), started);
+                for (partition, end) in &ends {
+                    frontiers.entry(partition.clone()).or_default().observe(started, *end, *end);
                 }
                 self.publish(0, Some(started), started);
                 continue;
@@ -111,11 +113,10 @@ impl StalenessMonitor {
             for (partition, end) in &ends {
                 let next = positions.get(partition).copied().unwrap_or(0);
                 lag_records += (end - next).max(0);
-                if next >= *end {
-                    caught_up_at.insert(partition.clone(), started);
-                }
+                frontiers.entry(partition.clone()).or_default().observe(started, *end, next);
             }
-            let consistent_as_of = ends.keys().map(|p| caught_up_at.get(p).copied()).min().flatten();
+            let consistent_as_of =
+                ends.keys().map(|p| frontiers.get(p).and_then(|f| f.consistent_as_of)).min().flatten();
             reached = (lag_records == 0).then_some(ends);
             self.publish(lag_records, consistent_as_of, started);
         }
@@ -128,5 +129,56 @@ impl StalenessMonitor {
             metrics::gauge!("checkout_read_model_staleness_seconds").set((checked_at - at).as_seconds_f64());
         }
         self.staleness.record(Check { lag_records, consistent_as_of });
+    }
+}
+
+/// One partition's recent checks: when each began and where the partition
+/// ended then, oldest first, until the projection's position passes them.
+#[derive(Debug, Default)]
+struct Frontier {
+    pending: VecDeque<(OffsetDateTime, i64)>,
+    consistent_as_of: Option<OffsetDateTime>,
+}
+
+impl Frontier {
+    /// Checks kept while the projection is behind: ten minutes at 500 ms.
+    /// Dropping the oldest only makes the stated bound more cautious.
+    const KEPT: usize = 1200;
+
+    /// A check that began at `at` saw the partition end at `end` and the
+    /// projection's next offset at `next`.
+    fn observe(&mut self, at: OffsetDateTime, end: i64, next: i64) {
+        self.pending.push_back((at, end));
+        while self.pending.len() > Self::KEPT {
+            self.pending.pop_front();
+        }
+        while let Some(&(checked_at, end)) = self.pending.front() {
+            if end > next {
+                break;
+            }
+            self.consistent_as_of = Some(checked_at);
+            self.pending.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::Frontier;
+
+    #[test]
+    fn a_partition_is_consistent_as_of_the_latest_check_whose_end_it_has_reached() {
+        let t = |s: i64| datetime!(2026-12-03 10:00 UTC) + time::Duration::seconds(s);
+        let mut frontier = Frontier::default();
+        frontier.observe(t(0), 10, 4);
+        assert_eq!(frontier.consistent_as_of, None, "behind from the start");
+        frontier.observe(t(1), 20, 12);
+        assert_eq!(frontier.consistent_as_of, Some(t(0)), "past the first check's end, not the second's");
+        frontier.observe(t(2), 30, 25);
+        assert_eq!(frontier.consistent_as_of, Some(t(1)));
+        frontier.observe(t(3), 30, 30);
+        assert_eq!(frontier.consistent_as_of, Some(t(3)), "at the end: consistent as of this check");
     }
 }

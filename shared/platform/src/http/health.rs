@@ -122,6 +122,9 @@ impl Readiness {
 /// `/healthz` (the process is alive), `/readyz` (its dependencies answer and
 /// its consumers have joined their groups) and `/metrics` (Prometheus).
 pub fn health_routes(readiness: Readiness) -> Router {
+    // Install the recorder now, with the router, not at the first scrape:
+    // what is recorded before that would otherwise be lost.
+    crate::metrics::handle();
     Router::new()
         .route("/healthz", get(|| async { axum::Json(json!({ "status": "ok" })) }))
         .route(

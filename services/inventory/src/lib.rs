@@ -32,5 +32,17 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     builder.consume(&[Topic::InventoryCommands], InventoryHandler::new(pool.clone(), settings.reservation_ttl))?;
     let sweeper = Sweeper::new(pool.clone(), settings.expiry_sweep_interval);
     builder.spawn("reservation expiry", |shutdown| sweeper.run(shutdown));
+    let stock = pool.clone();
+    builder.collect("stock", move || {
+        let pool = stock.clone();
+        async move {
+            for (sku, available) in store::available_units(&pool).await? {
+                // Unit counts are far below 2^52.
+                #[allow(clippy::cast_precision_loss)]
+                metrics::gauge!("checkout_inventory_available_units", "sku" => sku).set(available as f64);
+            }
+            Ok::<(), store::StoreError>(())
+        }
+    });
     Ok(builder.serve(http::routes(http::Api { pool, operators: settings.operators })))
 }

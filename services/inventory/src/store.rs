@@ -492,3 +492,18 @@ pub async fn put_product(
     tx.commit().await?;
     Ok((Product::try_from(row)?, before.is_none()))
 }
+
+/// The most SKUs whose stock `/metrics` exports: one series each.
+pub const STOCK_GAUGE_LIMIT: i64 = 1000;
+
+/// Units available (on hand, not reserved) per SKU, for the stock gauges:
+/// the first [`STOCK_GAUGE_LIMIT`] SKUs in order.
+pub async fn available_units(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT sku, (on_hand - reserved)::BIGINT AS "available!" FROM products ORDER BY sku LIMIT $1"#,
+        STOCK_GAUGE_LIMIT,
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|row| (row.sku, row.available)).collect())
+}

@@ -1,5 +1,5 @@
 use checkout_domain::{EmailAddress, OrderId};
-use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
 use checkout_messages::{Message, Source};
 use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
@@ -62,8 +62,17 @@ impl Handler for NotificationHandler {
             None
         } else {
             let response = self.mailer.send(order, name, recipient, &email).await.map_err(|error| {
-                if error.is_transient() { HandlerError::transient(error) } else { HandlerError::permanent(error) }
+                let transient = error.is_transient();
+                metrics::counter!("checkout_emails_failed_total", "kind" => name,
+                    "class" => if transient { "transient" } else { "permanent" })
+                .increment(1);
+                if transient {
+                    HandlerError::transient(Dependency::MailServer, error)
+                } else {
+                    HandlerError::permanent(error)
+                }
             })?;
+            metrics::counter!("checkout_emails_sent_total", "kind" => name).increment(1);
             tracing::info!(notification.kind = name, smtp.response = %response, "email sent");
             Some(response)
         };
@@ -97,4 +106,16 @@ async fn sent_before(pool: &PgPool, order: OrderId, kind: &str) -> Result<bool, 
     )
     .fetch_one(pool)
     .await
+}
+
+/// Registers the email counters at zero for every kind, so that they are
+/// exported (and `rate()` works) before the first email.
+pub fn export_zeroes() {
+    for kind in [NotificationKind::OrderConfirmed, NotificationKind::OrderCancelled] {
+        let name = kind_name(kind);
+        metrics::counter!("checkout_emails_sent_total", "kind" => name).absolute(0);
+        for class in ["transient", "permanent"] {
+            metrics::counter!("checkout_emails_failed_total", "kind" => name, "class" => class).absolute(0);
+        }
+    }
 }

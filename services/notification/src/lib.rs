@@ -22,6 +22,7 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
         .map_err(|error| checkout_platform::config::ConfigError::new("SMTP_FROM", error.to_string()))?;
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
+    handler::export_zeroes();
     builder.consume(&[Topic::NotificationCommands], NotificationHandler::new(pool.clone(), mailer))?;
     Ok(builder.serve(http::routes(pool)))
 }

@@ -95,7 +95,7 @@ async fn an_unreachable_smtp_server_is_a_transient_failure_then_the_email_goes_o
     let f = Fixture::new().await;
     f.smtp.refuse(true);
     let error = f.send(&f.confirmed()).await.unwrap_err();
-    assert!(matches!(error, HandlerError::Transient(_)), "{error}");
+    assert!(matches!(error, HandlerError::Transient { .. }), "{error}");
     assert!(outbox(&f.db.pool).await.is_empty(), "nothing recorded while the email is not sent");
     f.smtp.refuse(false);
     f.send(&f.confirmed()).await.unwrap();
@@ -107,7 +107,7 @@ async fn a_server_that_never_answers_times_out_as_a_transient_failure() {
     let f = Fixture::new().await;
     f.smtp.silent(true);
     let error = f.handler(Duration::from_millis(300)).handle(&incoming(f.confirmed())).await.unwrap_err();
-    assert!(matches!(error, HandlerError::Transient(_)), "{error}");
+    assert!(matches!(error, HandlerError::Transient { .. }), "{error}");
     assert!(error.to_string().contains("did not finish"), "{error}");
     assert!(outbox(&f.db.pool).await.is_empty());
 }

@@ -12,13 +12,17 @@ pub struct Settings {
     pub timer_interval: Duration,
     /// Who may retry or abort a saga (`OPERATOR_TOKENS`).
     pub operators: OperatorTokens,
+    /// A saga running or compensating for longer than this counts as stuck
+    /// (`checkout_sagas_stuck`).
+    pub stuck_after: Duration,
 }
 
 impl Settings {
     /// Per step group (`RESERVE`, `AUTHORIZE`, `AFTER_PIVOT`, `COMPENSATION`):
     /// `SAGA_<GROUP>_TIMEOUT_MS` and `SAGA_<GROUP>_MAX_ATTEMPTS`; also
     /// `SAGA_MAX_STEP_TIMEOUT_MS` (the backoff cap) and
-    /// `ORCHESTRATOR_TIMER_INTERVAL_MS`, `OPERATOR_TOKENS`, plus the shared variables.
+    /// `ORCHESTRATOR_TIMER_INTERVAL_MS`, `SAGA_STUCK_AFTER_MS`, `OPERATOR_TOKENS`,
+    /// plus the shared variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let defaults = SagaPolicy::default();
         let max_timeout = env.millis("SAGA_MAX_STEP_TIMEOUT_MS", Duration::from_secs(60))?;
@@ -39,6 +43,7 @@ impl Settings {
             },
             timer_interval: env.millis("ORCHESTRATOR_TIMER_INTERVAL_MS", Duration::from_millis(250))?,
             operators: OperatorTokens::from_env(env)?,
+            stuck_after: env.millis("SAGA_STUCK_AFTER_MS", Duration::from_mins(5))?,
         })
     }
 }

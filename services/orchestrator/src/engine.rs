@@ -11,7 +11,7 @@ use opentelemetry::trace::TraceContextExt;
 use time::OffsetDateTime;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::store::{self, StoreError, StoredSaga, TransitionRecord};
+use crate::store::{self, Census, StoreError, StoredSaga, TransitionRecord};
 
 /// What caused a transition, for the lineage of the messages it sends.
 #[derive(Clone, Debug)]
@@ -73,6 +73,65 @@ impl Cause {
     }
 }
 
+/// A saga's move from one state to another, to be counted once the
+/// transaction that made it has committed (a rolled-back or retried
+/// transition is not counted twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "count it once the transaction has committed"]
+pub struct Moved {
+    from: Option<SagaStatus>,
+    to: SagaStatus,
+    started_at: OffsetDateTime,
+    at: OffsetDateTime,
+}
+
+impl Moved {
+    /// How a saga that ends with this move finished, as the metrics name it.
+    fn outcome(self) -> Option<&'static str> {
+        if self.from == Some(self.to) {
+            return None;
+        }
+        match self.to {
+            SagaStatus::Completed => Some("completed"),
+            SagaStatus::Cancelled => Some("compensated"),
+            SagaStatus::NeedsAttention => Some("needs_attention"),
+            SagaStatus::Running | SagaStatus::Compensating => None,
+        }
+    }
+
+    /// Counts the move: a saga started, or finished (with its duration).
+    pub fn count(self) {
+        if self.from.is_none() {
+            metrics::counter!("checkout_sagas_started_total").increment(1);
+        }
+        if let Some(outcome) = self.outcome() {
+            metrics::counter!(format!("checkout_sagas_{outcome}_total")).increment(1);
+            metrics::histogram!("checkout_saga_duration_seconds", "outcome" => outcome)
+                .record((self.at - self.started_at).as_seconds_f64().max(0.0));
+        }
+    }
+}
+
+/// Registers the saga counters at zero, so that they are exported (and
+/// `rate()` works) before the first saga.
+pub fn export_zeroes() {
+    for name in ["started", "completed", "compensated", "needs_attention"] {
+        metrics::counter!(format!("checkout_sagas_{name}_total")).absolute(0);
+    }
+}
+
+/// Sets the gauges of unfinished sagas: per state, and stuck.
+pub fn export(census: &Census) {
+    for status in [SagaStatus::Running, SagaStatus::Compensating, SagaStatus::NeedsAttention] {
+        let sagas = census.by_status.iter().find(|(known, _)| *known == status).map_or(0, |(_, sagas)| *sagas);
+        // Saga counts are far below 2^52.
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("checkout_sagas", "state" => status.as_str()).set(sagas as f64);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!("checkout_sagas_stuck").set(census.stuck as f64);
+}
+
 pub async fn record(
     work: &mut UnitOfWork,
     from: Option<SagaStatus>,
@@ -81,8 +140,9 @@ pub async fn record(
     cause: Cause,
     source: &Source,
     now: OffsetDateTime,
-) -> Result<(), StoreError> {
+) -> Result<Moved, StoreError> {
     let saga = transition.saga;
+    let moved = Moved { from, to: saga.status(), started_at: saga.started_at, at: now };
     let order = saga.order_id;
     let span = tracing::Span::current();
     // Compensation starts: remember the span that reported the failure (or,
@@ -138,5 +198,26 @@ pub async fn record(
     if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline) {
         work.send(cause.envelope(source, order, now, recorded.into()));
     }
-    Ok(())
+    Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(from: Option<SagaStatus>, to: SagaStatus) -> Moved {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        Moved { from, to, started_at: at, at }
+    }
+
+    #[test]
+    fn a_saga_finishes_once_when_it_enters_a_final_or_stranded_state() {
+        use SagaStatus::{Cancelled, Compensating, Completed, NeedsAttention, Running};
+        assert_eq!(moved(Some(Running), Completed).outcome(), Some("completed"));
+        assert_eq!(moved(Some(Compensating), Cancelled).outcome(), Some("compensated"));
+        assert_eq!(moved(Some(Running), NeedsAttention).outcome(), Some("needs_attention"));
+        assert_eq!(moved(Some(Completed), Completed).outcome(), None, "an input ignored after the end");
+        assert_eq!(moved(Some(Running), Compensating).outcome(), None);
+        assert_eq!(moved(None, Running).outcome(), None);
+    }
 }

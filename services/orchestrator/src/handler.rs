@@ -100,8 +100,10 @@ impl Handler for SagaHandler {
                     return Err(HandlerError::permanent(format!("no saga for order {order}")));
                 }
             };
-            engine::record(&mut work, from, transition, input_name, cause, &self.source, now).await?;
-            work.commit().await.map_err(handler_error)
+            let moved = engine::record(&mut work, from, transition, input_name, cause, &self.source, now).await?;
+            work.commit().await.map_err(handler_error)?;
+            moved.count();
+            Ok(())
         }
         .instrument(transition_span(input_name, envelope.subject, envelope.correlation_id, envelope.id))
         .await

@@ -207,7 +207,7 @@ async fn act(
     }
     let source = Source::service("orchestrator");
     let from = Some(stored.saga.status());
-    async {
+    let moved = async {
         tracing::info!(operator = operator.as_str(), reason, "operator action");
         engine::record(&mut work, from, transition, operation.as_str(), cause, &source, now).await
     }
@@ -215,6 +215,7 @@ async fn act(
     .await
     .map_err(internal)?;
     work.commit().await.map_err(internal)?;
+    moved.count();
     view(&api.pool, order).await.map(axum::Json)
 }
 

@@ -43,10 +43,16 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     ];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
+    engine::export_zeroes();
     let consumer = builder.consume(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
     let gate = DeadlineGate::new(consumer, builder.kafka_settings().clone());
     let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval).gated_by(gate);
     builder.spawn("saga timer", |shutdown| timer.run(shutdown));
+    let (census_pool, stuck_after) = (pool.clone(), settings.stuck_after);
+    builder.collect("sagas", move || {
+        let pool = census_pool.clone();
+        async move { store::census(&pool, stuck_after).await.map(|census| engine::export(&census)) }
+    });
     let api = http::Api { pool, policy: settings.policy, operators: settings.operators };
     Ok(builder.serve(http::routes(api)))
 }

@@ -260,3 +260,33 @@ pub async fn list(
     .fetch_all(pool)
     .await?)
 }
+
+/// The sagas not finished: how many are in each such state, and how many
+/// of the running or compensating ones started before `stuck_after` ago
+/// (by the database's clock). Finished sagas are counted by counters, so
+/// this reads only the unfinished rows (through `sagas_by_status`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub by_status: Vec<(SagaStatus, i64)>,
+    pub stuck: i64,
+}
+
+pub async fn census(pool: &PgPool, stuck_after: std::time::Duration) -> Result<Census, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT status AS "status!", count(*) AS "sagas!",
+                  count(*) FILTER (WHERE status IN ('running', 'compensating')
+                                     AND started_at < now() - make_interval(secs => $1)) AS "stuck!"
+           FROM sagas WHERE status IN ('running', 'compensating', 'needs_attention') GROUP BY status"#,
+        stuck_after.as_secs_f64(),
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut census = Census::default();
+    for row in rows {
+        let status = SagaStatus::parse(&row.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("saga status {:?}", row.status)))?;
+        census.by_status.push((status, row.sagas));
+        census.stuck += row.stuck;
+    }
+    Ok(census)
+}

@@ -141,6 +141,7 @@ impl Timer {
             tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
             metrics::counter!("checkout_saga_quarantined_total").increment(1);
         }
+        let mut moves = Vec::with_capacity(due.sagas.len());
         for stored in &due.sagas {
             // Continue the checkout's trace: a timeout belongs to the saga it ends.
             let cause = Cause::timer(stored);
@@ -155,11 +156,14 @@ impl Timer {
             }
             let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
             let from = Some(stored.saga.status());
-            engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), cause, &self.source, now)
-                .instrument(span)
-                .await?;
+            let moved =
+                engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), cause, &self.source, now)
+                    .instrument(span)
+                    .await?;
+            moves.push(moved);
         }
         work.commit().await?;
+        moves.into_iter().for_each(engine::Moved::count);
         Ok(due.sagas.len() + due.quarantined.len())
     }
 }

@@ -5,7 +5,7 @@
 mod rebuild;
 mod staleness;
 
-use checkout_kafka::{Handler, HandlerError, Incoming, RecordPosition};
+use checkout_kafka::{Dependency, Handler, HandlerError, Incoming, RecordPosition};
 use checkout_messages::{Envelope, Message, Topic};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -54,14 +54,20 @@ pub(crate) async fn project(
     store::advance(conn, &position.topic, position.partition, position.offset).await
 }
 
+/// Every failure of the projection is the database's: the row is always
+/// computable from the message, so it is retried, never dead-lettered.
+fn database(error: impl Into<checkout_kafka::BoxError>) -> HandlerError {
+    HandlerError::transient(Dependency::Database, error)
+}
+
 impl Handler for Projection {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         // Every failure here is the database's: the row is always computable
         // from the message, so retry rather than dead-letter.
-        let mut tx = self.pool.begin().await.map_err(HandlerError::transient)?;
+        let mut tx = self.pool.begin().await.map_err(database)?;
         project(&mut tx, &message.envelope, &message.position, checkout_platform::clock::now())
             .await
-            .map_err(HandlerError::transient)?;
-        tx.commit().await.map_err(HandlerError::transient)
+            .map_err(database)?;
+        tx.commit().await.map_err(database)
     }
 }

@@ -4,7 +4,7 @@
 pub mod read_model;
 
 use checkout_domain::OrderId;
-use checkout_kafka::HandlerError;
+use checkout_kafka::{Dependency, HandlerError};
 use checkout_outbox::is_transient;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
@@ -36,7 +36,7 @@ pub enum StoreError {
 impl From<StoreError> for HandlerError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Database(error) if is_transient(&error) => Self::transient(error),
+            StoreError::Database(error) if is_transient(&error) => Self::transient(Dependency::Database, error),
             other => Self::permanent(other),
         }
     }

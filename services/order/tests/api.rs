@@ -16,6 +16,7 @@ use checkout_order::read_model::Staleness;
 use checkout_order::{MIGRATOR, OrderHandler, http};
 use checkout_outbox::first_message;
 use checkout_platform::http::{Readiness, service_router};
+use checkout_platform::metrics::Collectors;
 use checkout_testkit::{TestDatabase, incoming, outbox};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -37,7 +38,7 @@ impl Api {
     }
 
     fn router(&self) -> Router {
-        service_router(http::routes(self.db.pool.clone(), Staleness::default()), Readiness::new())
+        service_router(http::routes(self.db.pool.clone(), Staleness::default()), Readiness::new(), Collectors::new())
     }
 
     async fn call(&self, request: Request<Body>) -> Reply {

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checkout_domain::{Money, OrderId};
-use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::payment::{
     AuthorizePayment, DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
@@ -88,7 +88,7 @@ impl From<StoreError> for HandlerError {
 
 impl From<GatewayError> for HandlerError {
     fn from(error: GatewayError) -> Self {
-        HandlerError::transient(error)
+        HandlerError::transient(Dependency::PaymentGateway, error)
     }
 }
 
@@ -180,7 +180,9 @@ impl<G: PaymentGateway> PaymentHandler<G> {
     async fn within_timeout(&self, call: impl Future<Output = Result<(), GatewayError>>) -> Result<(), HandlerError> {
         match tokio::time::timeout(self.gateway_timeout, call).await {
             Ok(result) => Ok(result?),
-            Err(_elapsed) => Err(HandlerError::transient("payment gateway did not answer in time")),
+            Err(_elapsed) => {
+                Err(HandlerError::transient(Dependency::PaymentGateway, "payment gateway did not answer in time"))
+            }
         }
     }
 }

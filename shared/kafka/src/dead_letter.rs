@@ -48,6 +48,17 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    pub const ALL: [Self; 8] = [
+        Self::MalformedEnvelope,
+        Self::UnknownType,
+        Self::UnsupportedVersion,
+        Self::InvalidPayload,
+        Self::KeyMismatch,
+        Self::WrongTopic,
+        Self::Rejected,
+        Self::HandlerPanicked,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::MalformedEnvelope => "malformed-envelope",

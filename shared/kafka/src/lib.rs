@@ -28,7 +28,8 @@ mod settings;
 mod topics;
 
 pub use consumer::{
-    BoxError, ConsumerError, ConsumerRuntime, ConsumerStatus, Handler, HandlerError, Incoming, RecordPosition,
+    BoxError, ConsumerError, ConsumerRuntime, ConsumerStatus, Dependency, Handler, HandlerError, Incoming,
+    RecordPosition,
 };
 pub use dead_letter::{DeadLetterHeader, ErrorClass};
 pub use headers::{RecordHeaders, header_names};

@@ -1,4 +1,4 @@
-use checkout_kafka::HandlerError;
+use checkout_kafka::{Dependency, HandlerError};
 
 use crate::OutboxError;
 
@@ -24,7 +24,7 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
 /// Maps a database error in a handler to a retry or a dead letter.
 pub fn handler_error(error: impl Into<OutboxError>) -> HandlerError {
     match error.into() {
-        OutboxError::Database(error) if is_transient(&error) => HandlerError::transient(error),
+        OutboxError::Database(error) if is_transient(&error) => HandlerError::transient(Dependency::Database, error),
         other => HandlerError::permanent(other),
     }
 }
@@ -45,6 +45,6 @@ mod tests {
         assert!(is_transient(&sqlx::Error::Io(std::io::Error::other("reset"))));
         assert!(!is_transient(&sqlx::Error::RowNotFound));
         assert!(matches!(handler_error(sqlx::Error::RowNotFound), HandlerError::Permanent(_)));
-        assert!(matches!(handler_error(sqlx::Error::PoolTimedOut), HandlerError::Transient(_)));
+        assert!(matches!(handler_error(sqlx::Error::PoolTimedOut), HandlerError::Transient { .. }));
     }
 }

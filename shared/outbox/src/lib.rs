@@ -20,7 +20,7 @@ mod writer;
 
 pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, already_processed, claim};
-pub use relay::{OutboxRelay, RelayError, RelaySettings, RelayStatus};
+pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use unit_of_work::UnitOfWork;
 pub use writer::{OutboxError, enqueue};

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use axum::Router;
 use checkout_kafka::{ConsumerRuntime, ConsumerStatus, Handler, Publisher};
 use checkout_messages::Topic;
-use checkout_outbox::OutboxRelay;
+use checkout_outbox::{Backlog, OutboxRelay};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Env, ServiceSettings};
 use crate::http::{Readiness, ReadinessCheck, service_router};
+use crate::metrics::Collectors;
 use crate::startup::connect_messaging;
 use crate::{HostError, ServiceHost, StartupError, database};
 
@@ -28,6 +29,7 @@ pub struct ServiceBuilder {
     listener: TcpListener,
     host: ServiceHost,
     readiness: Readiness,
+    collectors: Collectors,
 }
 
 impl ServiceBuilder {
@@ -46,7 +48,12 @@ impl ServiceBuilder {
             .map_err(|source| StartupError::Bind { addr: settings.http_addr, source })?;
         let host = ServiceHost::new(settings.shutdown_grace);
         let readiness = Readiness::new().with(ReadinessCheck::Database(pool.clone()));
-        Ok(Self { settings, pool, publisher, listener, host, readiness })
+        let outbox = pool.clone();
+        let collectors = Collectors::new().with_pool(pool.clone()).with("outbox", move || {
+            let pool = outbox.clone();
+            async move { Backlog::read(&pool).await.map(Backlog::export) }
+        });
+        Ok(Self { settings, pool, publisher, listener, host, readiness, collectors })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -87,6 +94,17 @@ impl ServiceBuilder {
         &self.settings.kafka
     }
 
+    /// Adds gauges read at each scrape of `/metrics` (what the service's
+    /// database holds); `name` labels the collector's failures.
+    pub fn collect<F, Fut, E>(&mut self, name: &'static str, collect: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
+        self.collectors = std::mem::take(&mut self.collectors).with(name, collect);
+    }
+
     /// Runs a background loop (a timer, a sweeper) until shutdown.
     pub fn spawn<F, E>(&mut self, name: &'static str, task: impl FnOnce(CancellationToken) -> F)
     where
@@ -103,7 +121,7 @@ impl ServiceBuilder {
         self.host.relay(relay);
         let readiness = self.readiness.with(ReadinessCheck::Outbox(self.pool.clone(), OUTBOX_MAX_AGE));
         let addr = self.listener.local_addr().unwrap_or(self.settings.http_addr);
-        self.host.serve(self.listener, service_router(routes, readiness));
+        self.host.serve(self.listener, service_router(routes, readiness, self.collectors));
         RunningService { addr, host: self.host }
     }
 }

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use axum::routing::post;
 use checkout_platform::http::{ApiJson, MAX_BODY_BYTES, Readiness, ReadinessCheck, service_router};
+use checkout_platform::metrics::Collectors;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use tower::ServiceExt;
@@ -20,7 +21,11 @@ struct Greeting {
 }
 
 fn app(readiness: Readiness) -> Router {
-    service_router(Router::new().route("/greet", post(|ApiJson(_): ApiJson<Greeting>| async { "hi" })), readiness)
+    service_router(
+        Router::new().route("/greet", post(|ApiJson(_): ApiJson<Greeting>| async { "hi" })),
+        readiness,
+        Collectors::new(),
+    )
 }
 
 async fn call(app: Router, request: Request<Body>) -> (StatusCode, Option<String>, serde_json::Value) {

@@ -50,8 +50,37 @@ fn caught_up(partition: &rdkafka::statistics::Partition) -> bool {
         || (partition.stored_offset < 0 && (partition.consumer_lag == 0 || partition.hi_offset == partition.lo_offset))
 }
 
+/// Records of the partition not yet processed by this member, as the
+/// statistics tell it: behind the stored offset once one is stored, behind
+/// the committed one before. `None` when the client does not know yet.
+fn lag(partition: &rdkafka::statistics::Partition) -> Option<i64> {
+    let lag = if partition.stored_offset >= 0 { partition.consumer_lag_stored } else { partition.consumer_lag };
+    (partition.hi_offset >= 0 && lag >= 0).then_some(lag)
+}
+
+/// Seconds since the oldest unfinished record was produced (0 when none is).
+fn age_seconds(oldest_unfinished_ms: Option<i64>, now_ms: i64) -> f64 {
+    oldest_unfinished_ms
+        .map_or(0.0, |produced| Duration::from_millis(u64::try_from(now_ms - produced).unwrap_or(0)).as_secs_f64())
+}
+
 fn partitions(list: &TopicPartitionList) -> Vec<PartitionKey> {
     list.elements().iter().map(|element| (element.topic().to_owned(), element.partition())).collect()
+}
+
+impl RuntimeContext {
+    /// The partition's lag and the age of its oldest unfinished record.
+    fn export(&self, topic: &str, partition: i32, lag: Option<i64>, now_ms: i64) {
+        let labels =
+            [("group", self.group_id.clone()), ("topic", topic.to_owned()), ("partition", partition.to_string())];
+        if let Some(lag) = lag {
+            // Record counts this large are not exact in f64 anyway.
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("checkout_consumer_lag_records", &labels).set(lag as f64);
+        }
+        let oldest = self.status.oldest_unfinished_ms(topic, partition);
+        metrics::gauge!("checkout_consumer_oldest_unprocessed_age_seconds", &labels).set(age_seconds(oldest, now_ms));
+    }
 }
 
 impl ClientContext for RuntimeContext {
@@ -67,9 +96,13 @@ impl ClientContext for RuntimeContext {
         let Ok(now) = OffsetDateTime::from_unix_timestamp(statistics.time) else { return };
         // The watermark may be one fetch wait old; a second is the sample's resolution.
         let as_of = now - self.fetch_wait_max - Duration::from_secs(1);
+        let now_ms = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         for (topic, details) in &statistics.topics {
-            for partition in details.partitions.values().filter(|p| p.partition >= 0 && caught_up(p)) {
-                self.status.record_progress(topic, partition.partition, as_of);
+            for partition in details.partitions.values().filter(|p| p.partition >= 0 && p.desired) {
+                if caught_up(partition) {
+                    self.status.record_progress(topic, partition.partition, as_of);
+                }
+                self.export(topic, partition.partition, lag(partition), now_ms);
             }
         }
     }
@@ -80,6 +113,10 @@ impl ConsumerContext for RuntimeContext {
         if let Rebalance::Revoke(list) = rebalance {
             let revoked = partitions(list);
             tracing::info!(consumer.group = %self.group_id, partitions = ?revoked, "partitions revoked");
+            // Another member owns them now: this one is behind on nothing there.
+            for (topic, partition) in &revoked {
+                self.export(topic, *partition, Some(0), 0);
+            }
             // The receiver only goes away when the runtime has stopped.
             let _ = self.events.send(RebalanceEvent::Revoked(revoked));
         }
@@ -128,5 +165,17 @@ impl FilterNoOffset for KafkaResult<()> {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_is_measured_from_the_oldest_unfinished_record_and_is_zero_without_one() {
+        assert!((age_seconds(Some(1_000), 3_500) - 2.5).abs() < f64::EPSILON);
+        assert!(age_seconds(None, 3_500).abs() < f64::EPSILON);
+        assert!(age_seconds(Some(4_000), 3_500).abs() < f64::EPSILON, "a clock step back is not a negative age");
     }
 }

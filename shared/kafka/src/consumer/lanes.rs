@@ -96,6 +96,12 @@ impl<K: Hash + Eq, R> Lanes<K, R> {
         Finished { next, committable }
     }
 
+    /// When the oldest unfinished record was produced, if any is unfinished
+    /// and its time is known: the front of the slots is never finished.
+    pub(crate) fn oldest_unfinished_ms(&self) -> Option<i64> {
+        self.slots.front().and_then(|slot| slot.produced_ms)
+    }
+
     /// Records received and not yet committable (started, waiting or finished
     /// after a gap).
     #[cfg(test)]

@@ -84,16 +84,42 @@ pub struct RecordPosition {
 pub enum HandlerError {
     /// Might succeed if tried again (database or network trouble): retried
     /// with capped backoff until it succeeds, never dead-lettered.
-    #[error("{0}")]
-    Transient(BoxError),
+    #[error("{error}")]
+    Transient { waits_on: Dependency, error: BoxError },
     /// Will fail the same way every time: dead-lettered at once.
     #[error("{0}")]
     Permanent(BoxError),
 }
 
+/// What a transient failure waits on: the `class` of
+/// `checkout_consumer_retries_total`, so an operator sees at once whether
+/// the database, the broker or a provider is away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    Database,
+    Broker,
+    MailServer,
+    PaymentGateway,
+    Other,
+}
+
+impl Dependency {
+    pub const ALL: [Self; 5] = [Self::Database, Self::Broker, Self::MailServer, Self::PaymentGateway, Self::Other];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Broker => "broker",
+            Self::MailServer => "mail-server",
+            Self::PaymentGateway => "payment-gateway",
+            Self::Other => "other",
+        }
+    }
+}
+
 impl HandlerError {
-    pub fn transient(error: impl Into<BoxError>) -> Self {
-        Self::Transient(error.into())
+    pub fn transient(waits_on: Dependency, error: impl Into<BoxError>) -> Self {
+        Self::Transient { waits_on, error: error.into() }
     }
 
     pub fn permanent(error: impl Into<BoxError>) -> Self {
@@ -126,12 +152,21 @@ struct StatusInner {
     /// Records waiting out a transient failure right now.
     waiting: AtomicUsize,
     last_transient_error: std::sync::Mutex<Option<String>>,
-    /// For each partition this member owns: the time up to which all its
-    /// records are known to be processed (`None` until that is known).
+    /// For each partition this member owns, how far it is processed.
     /// Keyed by topic, then partition, so the per-record update allocates nothing.
-    progress: std::sync::Mutex<HashMap<String, HashMap<i32, Option<OffsetDateTime>>>>,
+    progress: std::sync::Mutex<HashMap<String, HashMap<i32, PartitionProgress>>>,
     /// The client's view of its broker connections, from its last statistics.
     brokers: std::sync::Mutex<Option<BrokerConnections>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PartitionProgress {
+    /// The time up to which all its records are known to be processed
+    /// (`None` until that is known).
+    through: Option<OffsetDateTime>,
+    /// When the oldest record received and not yet finished was produced
+    /// (milliseconds since the epoch); `None` when every record received is finished.
+    oldest_unfinished_ms: Option<i64>,
 }
 
 /// How many of the client's broker connections were up, and when it said so.
@@ -183,25 +218,48 @@ impl ConsumerStatus {
     /// broker said at that time that nothing was left to process. `None`
     /// when another member (or nobody) owns the partition.
     pub fn processed_through(&self, topic: &str, partition: i32) -> Option<OffsetDateTime> {
+        self.partition(topic, partition)?.through
+    }
+
+    /// When the oldest record of `topic`/`partition` this member received
+    /// and has not finished was produced (milliseconds since the epoch).
+    pub fn oldest_unfinished_ms(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partition(topic, partition)?.oldest_unfinished_ms
+    }
+
+    fn partition(&self, topic: &str, partition: i32) -> Option<PartitionProgress> {
         let progress = self.0.progress.lock().ok()?;
-        progress.get(topic)?.get(&partition).copied().flatten()
+        progress.get(topic)?.get(&partition).copied()
     }
 
     /// Moves a partition's progress forward to `at` (never back), if owned.
     pub fn record_progress(&self, topic: &str, partition: i32, at: OffsetDateTime) {
+        self.update(topic, partition, |known| {
+            known.through = Some(known.through.map_or(at, |through| through.max(at)));
+        });
+    }
+
+    /// The oldest record of a partition still unfinished is now the one
+    /// produced at `produced_ms` (`None`: nothing is unfinished).
+    pub(crate) fn record_oldest_unfinished(&self, topic: &str, partition: i32, produced_ms: Option<i64>) {
+        self.update(topic, partition, |known| known.oldest_unfinished_ms = produced_ms);
+    }
+
+    fn update(&self, topic: &str, partition: i32, change: impl FnOnce(&mut PartitionProgress)) {
         if let Ok(mut progress) = self.0.progress.lock()
-            && let Some(through) = progress.get_mut(topic).and_then(|partitions| partitions.get_mut(&partition))
+            && let Some(known) = progress.get_mut(topic).and_then(|partitions| partitions.get_mut(&partition))
         {
-            *through = Some(through.map_or(at, |known| known.max(at)));
+            change(known);
         }
     }
 
     /// The partitions this member owns now (after a rebalance).
     pub(crate) fn set_owned(&self, owned: impl IntoIterator<Item = (String, i32)>) {
         if let Ok(mut progress) = self.0.progress.lock() {
-            let mut kept: HashMap<String, HashMap<i32, Option<OffsetDateTime>>> = HashMap::new();
+            let mut kept: HashMap<String, HashMap<i32, PartitionProgress>> = HashMap::new();
             for (topic, partition) in owned {
-                let known = progress.get(&topic).and_then(|partitions| partitions.get(&partition)).copied().flatten();
+                let known =
+                    progress.get(&topic).and_then(|partitions| partitions.get(&partition)).copied().unwrap_or_default();
                 kept.entry(topic).or_default().insert(partition, known);
             }
             *progress = kept;
@@ -211,7 +269,7 @@ impl ConsumerStatus {
     /// Owns `topic`/`partition` from now on (tests and the runtime).
     pub fn own(&self, topic: &str, partition: i32) {
         if let Ok(mut progress) = self.0.progress.lock() {
-            progress.entry(topic.to_owned()).or_default().entry(partition).or_insert(None);
+            progress.entry(topic.to_owned()).or_default().entry(partition).or_default();
         }
     }
 
@@ -242,6 +300,26 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         (self.0).0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Registers the consumer's counters at zero, per topic and class, so that
+/// they are exported (and `rate()` works) before the first event of a kind.
+fn export_zeroes(group: &str, topics: &[String]) {
+    for topic in topics {
+        let labels = |extra: (&'static str, &'static str)| {
+            [("group", group.to_owned()), ("topic", topic.clone()), (extra.0, extra.1.to_owned())]
+        };
+        for outcome in ["handled", "dead_lettered"] {
+            metrics::counter!("checkout_consumer_records_total", &labels(("outcome", outcome))).absolute(0);
+        }
+        for dependency in Dependency::ALL {
+            metrics::counter!("checkout_consumer_retries_total", &labels(("class", dependency.as_str()))).absolute(0);
+        }
+        for class in crate::ErrorClass::ALL {
+            metrics::counter!("checkout_consumer_dead_lettered_total", &labels(("class", class.as_str()))).absolute(0);
+        }
+    }
+    metrics::gauge!("checkout_consumer_paused_partitions", "group" => group.to_owned()).set(0.0);
 }
 
 /// What every worker of one consumer shares.
@@ -307,6 +385,7 @@ impl<H: Handler> ConsumerRuntime<H> {
             .subscribe(&names)
             .map_err(|source| ConsumerError::Subscribe { topics: topics.clone(), source })?;
         tracing::info!(consumer.group = %self.shared.settings.group_id, topics = ?topics, "consumer started");
+        export_zeroes(&self.shared.settings.group_id, &topics);
 
         let mut workers = Workers::new(Arc::clone(&self.shared), Arc::clone(&self.consumer));
         loop {

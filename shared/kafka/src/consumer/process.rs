@@ -53,12 +53,7 @@ pub(crate) async fn process_record<H: Handler>(
     // Continue the producer's trace: this span is a child of the context the
     // record carries.
     let _ = span.set_parent(headers.trace_context());
-    let topic_label = record.topic().to_owned();
-    let started = Instant::now();
-    let outcome = process(shared, record, headers, stop).instrument(span).await;
-    metrics::histogram!("checkout_consumer_processing_seconds", "group" => shared.settings.group_id.clone(), "topic" => topic_label)
-        .record(started.elapsed().as_secs_f64());
-    outcome
+    process(shared, record, headers, stop).instrument(span).await
 }
 
 async fn process<H: Handler>(
@@ -117,8 +112,12 @@ async fn process<H: Handler>(
     };
     // Present while this record waits out a transient failure (readiness reports it).
     let mut waiting: Option<super::Waiting> = None;
+    let handler_duration = metrics::histogram!("checkout_consumer_handler_duration_seconds",
+        "group" => shared.settings.group_id.clone(), "type" => message_type.name());
     let failure = loop {
+        let started = Instant::now();
         let result = AssertUnwindSafe(shared.handler.handle(&incoming)).catch_unwind().await;
+        handler_duration.record(started.elapsed().as_secs_f64());
         let (class, message) = match result {
             Ok(Ok(())) => {
                 tracing::debug!(
@@ -132,13 +131,15 @@ async fn process<H: Handler>(
             }
             Ok(Err(HandlerError::Permanent(error))) => (ErrorClass::Rejected, error_chain(&*error)),
             Err(panic) => (ErrorClass::HandlerPanicked, panic_message(&*panic)),
-            Ok(Err(HandlerError::Transient(error))) => {
+            Ok(Err(HandlerError::Transient { waits_on, error })) => {
                 let message = error_chain(&*error);
                 let wait = shared.settings.retry.backoff(incoming.attempt);
                 waiting.get_or_insert_with(|| shared.status.start_waiting()).report(&message);
                 tracing::warn!(attempt = incoming.attempt, retry_in_ms = duration_ms(wait), error = %message,
                     "transient failure, will retry until it clears");
-                count(shared, record, "retried");
+                metrics::counter!("checkout_consumer_retries_total", "group" => shared.settings.group_id.clone(),
+                    "topic" => record.topic().to_owned(), "class" => waits_on.as_str())
+                .increment(1);
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return Outcome::Abandoned,
@@ -175,6 +176,7 @@ async fn dead_letter<H>(
                     "group" => shared.settings.group_id.clone(), "topic" => record.topic().to_owned(),
                     "class" => failure.class.as_str())
                 .increment(1);
+                count(shared, record, "dead_lettered");
                 return Outcome::Done;
             }
             Err(error) => {

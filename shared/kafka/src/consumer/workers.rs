@@ -46,6 +46,7 @@ struct Worker {
 /// is bounded by pausing at `high` records (a few more, already fetched when
 /// the pause takes effect, may follow) and resuming at `high / 2`.
 struct Backlog {
+    group: String,
     topic: String,
     partition: i32,
     high: usize,
@@ -69,7 +70,7 @@ impl Backlog {
             match consumer.pause(&self.partition_list()) {
                 Ok(()) => {
                     *paused = true;
-                    metrics::gauge!("checkout_consumer_paused_partitions").increment(1);
+                    metrics::gauge!("checkout_consumer_paused_partitions", "group" => self.group.clone()).increment(1);
                     tracing::debug!(kafka.topic = %self.topic, kafka.partition = self.partition,
                         backlog = self.high, "partition paused: its worker is behind");
                 }
@@ -90,7 +91,7 @@ impl Backlog {
             // Fails only if the partition was revoked meanwhile; its next owner fetches it.
             let _ = consumer.resume(&self.partition_list());
             *paused = false;
-            metrics::gauge!("checkout_consumer_paused_partitions").decrement(1);
+            metrics::gauge!("checkout_consumer_paused_partitions", "group" => self.group.clone()).decrement(1);
         }
     }
 }
@@ -98,7 +99,7 @@ impl Backlog {
 impl Drop for Backlog {
     fn drop(&mut self) {
         if self.paused.get_mut().is_ok_and(|paused| *paused) {
-            metrics::gauge!("checkout_consumer_paused_partitions").decrement(1);
+            metrics::gauge!("checkout_consumer_paused_partitions", "group" => self.group.clone()).decrement(1);
         }
     }
 }
@@ -141,6 +142,7 @@ impl<H: Handler> Workers<H> {
             let previous = self.active.remove(key).map(|worker| worker.handle).or_else(|| self.retiring.remove(key));
             let (records, receiver) = mpsc::unbounded_channel();
             let backlog = Arc::new(Backlog {
+                group: self.shared.settings.group_id.clone(),
                 topic: key.0.clone(),
                 partition: key.1,
                 high: self.shared.settings.partition_buffer.max(2),
@@ -187,7 +189,14 @@ async fn run_worker<H: Handler>(
         // A panic in the predecessor was already reported by the runtime.
         let _ = previous.await;
     }
-    let mut partition = Partition { lanes: Lanes::default(), ready: VecDeque::new(), running: JoinSet::new() };
+    let mut partition = Partition {
+        topic: backlog.topic.clone(),
+        number: backlog.partition,
+        lanes: Lanes::default(),
+        ready: VecDeque::new(),
+        running: JoinSet::new(),
+        oldest_reported: None,
+    };
     loop {
         tokio::select! {
             biased;
@@ -205,7 +214,7 @@ async fn run_worker<H: Handler>(
                 });
             }
             record = records.recv() => match record {
-                Some(record) => partition.admit(record, shared.settings.ordering),
+                Some(record) => partition.admit(&shared, record),
                 None => break,
             },
         }
@@ -227,18 +236,34 @@ fn lane(record: &OwnedMessage, ordering: RecordOrdering) -> Option<Vec<u8>> {
 
 /// What a partition's worker holds.
 struct Partition {
+    topic: String,
+    number: i32,
     lanes: Lanes<Option<Vec<u8>>, OwnedMessage>,
     /// Records that may start, waiting for a permit.
     ready: VecDeque<OwnedMessage>,
     running: JoinSet<(OwnedMessage, Outcome)>,
+    /// What the status was last told of the oldest unfinished record.
+    oldest_reported: Option<i64>,
 }
 
 impl Partition {
-    fn admit(&mut self, record: OwnedMessage, ordering: RecordOrdering) {
-        let key = lane(&record, ordering);
+    fn admit<H>(&mut self, shared: &Shared<H>, record: OwnedMessage) {
+        let key = lane(&record, shared.settings.ordering);
         let (offset, produced) = (record.offset(), record.timestamp().to_millis());
         if let Some(record) = self.lanes.admit(key, offset, produced, record) {
             self.ready.push_back(record);
+        }
+        self.report_oldest(shared);
+    }
+
+    /// Tells the status when the oldest unfinished record was produced, if
+    /// that changed (it changes when the front of the partition moves, not
+    /// with every record).
+    fn report_oldest<H>(&mut self, shared: &Shared<H>) {
+        let oldest = self.lanes.oldest_unfinished_ms();
+        if oldest != self.oldest_reported {
+            shared.status.record_oldest_unfinished(&self.topic, self.number, oldest);
+            self.oldest_reported = oldest;
         }
     }
 
@@ -285,6 +310,7 @@ impl Partition {
                 tracing::debug!(%error, kafka.topic = record.topic(), kafka.partition = record.partition(),
                     kafka.offset = committable.offset, "offset not stored");
             }
+            self.report_oldest(shared);
         }
         backlog.finished(consumer);
     }

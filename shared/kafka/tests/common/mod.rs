@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_domain::OrderId;
-use checkout_kafka::{ConsumerRuntime, ConsumerSettings, ConsumerStatus, Handler, HandlerError, Incoming, RetryPolicy};
+use checkout_kafka::{
+    ConsumerRuntime, ConsumerSettings, ConsumerStatus, Dependency, Handler, HandlerError, Incoming, RetryPolicy,
+};
 use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
 use checkout_messages::{Envelope, Message, MessageId, Source, Topic};
 use checkout_testkit::{TestKafka, eventually};
@@ -101,7 +103,9 @@ impl Handler for ScriptedHandler {
         match (self.script)(message) {
             Behaviour::Succeed => {}
             Behaviour::SucceedAfter(delay) => tokio::time::sleep(delay).await,
-            Behaviour::FailTransiently => return Err(HandlerError::transient("database is restarting")),
+            Behaviour::FailTransiently => {
+                return Err(HandlerError::transient(Dependency::Database, "database is restarting"));
+            }
             Behaviour::FailPermanently => {
                 return Err(HandlerError::permanent("order is not in a state to accept this"));
             }

@@ -71,6 +71,38 @@ pub enum RelayError {
     Publish(#[from] PublishError),
 }
 
+/// What waits in an outbox: rows committed and not yet published (those
+/// set aside as unpublishable not counted), and the age of the oldest, by
+/// the database's clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backlog {
+    pub rows: i64,
+    pub oldest_age: Option<Duration>,
+}
+
+impl Backlog {
+    /// Reads the backlog (an index-only count over the unpublished rows).
+    pub async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT count(*) AS "rows!", EXTRACT(EPOCH FROM now() - min(created_at))::FLOAT8 AS oldest_age_seconds
+               FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL"#,
+        )
+        .fetch_one(pool)
+        .await?;
+        let oldest_age = row.oldest_age_seconds.and_then(|seconds| Duration::try_from_secs_f64(seconds.max(0.0)).ok());
+        Ok(Self { rows: row.rows, oldest_age })
+    }
+
+    /// Sets `checkout_outbox_backlog_rows` and `checkout_outbox_oldest_unsent_age_seconds`.
+    pub fn export(self) {
+        // Counts this large are not exact in f64 anyway.
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("checkout_outbox_backlog_rows").set(self.rows as f64);
+        metrics::gauge!("checkout_outbox_oldest_unsent_age_seconds")
+            .set(self.oldest_age.map_or(0.0, |age| age.as_secs_f64()));
+    }
+}
+
 /// Publishes the outbox of one service database.
 #[derive(Clone, Debug)]
 pub struct OutboxRelay {
@@ -243,6 +275,7 @@ impl OutboxRelay {
                 (Some(error), _) => {
                     span.record("otel.status_code", "ERROR");
                     held_back.insert(row.message_key.as_str());
+                    metrics::counter!("checkout_outbox_delivery_failures_total").increment(1);
                     // Left unmarked: the next pass publishes it again.
                     span.in_scope(
                         || tracing::warn!(%error, outbox.position = row.position, "outbox message not delivered"),
@@ -336,6 +369,7 @@ impl OutboxRelay {
         loop {
             match self.drain_reporting().await {
                 Ok((busy, published)) => {
+                    metrics::counter!("checkout_outbox_relay_passes_total", "result" => "ok").increment(1);
                     failures = 0;
                     if busy {
                         tracing::trace!("another relay holds this database's outbox");
@@ -351,6 +385,7 @@ impl OutboxRelay {
                     }
                 }
                 Err(error) => {
+                    metrics::counter!("checkout_outbox_relay_passes_total", "result" => "failed").increment(1);
                     failures += 1;
                     tracing::warn!(%error, failures, "outbox relay pass failed; retrying");
                 }

@@ -8,6 +8,8 @@ use checkout_kafka::ConsumerStatus;
 use serde_json::json;
 use sqlx::PgPool;
 
+use crate::metrics::Collectors;
+
 /// One thing a service needs before it can do its work.
 #[derive(Clone, Debug)]
 pub enum ReadinessCheck {
@@ -120,8 +122,9 @@ impl Readiness {
 }
 
 /// `/healthz` (the process is alive), `/readyz` (its dependencies answer and
-/// its consumers have joined their groups) and `/metrics` (Prometheus).
-pub fn health_routes(readiness: Readiness) -> Router {
+/// its consumers have joined their groups) and `/metrics` (Prometheus, with
+/// the gauges `collectors` read at scrape time).
+pub fn health_routes(readiness: Readiness, collectors: Collectors) -> Router {
     // Install the recorder now, with the router, not at the first scrape:
     // what is recorded before that would otherwise be lost.
     crate::metrics::handle();
@@ -140,9 +143,11 @@ pub fn health_routes(readiness: Readiness) -> Router {
         )
         .route(
             "/metrics",
-            get(|| async {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::handle().render())
-                    .into_response()
+            get(move || {
+                let collectors = collectors.clone();
+                async move {
+                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], collectors.render().await).into_response()
+                }
             }),
         )
 }

@@ -16,6 +16,8 @@ use axum::extract::DefaultBodyLimit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::metrics::Collectors;
+
 pub use health::{Readiness, ReadinessCheck, health_routes};
 pub use json::ApiJson;
 pub use operator::{Operator, OperatorTokens, Unauthorized};
@@ -26,9 +28,9 @@ pub use problem::{FieldError, Problem};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Wraps a service's routes with the health endpoints and the shared layers.
-pub fn service_router(routes: Router, readiness: Readiness) -> Router {
+pub fn service_router(routes: Router, readiness: Readiness, collectors: Collectors) -> Router {
     routes
-        .merge(health_routes(readiness))
+        .merge(health_routes(readiness, collectors))
         .fallback(|| async { Problem::not_found("no such resource") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(middleware::refuse_oversized))

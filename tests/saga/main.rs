@@ -10,6 +10,7 @@
 mod support;
 
 mod cancel;
+mod metrics;
 mod scenarios;
 
 use std::process::ExitCode;

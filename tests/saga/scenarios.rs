@@ -18,6 +18,7 @@ use crate::cancel::{
     the_order_history_answers_what_the_order_was_at_each_event,
     the_read_model_lists_a_customers_orders_and_says_how_stale_it_is,
 };
+use crate::metrics::every_service_exports_the_metrics_the_readme_lists;
 use crate::support::checkout::{
     add_product, checkout_body, get, mail_to, place, post_order, post_raw, stock, unique, wait_until_finished,
     wait_until_saga_finished,
@@ -53,6 +54,7 @@ scenarios![
     a_cancel_after_confirmation_is_refused_and_changes_nothing,
     the_order_history_answers_what_the_order_was_at_each_event,
     the_read_model_lists_a_customers_orders_and_says_how_stale_it_is,
+    every_service_exports_the_metrics_the_readme_lists,
 ];
 
 fn email(label: &str) -> String {

@@ -118,6 +118,8 @@ pub fn export_zeroes() {
     for name in ["started", "completed", "compensated", "needs_attention"] {
         metrics::counter!(format!("checkout_sagas_{name}_total")).absolute(0);
     }
+    metrics::counter!("checkout_saga_deadlines_held_total").absolute(0);
+    metrics::counter!("checkout_saga_quarantined_total").absolute(0);
 }
 
 /// Sets the gauges of unfinished sagas: per state, and stuck.

@@ -75,6 +75,7 @@ impl Collectors {
             let running = collect();
             Box::pin(async move { running.await.map_err(Into::into) })
         });
+        metrics::counter!("checkout_metrics_collection_failures_total", "collector" => name).absolute(0);
         self.0.push((name, collect));
         self
     }

@@ -40,6 +40,9 @@ impl ServiceBuilder {
         migrator: &Migrator,
         topics: &[Topic],
     ) -> Result<Self, StartupError> {
+        // The recorder first: what consumers, relay and collectors register
+        // from here on (counters at zero included) is then exported.
+        crate::metrics::handle();
         let pool = database::connect(&settings.database).await?;
         database::migrate(&pool, migrator).await?;
         let publisher = connect_messaging(&settings.kafka, topics).await?;

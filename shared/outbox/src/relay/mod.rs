@@ -358,6 +358,7 @@ impl OutboxRelay {
 
     /// Publishes as rows commit until `shutdown`, then flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) {
+        RelayStatus::export_zeroes();
         if let Err(error) = self.publisher.warm_up(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer warm-up failed; the first publish will wait for metadata");
         }

@@ -54,6 +54,26 @@ pub(super) enum Wake {
 }
 
 impl RelayStatus {
+    /// Registers the relay's counters at zero, so that they are exported
+    /// (and `rate()` works) before the first event of a kind.
+    pub(super) fn export_zeroes() {
+        for source in ["notification", "poll"] {
+            metrics::counter!("checkout_outbox_relay_wakeups_total", "source" => source).absolute(0);
+        }
+        for result in ["ok", "failed"] {
+            metrics::counter!("checkout_outbox_relay_passes_total", "result" => result).absolute(0);
+        }
+        for name in [
+            "checkout_outbox_published_total",
+            "checkout_outbox_delivery_failures_total",
+            "checkout_outbox_quarantined_total",
+            "checkout_outbox_relay_relistens_total",
+            "checkout_outbox_relay_missed_notifications_total",
+        ] {
+            metrics::counter!(name).absolute(0);
+        }
+    }
+
     pub(super) fn woke(&self, wake: Wake) {
         let (counter, source) = match wake {
             Wake::Notification => (&self.0.woken_by_notification, "notification"),

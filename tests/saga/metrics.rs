@@ -1,0 +1,134 @@
+//! After a checkout, every service exports every metric the README's table
+//! gives it, with the type the table says, read with a real Prometheus
+//! text parser; and the numbers agree with what happened.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_parse::{Scrape, Value};
+
+use crate::support::checkout::{add_product, place, unique, wait_until_finished, wait_until_saga_finished};
+use crate::support::stack::{SERVICES, Stack};
+
+const README: &str = include_str!("../../README.md");
+
+/// One row of the README's metrics table.
+#[derive(Debug)]
+struct Documented {
+    names: Vec<String>,
+    kind: &'static str,
+    services: Vec<&'static str>,
+}
+
+/// The rows of the table under `### Metrics`: the backticked names of the
+/// first cell, the type, and the services (`all` or names).
+fn documented() -> Vec<Documented> {
+    let section = README.split("\n### Metrics\n").nth(1).expect("README has a Metrics section");
+    let section = section.split("\n#").next().unwrap_or(section);
+    let mut rows = Vec::new();
+    for line in section.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let names = cells[0].split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        let kind = match cells[1] {
+            "counter" => "counter",
+            "gauge" => "gauge",
+            "histogram" => "histogram",
+            other => panic!("unknown metric type {other:?} in {line}"),
+        };
+        let services = if cells[3] == "all" {
+            SERVICES.to_vec()
+        } else {
+            cells[3]
+                .split(',')
+                .map(|name| {
+                    let name = name.trim();
+                    *SERVICES.iter().find(|known| **known == name).unwrap_or_else(|| panic!("no service {name:?}"))
+                })
+                .collect()
+        };
+        rows.push(Documented { names, kind, services });
+    }
+    rows
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Counter(_) => "counter",
+        Value::Gauge(_) => "gauge",
+        Value::Histogram(_) => "histogram",
+        Value::Summary(_) => "summary",
+        Value::Untyped(_) => "untyped",
+    }
+}
+
+async fn scrape(stack: &Stack, service: &str) -> Scrape {
+    let text = stack.http.get(format!("{}/metrics", stack.url(service))).send().await.unwrap().text().await.unwrap();
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).unwrap()
+}
+
+/// The first sample of `metric` whose labels include `labels`.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric)
+        .find(|sample| labels.iter().all(|(name, want)| sample.labels.get(name) == Some(*want)))
+        .and_then(|sample| match sample.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            Value::Histogram(_) | Value::Summary(_) => None,
+        })
+}
+
+pub async fn every_service_exports_the_metrics_the_readme_lists(stack: Arc<Stack>) {
+    let rows = documented();
+    assert!(rows.len() >= 30, "the table parsed into only {} rows: {rows:?}", rows.len());
+    let sku = add_product(&stack, "GAUGE", 700, 10).await;
+    let customer = format!("{}@example.com", unique("metrics").to_lowercase());
+    let order = place(&stack, &customer, &[(&sku, 3)], "tok_visa").await;
+    assert_eq!(wait_until_finished(&stack, order).await["status"], "CONFIRMED");
+    wait_until_saga_finished(&stack, order).await;
+
+    for service in SERVICES {
+        let expected: BTreeMap<&str, &str> = rows
+            .iter()
+            .filter(|row| row.services.contains(&service))
+            .flat_map(|row| row.names.iter().map(|name| (name.as_str(), row.kind)))
+            .collect();
+        // Lag gauges come with the client's statistics, every second.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let problems = loop {
+            let scrape = scrape(&stack, service).await;
+            let exported: BTreeMap<&str, &str> =
+                scrape.samples.iter().map(|sample| (sample.metric.as_str(), kind_of(&sample.value))).collect();
+            let problems: Vec<String> = expected
+                .iter()
+                .filter_map(|(name, kind)| match exported.get(name) {
+                    None => Some(format!("{name} is missing")),
+                    Some(got) if got != kind => Some(format!("{name} is a {got}, not a {kind}")),
+                    Some(_) => None,
+                })
+                .collect();
+            if problems.is_empty() || Instant::now() > deadline {
+                break problems;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert!(problems.is_empty(), "{service} /metrics: {problems:#?}");
+    }
+
+    // The numbers say what happened.
+    let orchestrator = scrape(&stack, "orchestrator").await;
+    for counter in ["checkout_sagas_started_total", "checkout_sagas_completed_total"] {
+        assert!(value(&orchestrator, counter, &[]) >= Some(1.0), "{counter}");
+    }
+    let notification = scrape(&stack, "notification").await;
+    let sent = value(&notification, "checkout_emails_sent_total", &[("kind", "order_confirmed")]);
+    assert!(sent >= Some(1.0), "emails sent: {sent:?}");
+    let inventory = scrape(&stack, "inventory").await;
+    let available = value(&inventory, "checkout_inventory_available_units", &[("sku", &sku)]);
+    assert_eq!(available, Some(7.0), "10 on hand, 3 sold");
+    let order_service = scrape(&stack, "order").await;
+    let handled = value(&order_service, "checkout_consumer_records_total", &[("outcome", "handled")]);
+    assert!(handled >= Some(1.0), "records handled by the order service: {handled:?}");
+}

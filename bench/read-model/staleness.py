@@ -69,14 +69,31 @@ def poll(stop, samples):
 
 
 def delay_quantiles():
+    """p50/p99 of the projection's delay, from the histogram's buckets
+    (the upper bound of the bucket each quantile falls in, as Prometheus'
+    histogram_quantile would interpolate within it)."""
     with urllib.request.urlopen(f"{ORDER}/metrics", timeout=5) as response:
         text = response.read().decode()
-    quantiles = {}
+    buckets = []
     for line in text.splitlines():
-        if line.startswith("checkout_read_model_delay_seconds{quantile="):
-            quantile = line.split('"')[1]
-            quantiles[quantile] = float(line.rsplit(" ", 1)[1])
-    return quantiles
+        if line.startswith("checkout_read_model_delay_seconds_bucket{"):
+            bound = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    result = {}
+    for q in (0.5, 0.99):
+        previous_bound, previous_count = 0.0, 0.0
+        for bound, count in buckets:
+            if total and count >= q * total:
+                if bound == float("inf"):
+                    result[f"p{int(q * 100)}"] = f"> {previous_bound} s"
+                else:
+                    share = (q * total - previous_count) / max(count - previous_count, 1)
+                    result[f"p{int(q * 100)}"] = f"{previous_bound + share * (bound - previous_bound):.4f} s"
+                break
+            previous_bound, previous_count = bound, count
+    return result
 
 
 def main():

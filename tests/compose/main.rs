@@ -15,6 +15,9 @@ use checkout_messages::{Topic, TopicKind};
 use checkout_platform::config::{ConfigError, Env};
 use serde_norway::Value;
 
+#[path = "../support/metrics_table.rs"]
+mod metrics_table;
+
 const SERVICES: [(&str, u16); 5] =
     [("order", 8080), ("orchestrator", 8081), ("inventory", 8082), ("payment", 8083), ("notification", 8084)];
 
@@ -244,4 +247,129 @@ fn the_services_start_only_after_their_infrastructure() {
     let notification = &service(&compose, "notification")["depends_on"];
     assert_eq!(text(&notification["mailpit"]["condition"]), "service_healthy");
     assert!(service(&compose, "mailpit").get("healthcheck").is_some(), "mailpit must report its health");
+}
+
+fn yaml_file(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_norway::from_str(&text).unwrap()
+}
+
+/// Where `service` mounts the repository's `source` (a file or directory).
+fn mount_target(compose: &Value, name: &str, source: &str) -> String {
+    let volumes = service(compose, name)["volumes"].as_sequence().unwrap_or_else(|| panic!("{name} mounts nothing"));
+    volumes
+        .iter()
+        .map(text)
+        .find_map(|volume| {
+            let mut parts = volume.split(':');
+            (parts.next() == Some(source)).then(|| parts.next().unwrap().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{name} does not mount {source}: {volumes:?}"))
+}
+
+#[test]
+fn prometheus_scrapes_every_service_where_it_listens() {
+    let compose = compose();
+    assert_eq!(
+        mount_target(&compose, "prometheus", "./deploy/prometheus/prometheus.yml"),
+        "/etc/prometheus/prometheus.yml"
+    );
+    let config = yaml_file("deploy/prometheus/prometheus.yml");
+    let jobs: BTreeMap<String, Vec<String>> = config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|job| {
+            let targets = job["static_configs"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .flat_map(|group| group["targets"].as_sequence().unwrap().iter().map(text))
+                .collect();
+            (text(&job["job_name"]), targets)
+        })
+        .collect();
+    for (name, port) in SERVICES {
+        let targets = jobs.get(name).unwrap_or_else(|| panic!("Prometheus does not scrape {name}: {jobs:?}"));
+        assert_eq!(targets, &vec![format!("{name}:{port}")], "{name} listens on {port}");
+        // The default metrics path is the one every service serves.
+        assert!(config["scrape_configs"].as_sequence().unwrap().iter().all(|job| job.get("metrics_path").is_none()));
+    }
+    assert_eq!(jobs.len(), SERVICES.len(), "scrapes something that is not a service: {jobs:?}");
+}
+
+#[test]
+fn grafana_is_provisioned_with_prometheus_and_the_committed_dashboard() {
+    let compose = compose();
+    assert_eq!(mount_target(&compose, "grafana", "./deploy/grafana/provisioning"), "/etc/grafana/provisioning");
+    let dashboards_dir = mount_target(&compose, "grafana", "./deploy/grafana/dashboards");
+    let sources = yaml_file("deploy/grafana/provisioning/datasources/prometheus.yml");
+    let source = &sources["datasources"][0];
+    assert_eq!(text(&source["type"]), "prometheus");
+    assert_eq!(text(&source["url"]), "http://prometheus:9090", "Prometheus's compose name and port");
+    let providers = yaml_file("deploy/grafana/provisioning/dashboards/checkout.yml");
+    assert_eq!(text(&providers["providers"][0]["options"]["path"]), dashboards_dir);
+    let uid = text(&source["uid"]);
+    for panel in dashboard_panels() {
+        assert_eq!(panel["datasource"]["uid"], uid.as_str(), "panel {} uses another data source", panel["title"]);
+    }
+    let published = |name: &str| -> Vec<String> {
+        service(&compose, name)["ports"].as_sequence().unwrap().iter().map(text).collect()
+    };
+    assert_eq!(published("grafana"), ["127.0.0.1:3000:3000"]);
+    assert_eq!(published("prometheus"), ["127.0.0.1:9090:9090"]);
+}
+
+fn dashboard_panels() -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/dashboards/checkout.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    dashboard["panels"].as_array().unwrap().clone()
+}
+
+/// The metric names a PromQL expression uses: identifiers of this system's
+/// metrics, a histogram's `_bucket` series under its own name.
+fn metrics_in(expr: &str, histograms: &[&str]) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("checkout_") || word.starts_with("http_"))
+        .map(|word| {
+            let base = word.strip_suffix("_bucket").filter(|base| histograms.contains(base));
+            base.unwrap_or(word).to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn every_dashboard_query_names_a_metric_the_services_export() {
+    let rows = metrics_table::documented();
+    let exported: BTreeMap<&str, &str> =
+        rows.iter().flat_map(|row| row.names.iter().map(|name| (name.as_str(), row.kind))).collect();
+    let histograms: Vec<&str> = exported.iter().filter(|(_, kind)| **kind == "histogram").map(|(n, _)| *n).collect();
+    let mut used = Vec::new();
+    for panel in dashboard_panels() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let names = metrics_in(expr, &histograms);
+            assert!(!names.is_empty(), "panel {} queries no metric: {expr}", panel["title"]);
+            for name in names {
+                let kind = exported.get(name.as_str()).unwrap_or_else(|| {
+                    panic!("panel {} queries {name}, which no service exports (README table)", panel["title"])
+                });
+                if *kind == "histogram" {
+                    assert!(expr.contains(&format!("{name}_bucket")), "{name} is a histogram: query its buckets");
+                }
+                used.push(name);
+            }
+        }
+    }
+    // What an on-call engineer opens the dashboard for.
+    for wanted in [
+        "checkout_sagas_completed_total",
+        "checkout_saga_duration_seconds",
+        "checkout_consumer_lag_records",
+        "checkout_outbox_backlog_rows",
+        "checkout_consumer_dead_lettered_total",
+        "checkout_sagas_stuck",
+    ] {
+        assert!(used.iter().any(|name| name == wanted), "the dashboard does not show {wanted}");
+    }
 }

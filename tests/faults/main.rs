@@ -137,16 +137,22 @@ async fn the_broker_killed_mid_stream_loses_nothing_acknowledged_and_everyone_re
         LocalBroker::kill();
         LocalBroker::start()
     });
-    // While it is away, readiness says so.
+    // While it is away, readiness says so, for each of the service's
+    // consumers as its client notices (each reports every second).
     let readiness =
         eventually(Duration::from_secs(10), "the order service to report the broker unreachable", || async {
             let reply = get(&stack, "order", "/readyz").await;
-            (reply.status == StatusCode::SERVICE_UNAVAILABLE).then_some(reply.body)
+            let says = |consumer: &str| {
+                reply.body["checks"][consumer].as_str().is_some_and(|c| c.contains("broker unreachable"))
+            };
+            (reply.status == StatusCode::SERVICE_UNAVAILABLE
+                && says("consumer:order")
+                && says("consumer:order-read-model"))
+            .then_some(reply.body)
         })
         .await;
     let restart_took = restart.await.unwrap();
-    let consumer = readiness["checks"]["consumer:order"].as_str().unwrap_or_default();
-    assert!(consumer.contains("broker unreachable"), "{readiness:#}");
+    assert_eq!(readiness["status"], "unavailable", "{readiness:#}");
 
     let placed = placer.await.unwrap();
     let settled = all_confirmed_once(&stack, &placed, &sku, 100).await;

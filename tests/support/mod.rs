@@ -5,4 +5,5 @@
 pub mod checkout;
 pub mod harness;
 pub mod invariants;
+pub mod metrics_table;
 pub mod stack;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use checkout_testkit::{SmtpSink, TestDatabase, TestKafka, eventually};
 use sqlx::PgPool;
 
-pub const SERVICES: [&str; 5] = ["order", "orchestrator", "inventory", "payment", "notification"];
+pub use super::metrics_table::SERVICES;
 
 /// Shorter timeouts than production, so compensation paths finish in seconds.
 const TEST_ENV: [(&str, &str); 12] = [

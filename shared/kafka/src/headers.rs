@@ -107,7 +107,7 @@ impl RecordHeaders {
         TraceContextPropagator::new().extract(self)
     }
 
-    pub(crate) fn from_kafka<H: Headers>(headers: Option<&H>) -> Self {
+    pub fn from_kafka<H: Headers>(headers: Option<&H>) -> Self {
         let Some(headers) = headers else { return Self::new() };
         Self(
             headers

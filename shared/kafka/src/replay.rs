@@ -9,6 +9,7 @@ use std::time::Duration;
 use checkout_messages::{Envelope, Message, decode};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
 use crate::{KafkaSettings, RecordPosition};
@@ -143,6 +144,19 @@ impl Replay {
 
     /// The next record, or `None` once every partition has been read to its end.
     pub async fn next(&mut self) -> Result<Option<Replayed>, ReplayError> {
+        let Some(message) = self.next_record().await? else { return Ok(None) };
+        let envelope = decode(message.payload().unwrap_or_default()).ok().map(|decoded| decoded.envelope);
+        let position = RecordPosition {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        };
+        Ok(Some(Replayed { envelope, position }))
+    }
+
+    /// The next record as it is on the broker (key, headers and value
+    /// undecoded), or `None` once every partition has been read to its end.
+    pub async fn next_record(&mut self) -> Result<Option<OwnedMessage>, ReplayError> {
         while !self.finished() {
             let message = self.consumer.recv().await.map_err(ReplayError::Read)?;
             let key = (message.topic().to_owned(), message.partition());
@@ -151,9 +165,7 @@ impl Replay {
             if message.offset() >= *end {
                 continue;
             }
-            let envelope = decode(message.payload().unwrap_or_default()).ok().map(|decoded| decoded.envelope);
-            let position = RecordPosition { topic: key.0, partition: key.1, offset: message.offset() };
-            return Ok(Some(Replayed { envelope, position }));
+            return Ok(Some(message.detach()));
         }
         Ok(None)
     }

@@ -108,6 +108,11 @@ impl SmtpSink {
     pub fn reject_mailbox(&self, address: &str) {
         self.shared.unknown_mailboxes.lock().unwrap().push(address.to_owned());
     }
+
+    /// Accepts this address again (after [`reject_mailbox`](Self::reject_mailbox)).
+    pub fn accept_mailbox(&self, address: &str) {
+        self.shared.unknown_mailboxes.lock().unwrap().retain(|known| known != address);
+    }
 }
 
 async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {

@@ -135,5 +135,10 @@ pub async fn run(global: &Global) -> Result<(), CtlError> {
         };
         format!("{out}\n{summary}")
     });
-    if attention.is_empty() { Ok(()) } else { Err(CtlError::NeedsAttention(attention.join("; "))) }
+    if attention.is_empty() {
+        Ok(())
+    } else {
+        // The items are in the report above; the exit code tells a script.
+        Err(CtlError::NeedsAttention(format!("{} thing(s) need attention", attention.len())))
+    }
 }

@@ -13,7 +13,10 @@ use crate::pricing::{Rejection, StockLevel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(transparent)]
+    // Not `transparent`: that would hide the sqlx error from the source
+    // chain, and a request would answer 500 instead of 503 while the
+    // database is away.
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// A stored value the domain refuses: a bug or a hand-edited row.
     #[error("stored inventory data is invalid: {0}")]

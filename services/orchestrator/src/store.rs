@@ -8,7 +8,10 @@ use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(transparent)]
+    // Not `transparent`: that would hide the sqlx error from the source
+    // chain, and a request would answer 500 instead of 503 while the
+    // database is away.
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored saga is invalid: {0}")]
     Corrupt(String),

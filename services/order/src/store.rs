@@ -14,7 +14,10 @@ use crate::domain::{EventDecodeError, FoldError, OrderEvent, RecordedEvent, Stor
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(transparent)]
+    // Not `transparent`: that would hide the sqlx error from the source
+    // chain, and a request would answer 500 instead of 503 while the
+    // database is away.
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("order {order} event {seq}: {source}")]
     Undecodable {
@@ -192,4 +195,19 @@ pub async fn append(
     .execute(&mut *conn)
     .await?;
     Ok((1..=events.len() as u64).map(|n| version + n).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use checkout_platform::http::Problem;
+
+    use super::*;
+
+    #[test]
+    fn a_request_that_meets_a_database_away_is_told_to_retry_not_that_it_failed() {
+        let away = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert_eq!(Problem::storage_failure(&away).status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let corrupt = StoreError::Encode(serde_json::from_str::<u8>("x").unwrap_err());
+        assert_eq!(Problem::storage_failure(&corrupt).status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -9,7 +9,10 @@ use crate::ledger::{Payment, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error(transparent)]
+    // Not `transparent`: that would hide the sqlx error from the source
+    // chain, and a request would answer 500 instead of 503 while the
+    // database is away.
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("stored payment data is invalid: {0}")]
     Corrupt(String),

@@ -18,6 +18,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError
         let attempt = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            // An event per acquire, which telemetry turns into
+            // `checkout_db_pool_acquire_seconds` (and no log line).
+            .acquire_time_level(log::LevelFilter::Trace)
             .connect_with(options.clone())
             .await;
         match attempt {

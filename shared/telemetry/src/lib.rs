@@ -10,7 +10,12 @@
 //!   created and propagated, nothing is exported. `OTEL_TRACES_EXPORTER=none`
 //!   turns export off explicitly.
 //!
+//! - Metrics: sqlx's event for each connection acquire becomes
+//!   `checkout_db_pool_acquire_seconds` (see `pool_acquires`).
+//!
 //! The returned guard flushes pending spans when dropped.
+
+mod pool_acquires;
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -140,7 +145,11 @@ pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, TelemetryErr
     let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(settings.service_name.clone()))
         .with_filter(EnvFilter::new(TRACE_FILTER));
-    tracing_subscriber::registry().with(logs.with_filter(log_filter)).with(traces).try_init()?;
+    // sqlx's acquire events, at every level, to this layer only.
+    let acquires = pool_acquires::PoolAcquires.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(pool_acquires::TARGET, tracing::Level::TRACE),
+    );
+    tracing_subscriber::registry().with(logs.with_filter(log_filter)).with(traces).with(acquires).try_init()?;
     Ok(TelemetryGuard { provider })
 }
 

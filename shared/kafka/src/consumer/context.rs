@@ -71,15 +71,19 @@ fn partitions(list: &TopicPartitionList) -> Vec<PartitionKey> {
 impl RuntimeContext {
     /// The partition's lag and the age of its oldest unfinished record.
     fn export(&self, topic: &str, partition: i32, lag: Option<i64>, now_ms: i64) {
+        let age = age_seconds(self.status.oldest_unfinished_ms(topic, partition), now_ms);
+        // Record counts this large are not exact in f64 anyway.
+        #[allow(clippy::cast_precision_loss)]
+        self.set_gauges(topic, partition, lag.map(|lag| lag as f64), age);
+    }
+
+    fn set_gauges(&self, topic: &str, partition: i32, lag: Option<f64>, age_seconds: f64) {
         let labels =
             [("group", self.group_id.clone()), ("topic", topic.to_owned()), ("partition", partition.to_string())];
         if let Some(lag) = lag {
-            // Record counts this large are not exact in f64 anyway.
-            #[allow(clippy::cast_precision_loss)]
-            metrics::gauge!("checkout_consumer_lag_records", &labels).set(lag as f64);
+            metrics::gauge!("checkout_consumer_lag_records", &labels).set(lag);
         }
-        let oldest = self.status.oldest_unfinished_ms(topic, partition);
-        metrics::gauge!("checkout_consumer_oldest_unprocessed_age_seconds", &labels).set(age_seconds(oldest, now_ms));
+        metrics::gauge!("checkout_consumer_oldest_unprocessed_age_seconds", &labels).set(age_seconds);
     }
 }
 
@@ -115,7 +119,7 @@ impl ConsumerContext for RuntimeContext {
             tracing::info!(consumer.group = %self.group_id, partitions = ?revoked, "partitions revoked");
             // Another member owns them now: this one is behind on nothing there.
             for (topic, partition) in &revoked {
-                self.export(topic, *partition, Some(0), 0);
+                self.set_gauges(topic, *partition, Some(0.0), 0.0);
             }
             // The receiver only goes away when the runtime has stopped.
             let _ = self.events.send(RebalanceEvent::Revoked(revoked));

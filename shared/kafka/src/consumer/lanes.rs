@@ -102,6 +102,14 @@ impl<K: Hash + Eq, R> Lanes<K, R> {
         self.slots.front().and_then(|slot| slot.produced_ms)
     }
 
+    /// The last record finished behind an unfinished one, if any: until
+    /// every record before it is finished too, the committable offset stays
+    /// short of records already processed.
+    pub(crate) fn last_finished_behind_gap(&self) -> Option<i64> {
+        // The front slot is never finished, so any finished slot is behind a gap.
+        self.slots.iter().rev().find(|slot| slot.finished).map(|slot| slot.offset)
+    }
+
     /// Records received and not yet committable (started, waiting or finished
     /// after a gap).
     #[cfg(test)]
@@ -128,11 +136,13 @@ mod tests {
         let finished = lanes.finish(&"b", 11);
         assert_eq!(finished.next, None);
         assert_eq!(finished.committable, None, "10 is not finished");
+        assert_eq!(lanes.last_finished_behind_gap(), Some(11), "11 is finished behind 10");
 
         let finished = lanes.finish(&"a", 10);
         assert_eq!(finished.next, Some("a2"));
         assert_eq!(finished.committable, Some(Committable { offset: 11, produced_ms: None }));
         assert_eq!(lanes.held(), 1);
+        assert_eq!(lanes.last_finished_behind_gap(), None, "no gap left");
 
         let finished = lanes.finish(&"a", 12);
         assert_eq!((finished.next, finished.committable.map(|c| c.offset)), (None, Some(12)));

@@ -10,7 +10,9 @@
 //! dead-letter topic) as its partition's offset, so a crash redelivers the
 //! unfinished records and at most `partition_buffer` finished ones after the
 //! first unfinished, which the inbox absorbs. Offsets are committed in the
-//! background and synchronously on shutdown.
+//! background and synchronously on shutdown, after each worker has also
+//! processed the records before its last finished one, so a graceful stop
+//! hands the next member nothing this one handled.
 //!
 //! The dispatcher never waits for a worker: when a partition's backlog
 //! (records received and not yet finished) reaches `partition_buffer`,

@@ -1,6 +1,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
@@ -10,7 +10,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +30,8 @@ pub(crate) struct Workers<H> {
     /// the same partition waits for them.
     retiring: HashMap<PartitionKey, JoinHandle<()>>,
     tracker: TaskTracker,
+    /// Set when the consumer shuts down (rather than losing partitions).
+    closing: Arc<AtomicBool>,
 }
 
 struct Worker {
@@ -106,7 +108,14 @@ impl Drop for Backlog {
 
 impl<H: Handler> Workers<H> {
     pub(crate) fn new(shared: Arc<Shared<H>>, consumer: Arc<GroupConsumer>) -> Self {
-        Self { shared, consumer, active: HashMap::new(), retiring: HashMap::new(), tracker: TaskTracker::new() }
+        Self {
+            shared,
+            consumer,
+            active: HashMap::new(),
+            retiring: HashMap::new(),
+            tracker: TaskTracker::new(),
+            closing: Arc::default(),
+        }
     }
 
     pub(crate) fn apply(&mut self, event: RebalanceEvent) {
@@ -156,6 +165,7 @@ impl<H: Handler> Workers<H> {
                 receiver,
                 Arc::clone(&backlog),
                 stop.clone(),
+                Arc::clone(&self.closing),
                 previous,
             ));
             self.active.insert(key.clone(), Worker { records, backlog, stop, handle });
@@ -163,8 +173,10 @@ impl<H: Handler> Workers<H> {
         &self.active[key]
     }
 
-    /// Stops every worker after the record it is processing, and waits for them.
+    /// Stops every worker after the records it is processing (and those
+    /// before the last of them, see `run_worker`), and waits for them.
     pub(crate) async fn stop_all(self) {
+        self.closing.store(true, Ordering::Release);
         for worker in self.active.values() {
             worker.stop.cancel();
         }
@@ -183,6 +195,7 @@ async fn run_worker<H: Handler>(
     mut records: mpsc::UnboundedReceiver<OwnedMessage>,
     backlog: Arc<Backlog>,
     stop: CancellationToken,
+    closing: Arc<AtomicBool>,
     previous: Option<JoinHandle<()>>,
 ) {
     if let Some(previous) = previous {
@@ -206,12 +219,7 @@ async fn run_worker<H: Handler>(
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if !partition.ready.is_empty() => {
                 let (Ok(permit), Some(record)) = (permit, partition.ready.pop_front()) else { break };
-                let (shared, stop) = (Arc::clone(&shared), stop.clone());
-                partition.running.spawn(async move {
-                    let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
-                    drop(permit);
-                    (record, outcome.unwrap_or(Outcome::Abandoned))
-                });
+                partition.start(&shared, &stop, permit, record);
             }
             record = records.recv() => match record {
                 Some(record) => partition.admit(&shared, record),
@@ -220,9 +228,25 @@ async fn run_worker<H: Handler>(
         }
     }
     // Stopped: what is running finishes (a record that is only waiting to be
-    // retried gives up at once) and its offset is stored if it can be.
-    while let Some(joined) = partition.running.join_next().await {
-        partition.finished(&shared, &consumer, &backlog, joined);
+    // retried gives up at once) and its offset is stored if it can be. On
+    // shutdown the records received before the last finished one are
+    // processed too, so that the stored offset covers every record processed
+    // and the next member is handed nothing this one handled: at most
+    // `partition_buffer` records, and a record that gives up ends it. Not on
+    // revocation: offsets stored after it are lost anyway, and the new owner
+    // is waiting.
+    let mut close_gaps = closing.load(Ordering::Acquire);
+    loop {
+        while close_gaps
+            && let Some(end) = partition.lanes.last_finished_behind_gap()
+            && let Some(index) = partition.ready.iter().position(|record| record.offset() < end)
+            && let Some(record) = partition.ready.remove(index)
+        {
+            let Ok(permit) = Arc::clone(&shared.permits).acquire_owned().await else { break };
+            partition.start(&shared, &stop, permit, record);
+        }
+        let Some(joined) = partition.running.join_next().await else { break };
+        close_gaps &= partition.finished(&shared, &consumer, &backlog, joined);
     }
 }
 
@@ -267,13 +291,30 @@ impl Partition {
         }
     }
 
+    /// Starts processing `record`, holding `permit` until it is finished.
+    fn start<H: Handler>(
+        &mut self,
+        shared: &Arc<Shared<H>>,
+        stop: &CancellationToken,
+        permit: OwnedSemaphorePermit,
+        record: OwnedMessage,
+    ) {
+        let (shared, stop) = (Arc::clone(shared), stop.clone());
+        self.running.spawn(async move {
+            let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
+            drop(permit);
+            (record, outcome.unwrap_or(Outcome::Abandoned))
+        });
+    }
+
+    /// Books a record's end; `false` when it was left unfinished.
     fn finished<H>(
         &mut self,
         shared: &Shared<H>,
         consumer: &GroupConsumer,
         backlog: &Backlog,
         joined: Result<(OwnedMessage, Outcome), tokio::task::JoinError>,
-    ) {
+    ) -> bool {
         let record = match joined {
             Ok((record, Outcome::Done)) => record,
             // Interrupted by shutdown or revocation: left for redelivery, and
@@ -285,11 +326,11 @@ impl Partition {
                     kafka.offset = record.offset(),
                     "record left for redelivery"
                 );
-                return;
+                return false;
             }
             Err(error) => {
                 tracing::error!(%error, "a record's task failed; its partition waits for a restart");
-                return;
+                return false;
             }
         };
         let key = lane(&record, shared.settings.ordering);
@@ -313,5 +354,6 @@ impl Partition {
             self.report_oldest(shared);
         }
         backlog.finished(consumer);
+        true
     }
 }

@@ -4,6 +4,7 @@
 
 mod request;
 mod view;
+pub mod wait;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use request::{ItemRequest, PaymentRequest, PlaceOrderRequest};
 pub use view::{EventsView, OrderListView, OrderView, SummaryView};
+pub use wait::Outcomes;
 
 use crate::domain::{CancelDecision, Order, Status};
 use crate::handler::{announcement, load_locked};
@@ -47,10 +49,11 @@ pub struct ApiState {
     pub pool: PgPool,
     pub source: Source,
     pub staleness: Staleness,
+    pub outcomes: Outcomes,
 }
 
-pub fn routes(pool: PgPool, staleness: Staleness) -> Router {
-    let state = ApiState { pool, source: Source::service("order"), staleness };
+pub fn routes(pool: PgPool, staleness: Staleness, outcomes: Outcomes) -> Router {
+    let state = ApiState { pool, source: Source::service("order"), staleness, outcomes };
     Router::new()
         .route("/orders", post(place_order).get(list_orders))
         .route("/orders/{order_id}", get(get_order))
@@ -155,18 +158,45 @@ fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
 }
 
 /// `GET /orders/{order_id}[?as_of=<RFC 3339>]`: the order folded from its
-/// events — all of them, or those appended at or before `as_of`.
+/// events — all of them, or those appended at or before `as_of`. With
+/// `Prefer: wait=N` (and no `as_of`) a pending order is answered as soon as
+/// its status changes, or after N seconds (at most [`wait::MAX_WAIT`]) as it
+/// is then.
 async fn get_order(
     State(state): State<ApiState>,
     OrderIdPath(order_id): OrderIdPath,
+    headers: HeaderMap,
     params: Result<Query<AsOf>, QueryRejection>,
-) -> Result<axum::Json<OrderView>, Problem> {
+) -> Result<Response, Problem> {
     let as_of = query(params)?.as_of.map(|text| parse_time("as_of", &text)).transpose()?;
-    let events = store::events(&state.pool, order_id, as_of).await.map_err(internal)?;
+    let wait = wait::requested(&headers).filter(|_| as_of.is_none());
+    // Watching before the first read, so a change committed right after it still wakes this request.
+    let mut watch = wait.map(|_| state.outcomes.watch(order_id));
+    let mut order = read_order(&state.pool, order_id, as_of).await?;
+    if let (Some(watch), Some(wait)) = (watch.as_mut(), wait) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while order.status == Status::Pending {
+            match tokio::time::timeout_at(deadline, watch.changed()).await {
+                Ok(true) => order = read_order(&state.pool, order_id, None).await?,
+                Ok(false) | Err(_) => break,
+            }
+        }
+    }
+    let mut response = axum::Json(OrderView::from(order)).into_response();
+    if let Some(wait) = wait {
+        let headers = response.headers_mut();
+        headers.insert("preference-applied", wait::applied(wait));
+        headers.insert(header::VARY, HeaderValue::from_static("prefer"));
+    }
+    Ok(response)
+}
+
+async fn read_order(pool: &PgPool, order_id: OrderId, as_of: Option<OffsetDateTime>) -> Result<Order, Problem> {
+    let events = store::events(pool, order_id, as_of).await.map_err(internal)?;
     let order =
         Order::fold(order_id, &events).map_err(|e| internal(store::StoreError::Fold { order: order_id, source: e }))?;
     match (order, as_of) {
-        (Some(order), _) => Ok(axum::Json(OrderView::from(order))),
+        (Some(order), _) => Ok(order),
         (None, Some(as_of)) => Err(Problem::not_found(format!("order {order_id} did not exist at {as_of}"))),
         (None, None) => Err(Problem::not_found(format!("no order {order_id}"))),
     }

@@ -46,5 +46,10 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
         interval: STALENESS_INTERVAL,
     };
     builder.spawn("read model staleness", |stop| monitor.run(stop));
-    Ok(builder.serve(http::routes(pool, staleness)))
+    let outcomes = http::Outcomes::default();
+    builder.spawn("order status listener", {
+        let (pool, outcomes) = (pool.clone(), outcomes.clone());
+        move |stop| outcomes.listen(pool, stop)
+    });
+    Ok(builder.serve(http::routes(pool, staleness, outcomes)))
 }

@@ -17,13 +17,17 @@ use checkout_order::{MIGRATOR, OrderHandler, http};
 use checkout_outbox::first_message;
 use checkout_platform::http::{Readiness, service_router};
 use checkout_platform::metrics::Collectors;
-use checkout_testkit::{TestDatabase, incoming, outbox};
+use checkout_testkit::{TestDatabase, eventually, incoming, outbox};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tower::ServiceExt;
 
 struct Api {
     db: TestDatabase,
+    outcomes: http::Outcomes,
+    _listening: DropGuard,
 }
 
 struct Reply {
@@ -34,11 +38,15 @@ struct Reply {
 
 impl Api {
     async fn new() -> Self {
-        Self { db: TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await }
+        let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+        let (outcomes, stop) = (http::Outcomes::default(), CancellationToken::new());
+        tokio::spawn(outcomes.clone().listen(db.pool.clone(), stop.clone()));
+        Self { db, outcomes, _listening: stop.drop_guard() }
     }
 
     fn router(&self) -> Router {
-        service_router(http::routes(self.db.pool.clone(), Staleness::default()), Readiness::new(), Collectors::new())
+        let routes = http::routes(self.db.pool.clone(), Staleness::default(), self.outcomes.clone());
+        service_router(routes, Readiness::new(), Collectors::new())
     }
 
     async fn call(&self, request: Request<Body>) -> Reply {
@@ -303,6 +311,60 @@ async fn a_cancelled_order_shows_why_and_cannot_be_confirmed() {
     assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)), "{error}");
 }
 
+fn waiting_get(path: &str, seconds: u64) -> Request<Body> {
+    Request::get(path).header("prefer", format!("wait={seconds}")).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_waiting_read_is_answered_when_the_order_is_confirmed_not_when_the_wait_ends() {
+    let api = std::sync::Arc::new(Api::new().await);
+    let accepted = api.post(&checkout(), None).await;
+    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+
+    let waiting = tokio::spawn({
+        let api = std::sync::Arc::clone(&api);
+        async move { api.call(waiting_get(&format!("/orders/{order}"), 20)).await }
+    });
+    eventually(Duration::from_secs(10), "the read to wait on the order", || {
+        let watched = api.outcomes.watched();
+        async move { (watched == 1).then_some(()) }
+    })
+    .await;
+    api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
+
+    // Had it waited the full 20 s instead of being woken, it would still be pending.
+    let reply = tokio::time::timeout(Duration::from_secs(15), waiting).await.unwrap().unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["status"], "CONFIRMED", "{:#}", reply.body);
+    assert_eq!(reply.headers["preference-applied"], "wait=20");
+    assert_eq!(reply.headers[header::VARY], "prefer");
+    assert_eq!(api.outcomes.watched(), 0, "the watch ends with the request");
+}
+
+#[tokio::test]
+async fn a_waiting_read_of_an_order_that_stays_pending_answers_pending_after_the_wait() {
+    let api = Api::new().await;
+    let accepted = api.post(&checkout(), None).await;
+    let order = accepted.body["order_id"].as_str().unwrap();
+
+    let started = std::time::Instant::now();
+    let reply = api.call(waiting_get(&format!("/orders/{order}"), 1)).await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "answered before the wait ran out");
+    assert_eq!((reply.status, reply.body["status"].as_str()), (StatusCode::OK, Some("PENDING")));
+    assert_eq!(reply.headers["preference-applied"], "wait=1");
+
+    let unknown = api.call(waiting_get(&format!("/orders/{}", OrderId::from_uuid(uuid::Uuid::now_v7())), 5)).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "an unknown order is not waited on");
+    assert_eq!(api.outcomes.watched(), 0);
+
+    let reason = CancellationReason { code: CancellationCode::PaymentDeclined, detail: "declined".into() };
+    api.deliver(order.parse().unwrap(), CancelOrder { reason, pricing: Some(pricing()) }).await;
+    let started = std::time::Instant::now();
+    let settled = api.call(waiting_get(&format!("/orders/{order}"), 20)).await;
+    assert_eq!(settled.body["status"], "CANCELLED");
+    assert!(started.elapsed() < Duration::from_secs(20), "a settled order is answered at once");
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_served_and_describes_the_routes() {
     let api = Api::new().await;
@@ -312,4 +374,8 @@ async fn the_openapi_document_is_served_and_describes_the_routes() {
     for path in ["/orders", "/orders/{order_id}", "/healthz", "/readyz", "/metrics"] {
         assert!(reply.body["paths"].get(path).is_some(), "{path} undocumented");
     }
+    let get_order = &reply.body["paths"]["/orders/{order_id}"]["get"];
+    let parameters = get_order["parameters"].as_array().unwrap();
+    assert!(parameters.iter().any(|p| p["name"] == "Prefer" && p["in"] == "header"), "Prefer: wait undocumented");
+    assert!(get_order["responses"]["200"]["headers"].get("Preference-Applied").is_some());
 }

@@ -13,6 +13,7 @@
 
 mod classify;
 mod inbox;
+pub mod listen;
 mod relay;
 mod stamp;
 mod unit_of_work;

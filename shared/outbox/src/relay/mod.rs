@@ -13,27 +13,30 @@
 //! without waking the relay means its notifications stopped arriving, and
 //! after a few such polls in a row the relay says so and listens anew.
 
-mod listener;
 mod status;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
 use checkout_messages::Topic;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
-use self::listener::Listener;
 pub use self::status::RelayStatus;
 use self::status::Wake;
+use crate::listen::Listener;
 use crate::writer::headers_from_json;
 
 /// Advisory lock held by the relay publishing from a database.
+/// The channel the outbox trigger notifies on commit.
+const CHANNEL: &str = "outbox_messages";
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
 #[derive(Clone, Debug)]
@@ -113,7 +116,7 @@ pub struct OutboxRelay {
     status: RelayStatus,
     /// Positions whose delivery a test makes fail.
     #[cfg(feature = "fault-injection")]
-    failing: std::sync::Arc<std::sync::Mutex<HashSet<i64>>>,
+    failing: Arc<std::sync::Mutex<HashSet<i64>>>,
 }
 
 struct Row {
@@ -145,7 +148,7 @@ impl OutboxRelay {
             settings,
             status: RelayStatus::default(),
             #[cfg(feature = "fault-injection")]
-            failing: std::sync::Arc::default(),
+            failing: Arc::default(),
         }
     }
 
@@ -362,7 +365,13 @@ impl OutboxRelay {
         if let Err(error) = self.publisher.warm_up(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer warm-up failed; the first publish will wait for metadata");
         }
-        let listener = Listener::spawn(&self.pool, shutdown.clone());
+        // Each notification (and each fresh start of listening, in case one
+        // was missed meanwhile) wakes the relay.
+        let woken = Arc::new(Notify::new());
+        let listener = Listener::spawn(&self.pool, CHANNEL, shutdown.clone(), {
+            let woken = Arc::clone(&woken);
+            move |_| woken.notify_one()
+        });
         let mut last_prune = Instant::now();
         let mut failures = 0_u32;
         let mut wake = Wake::Start;
@@ -406,7 +415,7 @@ impl OutboxRelay {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                () = listener.woken(), if !failing => wake = Wake::Notification,
+                () = woken.notified(), if !failing => wake = Wake::Notification,
                 () = tokio::time::sleep(wait) => wake = Wake::Poll,
             }
             self.status.woke(wake);

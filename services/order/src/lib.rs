@@ -14,6 +14,7 @@ mod store;
 
 use std::time::Duration;
 
+use checkout_kafka::{ConsumerSettings, RecordOrdering};
 use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
@@ -30,12 +31,14 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
     builder.consume(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
-    builder.consume_in(
-        "read model",
-        read_model::GROUP,
-        &read_model::TOPICS,
-        read_model::Projection::new(pool.clone()),
-    )?;
+    // Folding is order-independent (each field merges), so the projection
+    // takes whatever records are ready, of any order, in one transaction.
+    let projection = ConsumerSettings {
+        ordering: RecordOrdering::Key,
+        max_batch: settings.read_model_max_batch,
+        ..builder.settings().consumer(read_model::GROUP, read_model::TOPICS)
+    };
+    builder.consume_with("read model", projection, read_model::Projection::new(pool.clone()))?;
     let staleness = read_model::Staleness::default();
     let names = builder.kafka_settings().topic_names();
     let monitor = read_model::StalenessMonitor {

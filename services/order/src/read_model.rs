@@ -7,6 +7,9 @@ mod staleness;
 
 use checkout_kafka::{Dependency, Handler, HandlerError, Incoming, RecordPosition};
 use checkout_messages::{Envelope, Message, Topic};
+use std::collections::{BTreeMap, BTreeSet};
+
+use checkout_domain::OrderId;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -33,25 +36,46 @@ impl Projection {
     }
 }
 
-/// Folds one record into its order's row and records the position, in the
-/// caller's transaction.
-pub(crate) async fn project(
+/// Folds records into their orders' rows and records how far each
+/// partition is read, in the caller's transaction: one lock of the rows
+/// concerned, one write per row that changed and one per partition, however
+/// many records. `now` (when the records are live, not replayed) measures
+/// each record's delay.
+pub(crate) async fn project<'a>(
     conn: &mut PgConnection,
-    envelope: &Envelope<Message>,
-    position: &RecordPosition,
-    now: OffsetDateTime,
+    records: impl IntoIterator<Item = (&'a Envelope<Message>, &'a RecordPosition)>,
+    now: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
+    let records: Vec<_> = records.into_iter().collect();
     store::hold_swap_lock_shared(conn).await?;
-    if Summary::reads(&envelope.payload) {
-        let order = envelope.subject;
-        let mut summary = store::lock(conn, order).await?.unwrap_or_else(|| Summary::new(order));
-        if summary.apply(envelope) {
-            store::save(conn, &summary).await?;
+    let read: Vec<OrderId> =
+        records.iter().filter(|(envelope, _)| Summary::reads(&envelope.payload)).map(|(e, _)| e.subject).collect();
+    let mut summaries = store::lock_all(conn, &read).await?;
+    let mut changed = BTreeSet::new();
+    let mut positions: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for (envelope, position) in &records {
+        if Summary::reads(&envelope.payload) {
+            let order = envelope.subject;
+            if summaries.entry(order).or_insert_with(|| Summary::new(order)).apply(envelope) {
+                changed.insert(order);
+            }
+            if let Some(now) = now {
+                let delay = (now - envelope.time).as_seconds_f64().max(0.0);
+                metrics::histogram!("checkout_read_model_delay_seconds").record(delay);
+            }
         }
-        let delay = (now - envelope.time).as_seconds_f64().max(0.0);
-        metrics::histogram!("checkout_read_model_delay_seconds").record(delay);
+        let read_to = positions.entry((position.topic.as_str(), position.partition)).or_insert(position.offset);
+        *read_to = (*read_to).max(position.offset);
     }
-    store::advance(conn, &position.topic, position.partition, position.offset).await
+    for order in changed {
+        if let Some(summary) = summaries.get(&order) {
+            store::save(conn, summary).await?;
+        }
+    }
+    for ((topic, partition), offset) in positions {
+        store::advance(conn, topic, partition, offset).await?;
+    }
+    Ok(())
 }
 
 /// Every failure of the projection is the database's: the row is always
@@ -62,12 +86,16 @@ fn database(error: impl Into<checkout_kafka::BoxError>) -> HandlerError {
 
 impl Handler for Projection {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(message)).await
+    }
+
+    /// One transaction for the records a partition has ready (see `project`).
+    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
         // Every failure here is the database's: the row is always computable
         // from the message, so retry rather than dead-letter.
         let mut tx = self.pool.begin().await.map_err(database)?;
-        project(&mut tx, &message.envelope, &message.position, checkout_platform::clock::now())
-            .await
-            .map_err(database)?;
+        let records = messages.iter().map(|message| (&message.envelope, &message.position));
+        project(&mut tx, records, Some(checkout_platform::clock::now())).await.map_err(database)?;
         tx.commit().await.map_err(database)
     }
 }

@@ -121,6 +121,13 @@ pub struct ConsumerSettings {
     /// when they reach it); also the most that a crash may leave to be
     /// redelivered, per partition.
     pub partition_buffer: usize,
+    /// Most records of one partition handed to one [`Handler::handle_batch`]
+    /// call (1: never batched). Records that are ready together (different
+    /// keys, so key ordering) are batched; a batch takes one of the
+    /// `max_in_flight` places.
+    ///
+    /// [`Handler::handle_batch`]: crate::Handler::handle_batch
+    pub max_batch: usize,
     pub retry: RetryPolicy,
 }
 
@@ -132,6 +139,7 @@ impl ConsumerSettings {
             ordering: RecordOrdering::Key,
             max_in_flight: 64,
             partition_buffer: 64,
+            max_batch: 1,
             retry: RetryPolicy::default(),
         }
     }

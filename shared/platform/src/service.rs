@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
-use checkout_kafka::{ConsumerRuntime, ConsumerStatus, Handler, Publisher};
+use checkout_kafka::{ConsumerRuntime, ConsumerSettings, ConsumerStatus, Handler, Publisher};
 use checkout_messages::Topic;
 use checkout_outbox::{Backlog, OutboxRelay};
 use sqlx::PgPool;
@@ -84,10 +84,21 @@ impl ServiceBuilder {
         handler: H,
     ) -> Result<ConsumerStatus, StartupError> {
         let settings = self.settings.consumer(group, topics.iter().copied());
+        self.consume_with(task, settings, handler)
+    }
+
+    /// Runs `handler` as a member of `settings.group_id` with settings of its
+    /// own (start from [`ServiceSettings::consumer`]).
+    pub fn consume_with<H: Handler>(
+        &mut self,
+        task: &'static str,
+        settings: ConsumerSettings,
+        handler: H,
+    ) -> Result<ConsumerStatus, StartupError> {
+        let group = settings.group_id.clone();
         let runtime = ConsumerRuntime::new(&self.settings.kafka, settings, self.publisher.clone(), handler)?;
         let status = runtime.status();
-        self.readiness =
-            std::mem::take(&mut self.readiness).with(ReadinessCheck::Consumer(group.to_owned(), status.clone()));
+        self.readiness = std::mem::take(&mut self.readiness).with(ReadinessCheck::Consumer(group, status.clone()));
         self.host.consume(task, runtime);
         Ok(status)
     }

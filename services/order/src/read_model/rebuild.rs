@@ -112,13 +112,15 @@ pub async fn rebuild(
 
 async fn fold_batch(conn: &mut PgConnection, replay: &mut Replay, limit: usize) -> Result<u64, RebuildError> {
     let mut folded = 0;
+    let mut records = Vec::new();
     while folded < limit as u64 {
         let Some(record) = replay.next().await? else { break };
         folded += 1;
         if let Some(envelope) = record.envelope {
-            project(conn, &envelope, &record.position, envelope.time).await?;
+            records.push((envelope, record.position));
         }
     }
+    project(conn, records.iter().map(|(envelope, position)| (envelope, position)), None).await?;
     Ok(folded)
 }
 

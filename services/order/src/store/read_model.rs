@@ -1,6 +1,8 @@
 //! The read model's SQL: one row per order, and how far each partition has
 //! been read. Only the projection writes here; `GET /orders` reads only here.
 
+use std::collections::HashMap;
+
 use checkout_domain::{Currency, Money, OrderId};
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
@@ -63,18 +65,20 @@ fn decode(row: Row) -> Summary {
     }
 }
 
-/// The order's row, locked until the caller's transaction ends.
-pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<Summary>, sqlx::Error> {
-    let row = sqlx::query_as!(
+/// The rows of `orders` that exist, locked until the caller's transaction
+/// ends (in order id order, so two batches never wait on each other in a cycle).
+pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<HashMap<OrderId, Summary>, sqlx::Error> {
+    let ids: Vec<Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
+    let rows = sqlx::query_as!(
         Row,
         "SELECT order_id, customer_id, placed_at, status, total_minor, currency, cancellation_code,
                 cancel_requested_at, last_step, last_step_at, last_step_message_id, version, updated_at
-           FROM order_summaries WHERE order_id = $1 FOR UPDATE",
-        order.as_uuid(),
+           FROM order_summaries WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+        &ids,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(row.map(decode))
+    Ok(rows.into_iter().map(decode).map(|summary| (summary.order_id, summary)).collect())
 }
 
 pub async fn save(conn: &mut PgConnection, summary: &Summary) -> Result<(), sqlx::Error> {

@@ -18,6 +18,7 @@ use super::{Handler, HandlerError, Incoming, RecordPosition, Shared};
 use crate::RecordHeaders;
 use crate::dead_letter::{ErrorClass, Failure, dead_letter_record};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     /// The record is finished with (handled or dead-lettered): store its offset.
     Done,
@@ -30,6 +31,73 @@ pub(crate) async fn process_record<H: Handler>(
     record: &OwnedMessage,
     stop: &CancellationToken,
 ) -> Outcome {
+    let (span, headers) = record_span(shared, record);
+    async {
+        match check(shared, record, headers) {
+            Ok(incoming) => handle(shared, record, incoming, stop).await,
+            Err(failure) => dead_letter(shared, record, failure, stop).await,
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Processes records of different keys (in the order given) with one call
+/// of [`Handler::handle_batch`]. If that fails, nothing of it is durable and
+/// each record is processed on its own as [`process_record`] would, so a
+/// transient failure is retried and a bad record dead-lettered alone.
+pub(crate) async fn process_batch<H: Handler>(
+    shared: &Shared<H>,
+    records: Vec<OwnedMessage>,
+    stop: &CancellationToken,
+) -> Vec<(OwnedMessage, Outcome)> {
+    let mut done = Vec::with_capacity(records.len());
+    let (mut checked, mut incoming) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
+    for record in records {
+        let (span, headers) = record_span(shared, &record);
+        match span.in_scope(|| check(shared, &record, headers)) {
+            Ok(message) => {
+                checked.push((record, span));
+                incoming.push(message);
+            }
+            Err(failure) => {
+                let outcome = dead_letter(shared, &record, failure, stop).instrument(span).await;
+                done.push((record, outcome));
+            }
+        }
+    }
+    let batch_span = tracing::info_span!("kafka.process_batch", messaging.batch.message_count = incoming.len());
+    for (_, span) in &checked {
+        batch_span.follows_from(span);
+    }
+    let started = Instant::now();
+    let result = AssertUnwindSafe(shared.handler.handle_batch(&incoming)).catch_unwind().instrument(batch_span).await;
+    if matches!(result, Ok(Ok(()))) {
+        let elapsed = started.elapsed().as_secs_f64();
+        for ((record, _), message) in checked.into_iter().zip(incoming) {
+            metrics::histogram!("checkout_consumer_handler_duration_seconds",
+                "group" => shared.settings.group_id.clone(), "type" => message.envelope.payload.message_type().name())
+            .record(elapsed);
+            count(shared, &record, "handled");
+            done.push((record, Outcome::Done));
+        }
+        return done;
+    }
+    if let Ok(Err(error)) = result {
+        tracing::debug!(%error, "batch failed; handling its records one by one");
+    } else {
+        tracing::warn!("batch handler panicked; handling its records one by one");
+    }
+    for ((record, span), message) in checked.into_iter().zip(incoming) {
+        let outcome = handle(shared, &record, message, stop).instrument(span).await;
+        done.push((record, outcome));
+    }
+    done
+}
+
+/// The span of one record, a child of the context the record carries (so
+/// the record's processing continues the producer's trace), and its headers.
+fn record_span<H>(shared: &Shared<H>, record: &OwnedMessage) -> (tracing::Span, RecordHeaders) {
     let headers = RecordHeaders::from_kafka(record.headers());
     let span = tracing::info_span!(
         "kafka.process",
@@ -53,31 +121,20 @@ pub(crate) async fn process_record<H: Handler>(
     // Continue the producer's trace: this span is a child of the context the
     // record carries.
     let _ = span.set_parent(headers.trace_context());
-    process(shared, record, headers, stop).instrument(span).await
+    (span, headers)
 }
 
-async fn process<H: Handler>(
-    shared: &Shared<H>,
-    record: &OwnedMessage,
-    headers: RecordHeaders,
-    stop: &CancellationToken,
-) -> Outcome {
-    let first_seen = OffsetDateTime::now_utc();
-    let permanent =
-        |class: ErrorClass, message: String| Failure { class, message, attempts: 1, first_failed_at: first_seen };
-
-    let decoded = match decode(record.payload().unwrap_or_default()) {
-        Ok(decoded) => decoded,
-        Err(error) => {
-            return dead_letter(
-                shared,
-                record,
-                permanent(ErrorClass::of_decode_error(&error), error.to_string()),
-                stop,
-            )
-            .await;
-        }
+/// Decodes the record and checks it belongs where it was found, recording
+/// what it is on the current span; a failure is for the dead-letter topic.
+fn check<H>(shared: &Shared<H>, record: &OwnedMessage, headers: RecordHeaders) -> Result<Incoming, Failure> {
+    let permanent = |class: ErrorClass, message: String| Failure {
+        class,
+        message,
+        attempts: 1,
+        first_failed_at: OffsetDateTime::now_utc(),
     };
+    let decoded = decode(record.payload().unwrap_or_default())
+        .map_err(|error| permanent(ErrorClass::of_decode_error(&error), error.to_string()))?;
     let envelope = &decoded.envelope;
     let message_type = envelope.payload.message_type();
     let span = tracing::Span::current();
@@ -92,14 +149,13 @@ async fn process<H: Handler>(
     if record.key() != Some(subject.as_bytes()) {
         let key = record.key().map(String::from_utf8_lossy);
         let message = format!("record key {key:?} is not the envelope subject {subject}");
-        return dead_letter(shared, record, permanent(ErrorClass::KeyMismatch, message), stop).await;
+        return Err(permanent(ErrorClass::KeyMismatch, message));
     }
     if shared.topics.logical(record.topic()) != Some(message_type.topic()) {
         let message = format!("{message_type} belongs on {}, not on {}", message_type.topic(), record.topic());
-        return dead_letter(shared, record, permanent(ErrorClass::WrongTopic, message), stop).await;
+        return Err(permanent(ErrorClass::WrongTopic, message));
     }
-
-    let mut incoming = Incoming {
+    Ok(Incoming {
         envelope: decoded.envelope,
         wire_version: decoded.wire_version,
         position: RecordPosition {
@@ -109,7 +165,19 @@ async fn process<H: Handler>(
         },
         headers,
         attempt: 1,
-    };
+    })
+}
+
+/// Runs the handler until it succeeds (retrying transient failures) or
+/// fails for good (then dead-letters the record).
+async fn handle<H: Handler>(
+    shared: &Shared<H>,
+    record: &OwnedMessage,
+    mut incoming: Incoming,
+    stop: &CancellationToken,
+) -> Outcome {
+    let first_seen = OffsetDateTime::now_utc();
+    let message_type = incoming.envelope.payload.message_type();
     // Present while this record waits out a transient failure (readiness reports it).
     let mut waiting: Option<super::Waiting> = None;
     let handler_duration = metrics::histogram!("checkout_consumer_handler_duration_seconds",

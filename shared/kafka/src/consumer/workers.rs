@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::context::{PartitionKey, RebalanceEvent};
 use super::lanes::Lanes;
-use super::process::{Outcome, process_record};
+use super::process::{Outcome, process_batch, process_record};
 use super::{GroupConsumer, Handler, Shared};
 use crate::RecordOrdering;
 
@@ -215,11 +215,13 @@ async fn run_worker<H: Handler>(
             biased;
             () = stop.cancelled() => break,
             Some(joined) = partition.running.join_next() => {
-                partition.finished(&shared, &consumer, &backlog, joined);
+                partition.finished_all(&shared, &consumer, &backlog, joined);
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if !partition.ready.is_empty() => {
-                let (Ok(permit), Some(record)) = (permit, partition.ready.pop_front()) else { break };
-                partition.start(&shared, &stop, permit, record);
+                let Ok(permit) = permit else { break };
+                let batch = partition.ready.len().min(shared.settings.max_batch.max(1));
+                let records = partition.ready.drain(..batch).collect();
+                partition.start(&shared, &stop, permit, records);
             }
             record = records.recv() => match record {
                 Some(record) => partition.admit(&shared, record),
@@ -243,10 +245,10 @@ async fn run_worker<H: Handler>(
             && let Some(record) = partition.ready.remove(index)
         {
             let Ok(permit) = Arc::clone(&shared.permits).acquire_owned().await else { break };
-            partition.start(&shared, &stop, permit, record);
+            partition.start(&shared, &stop, permit, vec![record]);
         }
         let Some(joined) = partition.running.join_next().await else { break };
-        close_gaps &= partition.finished(&shared, &consumer, &backlog, joined);
+        close_gaps &= partition.finished_all(&shared, &consumer, &backlog, joined);
     }
 }
 
@@ -265,7 +267,8 @@ struct Partition {
     lanes: Lanes<Option<Vec<u8>>, OwnedMessage>,
     /// Records that may start, waiting for a permit.
     ready: VecDeque<OwnedMessage>,
-    running: JoinSet<(OwnedMessage, Outcome)>,
+    /// Each task processes one record or a batch of records of different keys.
+    running: JoinSet<Vec<(OwnedMessage, Outcome)>>,
     /// What the status was last told of the oldest unfinished record.
     oldest_reported: Option<i64>,
 }
@@ -291,20 +294,47 @@ impl Partition {
         }
     }
 
-    /// Starts processing `record`, holding `permit` until it is finished.
+    /// Starts processing `records` (one, or a batch of different keys),
+    /// holding `permit` until they are finished.
     fn start<H: Handler>(
         &mut self,
         shared: &Arc<Shared<H>>,
         stop: &CancellationToken,
         permit: OwnedSemaphorePermit,
-        record: OwnedMessage,
+        mut records: Vec<OwnedMessage>,
     ) {
         let (shared, stop) = (Arc::clone(shared), stop.clone());
         self.running.spawn(async move {
-            let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
+            let outcomes = if records.len() == 1 {
+                let Some(record) = records.pop() else { return Vec::new() };
+                let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
+                vec![(record, outcome.unwrap_or(Outcome::Abandoned))]
+            } else {
+                // The batch catches its handler's panics itself.
+                process_batch(&shared, records, &stop).await
+            };
             drop(permit);
-            (record, outcome.unwrap_or(Outcome::Abandoned))
+            outcomes
         });
+    }
+
+    /// Books the end of a task's records; `false` when one was left unfinished.
+    fn finished_all<H>(
+        &mut self,
+        shared: &Shared<H>,
+        consumer: &GroupConsumer,
+        backlog: &Backlog,
+        joined: Result<Vec<(OwnedMessage, Outcome)>, tokio::task::JoinError>,
+    ) -> bool {
+        match joined {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .fold(true, |all, (record, outcome)| self.finished(shared, consumer, backlog, &record, outcome) && all),
+            Err(error) => {
+                tracing::error!(%error, "a record's task failed; its partition waits for a restart");
+                false
+            }
+        }
     }
 
     /// Books a record's end; `false` when it was left unfinished.
@@ -313,27 +343,21 @@ impl Partition {
         shared: &Shared<H>,
         consumer: &GroupConsumer,
         backlog: &Backlog,
-        joined: Result<(OwnedMessage, Outcome), tokio::task::JoinError>,
+        record: &OwnedMessage,
+        outcome: Outcome,
     ) -> bool {
-        let record = match joined {
-            Ok((record, Outcome::Done)) => record,
+        if outcome == Outcome::Abandoned {
             // Interrupted by shutdown or revocation: left for redelivery, and
             // its key and the committed offset stay where they are.
-            Ok((record, Outcome::Abandoned)) => {
-                tracing::debug!(
-                    kafka.topic = record.topic(),
-                    kafka.partition = record.partition(),
-                    kafka.offset = record.offset(),
-                    "record left for redelivery"
-                );
-                return false;
-            }
-            Err(error) => {
-                tracing::error!(%error, "a record's task failed; its partition waits for a restart");
-                return false;
-            }
-        };
-        let key = lane(&record, shared.settings.ordering);
+            tracing::debug!(
+                kafka.topic = record.topic(),
+                kafka.partition = record.partition(),
+                kafka.offset = record.offset(),
+                "record left for redelivery"
+            );
+            return false;
+        }
+        let key = lane(record, shared.settings.ordering);
         let finished = self.lanes.finish(&key, record.offset());
         if let Some(next) = finished.next {
             self.ready.push_back(next);

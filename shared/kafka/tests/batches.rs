@@ -1,0 +1,127 @@
+//! Records a partition has ready are handed to the handler in batches of
+//! different orders; each order's records still go in order, and a batch
+//! that fails is handled record by record so only the bad one is
+//! dead-lettered.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use checkout_domain::OrderId;
+use checkout_kafka::{
+    ConsumerRuntime, DeadLetterHeader, Handler, HandlerError, Incoming, OutgoingRecord, RecordOrdering,
+};
+use checkout_testkit::{TestKafka, eventually, header};
+use common::{TOPIC, fast_retries, new_order, numbered, sequence_number, settings};
+use rdkafka::Message as _;
+use tokio_util::sync::CancellationToken;
+
+const RECORDS: u32 = 300;
+const MAX_BATCH: usize = 16;
+/// The handler rejects this record, alone or in a batch.
+const POISON: u32 = 77;
+
+/// Records what it handled, batch by batch, in the order it handled them.
+#[derive(Clone, Default)]
+struct Batching {
+    /// Every successful call, with the records it handled (order, sequence number).
+    calls: Arc<Mutex<Vec<Vec<(OrderId, u32)>>>>,
+}
+
+impl Batching {
+    fn handled(&self) -> Vec<(OrderId, u32)> {
+        self.calls.lock().unwrap().iter().flatten().copied().collect()
+    }
+}
+
+fn rejected() -> HandlerError {
+    HandlerError::permanent("this record can never be handled")
+}
+
+impl Handler for Batching {
+    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        self.handle_batch(std::slice::from_ref(message)).await
+    }
+
+    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
+        // Slow enough that records pile up while the single place in flight is taken.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        if messages.iter().any(|message| sequence_number(message) == POISON) {
+            return Err(rejected());
+        }
+        let batch = messages.iter().map(|message| (message.envelope.subject, sequence_number(message))).collect();
+        self.calls.lock().unwrap().push(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_records_are_batched_each_order_stays_in_order_and_a_bad_record_is_dead_lettered_alone() {
+    let kafka = TestKafka::with_topics(&[TOPIC], 3).await;
+    let handler = Batching::default();
+    let group = checkout_kafka::ConsumerSettings {
+        ordering: RecordOrdering::Key,
+        max_in_flight: 1,
+        max_batch: MAX_BATCH,
+        ..settings("batches", fast_retries())
+    };
+    let runtime = ConsumerRuntime::new(&kafka.settings, group, kafka.publisher(), handler.clone()).unwrap();
+    let status = runtime.status();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runtime.run(shutdown.clone()));
+    eventually(Duration::from_secs(30), "the consumer to be assigned partitions", || {
+        let assigned = status.assigned_partitions();
+        async move { (assigned > 0).then_some(()) }
+    })
+    .await;
+
+    let orders: Vec<_> = (0..30).map(|_| new_order()).collect();
+    let publisher = kafka.publisher();
+    let mut pending = Vec::new();
+    for seq in 1..=RECORDS {
+        let order = orders[seq as usize % orders.len()];
+        let record = OutgoingRecord::for_envelope(&numbered(order, seq), &kafka.names()).unwrap();
+        pending.push(publisher.enqueue(&record).await.unwrap());
+    }
+    for delivery in pending {
+        delivery.await.unwrap();
+    }
+
+    let handled = eventually(Duration::from_secs(60), "every good record to be handled", || {
+        let handled = handler.handled();
+        async move { (handled.len() >= RECORDS as usize - 1).then_some(handled) }
+    })
+    .await;
+    let dead = kafka.read(&kafka.names().dead_letter(TOPIC), 1, Duration::from_secs(10)).await;
+    assert_eq!(header(&dead[0], DeadLetterHeader::ERROR_CLASS), Some("rejected"));
+    let dead_letter = checkout_messages::decode(dead[0].payload().unwrap()).unwrap();
+    match dead_letter.envelope.payload {
+        checkout_messages::Message::SagaStepRecorded(step) => assert_eq!(step.attempt, POISON, "only the bad record"),
+        other => panic!("unexpected dead letter {other:?}"),
+    }
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+
+    let calls = handler.calls.lock().unwrap().clone();
+    let largest = calls.iter().map(Vec::len).max().unwrap_or(0);
+    assert!(largest > 1, "records that were ready together were never batched");
+    assert!(largest <= MAX_BATCH, "a batch of {largest} is over the bound of {MAX_BATCH}");
+    for call in &calls {
+        let distinct: HashSet<_> = call.iter().map(|(order, _)| order).collect();
+        assert_eq!(distinct.len(), call.len(), "two records of one order in one batch: {call:?}");
+    }
+    let mut seen = HashSet::new();
+    let mut last: HashMap<OrderId, u32> = HashMap::new();
+    for &(order, seq) in &handled {
+        assert!(seen.insert(seq), "record {seq} handled twice");
+        let previous = last.insert(order, seq).unwrap_or(0);
+        assert!(seq > previous, "order {order}: record {seq} handled after {previous}");
+    }
+    let expected: HashSet<u32> = (1..=RECORDS).filter(|&seq| seq != POISON).collect();
+    assert_eq!(seen, expected, "every good record handled once, the poison one never");
+}

@@ -26,11 +26,14 @@ const MAX_BATCH: usize = 16;
 /// The handler rejects this record, alone or in a batch.
 const POISON: u32 = 77;
 
+/// The records one call handled: (order, sequence number).
+type Batch = Vec<(OrderId, u32)>;
+
 /// Records what it handled, batch by batch, in the order it handled them.
 #[derive(Clone, Default)]
 struct Batching {
     /// Every successful call, with the records it handled (order, sequence number).
-    calls: Arc<Mutex<Vec<Vec<(OrderId, u32)>>>>,
+    calls: Arc<Mutex<Vec<Batch>>>,
 }
 
 impl Batching {

@@ -14,7 +14,7 @@ mod store;
 
 use std::time::Duration;
 
-use checkout_kafka::{ConsumerSettings, RecordOrdering};
+use checkout_kafka::ConsumerSettings;
 use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
@@ -31,10 +31,8 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
     builder.consume(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
-    // Folding is order-independent (each field merges), so the projection
-    // takes whatever records are ready, of any order, in one transaction.
+    // One transaction for the records a partition has queued (up to the batch).
     let projection = ConsumerSettings {
-        ordering: RecordOrdering::Key,
         max_batch: settings.read_model_max_batch,
         ..builder.settings().consumer(read_model::GROUP, read_model::TOPICS)
     };

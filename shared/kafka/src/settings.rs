@@ -122,8 +122,8 @@ pub struct ConsumerSettings {
     /// redelivered, per partition.
     pub partition_buffer: usize,
     /// Most records of one partition handed to one [`Handler::handle_batch`]
-    /// call (1: never batched). Records that are ready together (different
-    /// keys, so key ordering) are batched; a batch takes one of the
+    /// call (1: never batched): the records that may start now and those
+    /// waiting behind them, in order. A batch takes one of the
     /// `max_in_flight` places.
     ///
     /// [`Handler::handle_batch`]: crate::Handler::handle_batch

@@ -40,6 +40,7 @@ pub(crate) struct Committable {
 
 /// What finishing one record allows.
 #[derive(Debug)]
+#[cfg(test)]
 pub(crate) struct Finished<R> {
     /// The next record of the same key, which may start now.
     pub next: Option<R>,
@@ -73,7 +74,26 @@ impl<K: Hash + Eq, R> Lanes<K, R> {
 
     /// Marks the record at `offset`, of `key`, as finished (handled or
     /// dead-lettered). Only a record that was started may be finished.
+    #[cfg(test)]
     pub(crate) fn finish(&mut self, key: &K, offset: i64) -> Finished<R> {
+        let committable = self.mark_finished(offset);
+        Finished { next: self.release(key), committable }
+    }
+
+    /// Takes up to `max` of the records waiting behind `key`'s running
+    /// record, in order, to be processed with it: the key stays busy until
+    /// [`release`](Self::release) after all of them are finished.
+    pub(crate) fn take_waiting(&mut self, key: &K, max: usize) -> Vec<R> {
+        match self.busy.get_mut(key) {
+            Some(waiting) => waiting.drain(..waiting.len().min(max)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Marks the started record at `offset` finished (handled or
+    /// dead-lettered); returns how far the partition may now be committed,
+    /// if that moved.
+    pub(crate) fn mark_finished(&mut self, offset: i64) -> Option<Committable> {
         if let Ok(index) = self.slots.binary_search_by_key(&offset, |slot| slot.offset)
             && let Some(slot) = self.slots.get_mut(index)
         {
@@ -83,17 +103,18 @@ impl<K: Hash + Eq, R> Lanes<K, R> {
         while let Some(slot) = self.slots.pop_front_if(|slot| slot.finished) {
             committable = Some(Committable { offset: slot.offset, produced_ms: slot.produced_ms });
         }
-        let next = match self.busy.get_mut(key) {
-            Some(waiting) => {
-                let next = waiting.pop_front();
-                if next.is_none() {
-                    self.busy.remove(key);
-                }
-                next
-            }
-            None => None,
-        };
-        Finished { next, committable }
+        committable
+    }
+
+    /// `key`'s running records are all finished: returns its next waiting
+    /// record, which may start now, or frees the key.
+    pub(crate) fn release(&mut self, key: &K) -> Option<R> {
+        let waiting = self.busy.get_mut(key)?;
+        let next = waiting.pop_front();
+        if next.is_none() {
+            self.busy.remove(key);
+        }
+        next
     }
 
     /// When the oldest unfinished record was produced, if any is unfinished
@@ -147,6 +168,25 @@ mod tests {
         let finished = lanes.finish(&"a", 12);
         assert_eq!((finished.next, finished.committable.map(|c| c.offset)), (None, Some(12)));
         assert_eq!(lanes.held(), 0);
+    }
+
+    #[test]
+    fn records_taken_from_behind_a_running_one_hold_their_key_until_released() {
+        let mut lanes = Lanes::default();
+        assert_eq!(lanes.admit("a", 1, None, "a1"), Some("a1"));
+        for (offset, record) in [(2, "a2"), (3, "a3"), (4, "a4")] {
+            assert_eq!(lanes.admit("a", offset, None, record), None);
+        }
+        assert_eq!(lanes.take_waiting(&"a", 2), ["a2", "a3"], "the next two, in order");
+        assert_eq!(lanes.take_waiting(&"b", 2), Vec::<&str>::new());
+        assert_eq!(lanes.mark_finished(2), None, "1 is not finished");
+        assert_eq!(lanes.mark_finished(1).map(|c| c.offset), Some(2));
+        assert_eq!(lanes.mark_finished(3).map(|c| c.offset), Some(3));
+        assert_eq!(lanes.release(&"a"), Some("a4"), "a4 starts only once the run is released");
+        assert_eq!(lanes.mark_finished(4).map(|c| c.offset), Some(4));
+        assert_eq!(lanes.release(&"a"), None);
+        assert_eq!(lanes.held(), 0);
+        assert_eq!(lanes.admit("a", 5, None, "a5"), Some("a5"), "the key is free again");
     }
 
     /// A partition's records and, for each step, which of the records in

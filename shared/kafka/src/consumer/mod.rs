@@ -61,9 +61,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
-    /// Handles records of different keys together, in the order given (one
-    /// transaction for all, say), when the consumer's `max_batch` is above 1
-    /// and several records are ready at once. `Ok` means every record's
+    /// Handles several records together, in the order given (one
+    /// transaction for all, say; records of one key come in their order),
+    /// when the consumer's `max_batch` is above 1 and several records are
+    /// ready at once. `Ok` means every record's
     /// effects are durable; after an error the runtime handles each record
     /// on its own with [`handle`](Self::handle), so a bad record is
     /// dead-lettered alone. By default, one by one.

@@ -42,7 +42,7 @@ pub(crate) async fn process_record<H: Handler>(
     .await
 }
 
-/// Processes records of different keys (in the order given) with one call
+/// Processes records (in the order given) with one call
 /// of [`Handler::handle_batch`]. If that fails, nothing of it is durable and
 /// each record is processed on its own as [`process_record`] would, so a
 /// transient failure is retried and a bad record dead-lettered alone.

@@ -219,8 +219,7 @@ async fn run_worker<H: Handler>(
             }
             permit = Arc::clone(&shared.permits).acquire_owned(), if !partition.ready.is_empty() => {
                 let Ok(permit) = permit else { break };
-                let batch = partition.ready.len().min(shared.settings.max_batch.max(1));
-                let records = partition.ready.drain(..batch).collect();
+                let records = partition.next_batch(&shared);
                 partition.start(&shared, &stop, permit, records);
             }
             record = records.recv() => match record {
@@ -267,7 +266,7 @@ struct Partition {
     lanes: Lanes<Option<Vec<u8>>, OwnedMessage>,
     /// Records that may start, waiting for a permit.
     ready: VecDeque<OwnedMessage>,
-    /// Each task processes one record or a batch of records of different keys.
+    /// Each task processes one record or a batch (see `next_batch`).
     running: JoinSet<Vec<(OwnedMessage, Outcome)>>,
     /// What the status was last told of the oldest unfinished record.
     oldest_reported: Option<i64>,
@@ -294,8 +293,7 @@ impl Partition {
         }
     }
 
-    /// Starts processing `records` (one, or a batch of different keys),
-    /// holding `permit` until they are finished.
+    /// Starts processing `records` (one, or a batch), holding `permit` until they are finished.
     fn start<H: Handler>(
         &mut self,
         shared: &Arc<Shared<H>>,
@@ -318,7 +316,29 @@ impl Partition {
         });
     }
 
-    /// Books the end of a task's records; `false` when one was left unfinished.
+    /// The records to process next with one permit: the ready ones (their
+    /// keys' next records), up to `max_batch`, then the records waiting
+    /// behind them in their keys' order while there is room (with partition
+    /// ordering, the partition's next records).
+    fn next_batch<H>(&mut self, shared: &Shared<H>) -> Vec<OwnedMessage> {
+        let limit = shared.settings.max_batch.max(1);
+        let mut records: Vec<OwnedMessage> = self.ready.drain(..self.ready.len().min(limit)).collect();
+        if records.len() < limit {
+            let keys: Vec<_> = records.iter().map(|record| lane(record, shared.settings.ordering)).collect();
+            for key in keys {
+                let room = limit - records.len();
+                if room == 0 {
+                    break;
+                }
+                records.extend(self.lanes.take_waiting(&key, room));
+            }
+        }
+        records
+    }
+
+    /// Books the end of a task's records; `false` when one was left
+    /// unfinished. A key whose records all finished may go on; one with a
+    /// record left unfinished stays where it is (the worker is stopping).
     fn finished_all<H>(
         &mut self,
         shared: &Shared<H>,
@@ -326,58 +346,57 @@ impl Partition {
         backlog: &Backlog,
         joined: Result<Vec<(OwnedMessage, Outcome)>, tokio::task::JoinError>,
     ) -> bool {
-        match joined {
-            Ok(outcomes) => outcomes
-                .into_iter()
-                .fold(true, |all, (record, outcome)| self.finished(shared, consumer, backlog, &record, outcome) && all),
+        let outcomes = match joined {
+            Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::error!(%error, "a record's task failed; its partition waits for a restart");
-                false
+                return false;
+            }
+        };
+        let mut all_done = true;
+        let mut committable = None;
+        let mut keys: Vec<(Option<Vec<u8>>, bool)> = Vec::new();
+        for (record, outcome) in outcomes {
+            let done = outcome == Outcome::Done;
+            if done {
+                committable = self.lanes.mark_finished(record.offset()).or(committable);
+                backlog.finished(consumer);
+            } else {
+                // Interrupted by shutdown or revocation: left for redelivery.
+                tracing::debug!(
+                    kafka.topic = record.topic(),
+                    kafka.partition = record.partition(),
+                    kafka.offset = record.offset(),
+                    "record left for redelivery"
+                );
+                all_done = false;
+            }
+            let key = lane(&record, shared.settings.ordering);
+            match keys.iter_mut().find(|(known, _)| *known == key) {
+                Some((_, key_done)) => *key_done &= done,
+                None => keys.push((key, done)),
             }
         }
-    }
-
-    /// Books a record's end; `false` when it was left unfinished.
-    fn finished<H>(
-        &mut self,
-        shared: &Shared<H>,
-        consumer: &GroupConsumer,
-        backlog: &Backlog,
-        record: &OwnedMessage,
-        outcome: Outcome,
-    ) -> bool {
-        if outcome == Outcome::Abandoned {
-            // Interrupted by shutdown or revocation: left for redelivery, and
-            // its key and the committed offset stay where they are.
-            tracing::debug!(
-                kafka.topic = record.topic(),
-                kafka.partition = record.partition(),
-                kafka.offset = record.offset(),
-                "record left for redelivery"
-            );
-            return false;
+        for (key, done) in keys {
+            if done && let Some(next) = self.lanes.release(&key) {
+                self.ready.push_back(next);
+            }
         }
-        let key = lane(record, shared.settings.ordering);
-        let finished = self.lanes.finish(&key, record.offset());
-        if let Some(next) = finished.next {
-            self.ready.push_back(next);
-        }
-        if let Some(committable) = finished.committable {
+        if let Some(committable) = committable {
             if let Some(produced) = committable
                 .produced_ms
                 .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
             {
-                shared.status.record_progress(record.topic(), record.partition(), produced);
+                shared.status.record_progress(&self.topic, self.number, produced);
             }
-            if let Err(error) = consumer.store_offset(record.topic(), record.partition(), committable.offset) {
+            if let Err(error) = consumer.store_offset(&self.topic, self.number, committable.offset) {
                 // The partition was revoked meanwhile: its next owner redelivers
                 // the records, and the inbox makes the repeats harmless.
-                tracing::debug!(%error, kafka.topic = record.topic(), kafka.partition = record.partition(),
+                tracing::debug!(%error, kafka.topic = %self.topic, kafka.partition = self.number,
                     kafka.offset = committable.offset, "offset not stored");
             }
             self.report_oldest(shared);
         }
-        backlog.finished(consumer);
-        true
+        all_done
     }
 }

@@ -7,7 +7,7 @@ mod staleness;
 
 use checkout_kafka::{Dependency, Handler, HandlerError, Incoming, RecordPosition};
 use checkout_messages::{Envelope, Message, Topic};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use checkout_domain::OrderId;
 use sqlx::{PgConnection, PgPool};
@@ -50,7 +50,7 @@ pub(crate) async fn project<'a>(
     store::hold_swap_lock_shared(conn).await?;
     let read: Vec<OrderId> =
         records.iter().filter(|(envelope, _)| Summary::reads(&envelope.payload)).map(|(e, _)| e.subject).collect();
-    let mut summaries = store::lock_all(conn, &read).await?;
+    let mut summaries = if read.is_empty() { HashMap::new() } else { store::lock_all(conn, &read).await? };
     let mut changed = BTreeSet::new();
     let mut positions: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for (envelope, position) in &records {

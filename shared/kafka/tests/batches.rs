@@ -13,11 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use checkout_domain::OrderId;
-use checkout_kafka::{
-    ConsumerRuntime, DeadLetterHeader, Handler, HandlerError, Incoming, OutgoingRecord, RecordOrdering,
-};
+use checkout_kafka::{ConsumerRuntime, DeadLetterHeader, Handler, HandlerError, Incoming, RecordOrdering};
 use checkout_testkit::{TestKafka, eventually, header};
-use common::{TOPIC, fast_retries, new_order, numbered, sequence_number, settings};
+use common::{TOPIC, fast_retries, publish_numbered, sequence_number, settings};
 use rdkafka::Message as _;
 use tokio_util::sync::CancellationToken;
 
@@ -92,17 +90,7 @@ async fn batches_keep_order_and_isolate_a_bad_record(ordering: RecordOrdering, g
     })
     .await;
 
-    let orders: Vec<_> = (0..30).map(|_| new_order()).collect();
-    let publisher = kafka.publisher();
-    let mut pending = Vec::new();
-    for seq in 1..=RECORDS {
-        let order = orders[seq as usize % orders.len()];
-        let record = OutgoingRecord::for_envelope(&numbered(order, seq), &kafka.names()).unwrap();
-        pending.push(publisher.enqueue(&record).await.unwrap());
-    }
-    for delivery in pending {
-        delivery.await.unwrap();
-    }
+    publish_numbered(&kafka, 30, RECORDS).await;
 
     let handled = eventually(Duration::from_secs(60), "every good record to be handled", || {
         let handled = handler.handled();

@@ -9,9 +9,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use checkout_kafka::OutgoingRecord;
 use checkout_testkit::{TestKafka, eventually};
-use common::{Behaviour, ScriptedHandler, TOPIC, fast_retries, new_order, numbered, settings, start_member};
+use common::{Behaviour, ScriptedHandler, TOPIC, fast_retries, publish_numbered, settings, start_member};
 
 const RECORDS: u32 = 300;
 
@@ -22,17 +21,7 @@ async fn shutdown_mid_stream_loses_nothing_and_handles_nothing_twice() {
     let group = settings("shutdown", fast_retries());
     let before = start_member(&kafka, group.clone(), slow.clone()).await;
 
-    let orders: Vec<_> = (0..10).map(|_| new_order()).collect();
-    let publisher = kafka.publisher();
-    let mut pending = Vec::new();
-    for seq in 1..=RECORDS {
-        let order = orders[seq as usize % orders.len()];
-        let record = OutgoingRecord::for_envelope(&numbered(order, seq), &kafka.names()).unwrap();
-        pending.push(publisher.enqueue(&record).await.unwrap());
-    }
-    for delivery in pending {
-        delivery.await.unwrap();
-    }
+    publish_numbered(&kafka, 10, RECORDS).await;
 
     eventually(Duration::from_secs(20), "a first part of the stream to be handled", || {
         let count = slow.handled().len();

@@ -66,6 +66,9 @@ pub(crate) async fn process_batch<H: Handler>(
             }
         }
     }
+    if incoming.is_empty() {
+        return done;
+    }
     let batch_span = tracing::info_span!("kafka.process_batch", messaging.batch.message_count = incoming.len());
     for (_, span) in &checked {
         batch_span.follows_from(span);

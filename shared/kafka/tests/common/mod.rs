@@ -44,6 +44,22 @@ pub fn sequence_number(message: &Incoming) -> u32 {
     }
 }
 
+/// Publishes records numbered 1..=`records` on [`TOPIC`], spread round-robin
+/// over `orders` new orders, and waits until the broker has them all.
+pub async fn publish_numbered(kafka: &TestKafka, orders: usize, records: u32) {
+    let orders: Vec<_> = (0..orders).map(|_| new_order()).collect();
+    let publisher = kafka.publisher();
+    let mut pending = Vec::new();
+    for seq in 1..=records {
+        let order = orders[seq as usize % orders.len()];
+        let record = checkout_kafka::OutgoingRecord::for_envelope(&numbered(order, seq), &kafka.names()).unwrap();
+        pending.push(publisher.enqueue(&record).await.unwrap());
+    }
+    for delivery in pending {
+        delivery.await.unwrap();
+    }
+}
+
 pub fn new_order() -> OrderId {
     OrderId::from_uuid(Uuid::now_v7())
 }

@@ -25,7 +25,10 @@ use support::harness::Scenario;
 use support::stack::{OPERATOR_TOKEN, Stack, binary};
 
 fn main() -> ExitCode {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // `status` reads the whole system: one scenario's stuck saga or dead
+    // letter would answer another's question. One scenario at a time.
+    args.test_threads = Some(1);
     let env = [
         ("SAGA_AFTER_PIVOT_TIMEOUT_MS", "600000".to_owned()),
         ("SAGA_MAX_STEP_TIMEOUT_MS", "600000".to_owned()),
@@ -61,6 +64,11 @@ impl Run {
 
 /// Runs `checkoutctl` against `stack`, with the operator token when `operator`.
 async fn ctl(stack: &Stack, operator: bool, args: &[&str]) -> Run {
+    ctl_with(stack, operator, &[], args).await
+}
+
+/// [`ctl`] with some of its environment replaced.
+async fn ctl_with(stack: &Stack, operator: bool, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut command = tokio::process::Command::new(binary("checkoutctl"));
     command
         .env_clear()
@@ -75,6 +83,7 @@ async fn ctl(stack: &Stack, operator: bool, args: &[&str]) -> Run {
     if operator {
         command.env("CHECKOUT_OPERATOR_TOKEN", OPERATOR_TOKEN);
     }
+    command.envs(env.iter().copied());
     let output = tokio::time::timeout(Duration::from_secs(60), command.output()).await.unwrap().unwrap();
     Run {
         code: output.status.code().unwrap_or(-1),
@@ -109,6 +118,10 @@ async fn a_poison_message_is_dead_lettered_inspected_and_redriven_once_the_cause
     .await;
     assert_eq!(listed[0]["topic"], dlt.as_str());
     assert_eq!(listed[0]["class"], "rejected", "{listed:#}");
+    let everywhere = ctl(&stack, false, &["dlt", "list", "--output", "json"]).await;
+    assert_eq!(everywhere.code, 0, "{everywhere:#?}");
+    let rows = everywhere.json();
+    assert!(rows.as_array().unwrap().iter().any(|row| row["topic"] == dlt.as_str()), "every DLT is listed: {rows:#}");
 
     // Inspected: which record, its key, its failure and its value.
     let shown = ctl(&stack, false, &["dlt", "show", &dlt, "--output", "json"]).await.json();
@@ -137,15 +150,30 @@ async fn a_poison_message_is_dead_lettered_inspected_and_redriven_once_the_cause
     })
     .await;
     assert!(status["services"].as_array().unwrap().iter().all(|s| s["ready"] == true), "{status:#}");
+    assert_eq!(status["dead_letters"]["by_topic"][&dlt], 1, "{status:#}");
+    let services = status["services"].as_array().unwrap();
+    let orchestrator = services.iter().find(|s| s["service"] == "orchestrator").unwrap();
+    assert_eq!(orchestrator["stuck_sagas"], 1.0, "{status:#}");
+    assert!(services.iter().all(|s| s["consumer_lag_records"].is_number() && s["outbox_backlog_rows"].is_number()));
+    let screen = ctl(&stack, false, &["status"]).await;
+    assert_eq!(screen.code, 6, "{screen:#?}");
+    for line in ["sagas: 1 stuck", &format!("dead letters waiting: {dlt} 1")] {
+        assert!(screen.stdout.contains(line), "the screen lacks {line:?}:\n{}", screen.stdout);
+    }
 
     // The cause is fixed; the redrive delivers the email and ends the saga.
+    // A redrive is an operator's: refused without the token.
     stack.smtp.accept_mailbox(&customer);
+    let anonymous = ctl(&stack, false, &["dlt", "redrive", &dlt, "--offset", &at]).await;
+    assert_eq!(anonymous.code, 5, "{anonymous:#?}");
     let redrive = ctl(&stack, true, &["dlt", "redrive", &dlt, "--offset", &at, "--output", "json"]).await;
     assert_eq!(redrive.code, 0, "{redrive:#?}");
     assert_eq!(redrive.json()["redriven"], 1);
     let saga = wait_until_saga_finished(&stack, order).await;
     assert_eq!(saga["status"], "completed", "{saga:#}");
     assert_eq!(mail_to(&stack, &customer).len(), 1);
+    let record = ctl(&stack, false, &["dlt", "show", &dlt, "--offset", &at, "--output", "json"]).await.json();
+    assert_eq!(record["redriven"]["operator"], "ops", "the ledger names who redrove it: {record:#}");
 
     // Running it again redrives nothing; forcing it republishes a duplicate
     // that the notification service's inbox absorbs.
@@ -153,30 +181,28 @@ async fn a_poison_message_is_dead_lettered_inspected_and_redriven_once_the_cause
     assert_eq!(again.code, 0, "{again:#?}");
     let again = again.json();
     assert_eq!((again["redriven"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(1)), "{again:#}");
+    let duplicates = "checkout_inbox_duplicates_total";
+    let before = scrape_sum(&stack, "notification", duplicates).await.unwrap();
     let forced = ctl(&stack, true, &["dlt", "redrive", &dlt, "--offset", &at, "--force", "--output", "json"]).await;
     assert_eq!(forced.json()["redriven"], 1, "{forced:#?}");
-    let consumed = eventually(Duration::from_secs(30), "the duplicate to be consumed", || {
+    eventually(Duration::from_secs(30), "the notification service to absorb the duplicate", || {
         let stack = Arc::clone(&stack);
-        async move {
-            let lag: f64 = scrape_sum(&stack, "notification", "checkout_consumer_lag_records").await?;
-            let handled = scrape_sum(&stack, "notification", "checkout_consumer_records_total").await?;
-            (lag == 0.0).then_some(handled)
-        }
+        async move { (scrape_sum(&stack, "notification", duplicates).await? > before).then_some(()) }
     })
     .await;
-    assert!(consumed >= 1.0);
     assert_eq!(mail_to(&stack, &customer).len(), 1, "the duplicate sent no second email");
     let sent = get(&stack, "notification", &format!("/notifications/{order}")).await.body;
     assert_eq!(sent.as_array().map(Vec::len), Some(1), "{sent:#}");
     let listed = ctl(&stack, false, &["dlt", "list", &dlt, "--output", "json"]).await.json();
     assert_eq!(listed[0]["waiting"], 0, "{listed:#}");
 
-    // Nothing is left to attend to.
+    // Nothing is left to attend to, and the order is confirmed.
     eventually(Duration::from_secs(30), "status to exit 0", || {
         let stack = Arc::clone(&stack);
         async move { (ctl(&stack, false, &["status"]).await.code == 0).then_some(()) }
     })
     .await;
+    assert_eq!(get(&stack, "order", &format!("/orders/{order}")).await.body["status"], "CONFIRMED");
 }
 
 /// The sum of every series of `metric` on `service`'s `/metrics`.
@@ -222,6 +248,52 @@ async fn sagas_are_listed_shown_and_operated_with_exit_codes_scripts_can_use(sta
     assert_eq!(usage.code, 2, "{usage:#?}");
     let help = ctl(&stack, false, &["--help"]).await;
     assert!(help.code == 0 && help.stdout.contains("Exit codes"), "{help:#?}");
+    let closed = "http://127.0.0.1:9"; // the discard port: nothing listens on it here
+    let unreachable = ctl_with(&stack, false, &[("CHECKOUT_ORCHESTRATOR_URL", closed)], &["sagas", "list"]).await;
+    assert_eq!(unreachable.code, 1, "{unreachable:#?}");
+
+    // A saga whose payment never answers: found by its age, retried with a
+    // fresh budget, then aborted, which cancels the order saying so.
+    let stuck = place(&stack, &email("ctl-stuck"), &[(&sku, 1)], "tok_timeout").await;
+    let stuck_id = stuck.to_string();
+    let older = ["sagas", "list", "--state", "running", "--older-than", "1s", "--output", "json"];
+    eventually(Duration::from_secs(30), "the waiting saga to be listed as not moved for 1 s", || {
+        let stack = Arc::clone(&stack);
+        let (stuck_id, id) = (stuck_id.clone(), id.clone());
+        async move {
+            let run = ctl(&stack, false, &older).await;
+            assert_eq!(run.code, 0, "{run:#?}");
+            let sagas = run.json();
+            assert!(sagas.as_array().unwrap().iter().all(|saga| saga["order_id"] != id.as_str()), "{sagas:#}");
+            sagas.as_array().unwrap().iter().any(|saga| saga["order_id"] == stuck_id.as_str()).then_some(())
+        }
+    })
+    .await;
+    let retried =
+        ctl(&stack, true, &["sagas", "retry", &stuck_id, "--reason", "gateway restarted", "--output", "json"]).await;
+    assert_eq!(retried.code, 0, "{retried:#?}");
+    let saga = retried.json();
+    assert_eq!(
+        (saga["current_step"]["step"].as_str(), saga["current_step"]["attempt"].as_u64()),
+        (Some("authorize_payment"), Some(1)),
+        "{saga:#}"
+    );
+    let by_operator = |saga: &Value, input: &str| {
+        saga["transitions"].as_array().unwrap().iter().any(|t| t["input"] == input && t["operator"] == "ops")
+    };
+    assert!(by_operator(&saga, "OperatorRetry"), "{saga:#}");
+    let aborted =
+        ctl(&stack, true, &["sagas", "abort", &stuck_id, "--reason", "customer called", "--output", "json"]).await;
+    assert_eq!(aborted.code, 0, "{aborted:#?}");
+    let saga = aborted.json();
+    assert_eq!(saga["status"], "compensating", "{saga:#}");
+    assert!(by_operator(&saga, "OperatorAbort"), "{saga:#}");
+    let view = wait_until_finished(&stack, stuck).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancellation"]["code"].as_str()),
+        (Some("CANCELLED"), Some("aborted_by_operator"))
+    );
+    wait_until_saga_finished(&stack, stuck).await;
 }
 
 async fn stock_is_shown_and_set_only_by_an_operator(stack: Arc<Stack>) {

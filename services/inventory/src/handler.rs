@@ -27,6 +27,7 @@ pub struct InventoryHandler {
 
 impl InventoryHandler {
     pub fn new(pool: PgPool, reservation_ttl: Duration) -> Self {
+        checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, reservation_ttl, source: Source::service("inventory") }
     }
 }

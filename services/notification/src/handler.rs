@@ -27,6 +27,7 @@ pub struct NotificationHandler {
 
 impl NotificationHandler {
     pub fn new(pool: PgPool, mailer: Mailer) -> Self {
+        checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, mailer, source: Source::service("notification") }
     }
 }

@@ -25,6 +25,7 @@ pub struct SagaHandler {
 
 impl SagaHandler {
     pub fn new(pool: PgPool, policy: SagaPolicy) -> Self {
+        checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, policy, source: Source::service("orchestrator") }
     }
 }

@@ -41,7 +41,15 @@ pub fn routes(api: Api) -> Router {
         .route("/sagas/{order_id}", get(one))
         .route("/sagas/{order_id}/retry", post(retry))
         .route("/sagas/{order_id}/abort", post(abort))
+        .route("/operator", get(whoami))
         .with_state(api)
+}
+
+/// `GET /operator` (operator): who the token is, so that a tool acting
+/// outside the services' APIs (redriving dead letters) checks its token and
+/// records the operator's name the way every operator action does.
+async fn whoami(Operator(operator): Operator) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "operator": operator }))
 }
 
 /// A saga without the customer's email or card token.

@@ -25,6 +25,7 @@ pub struct OrderHandler {
 
 impl OrderHandler {
     pub fn new(pool: PgPool) -> Self {
+        checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, source: Source::service("order") }
     }
 }

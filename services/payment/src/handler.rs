@@ -41,6 +41,7 @@ pub struct PaymentHandler<G> {
 
 impl<G: PaymentGateway> PaymentHandler<G> {
     pub fn new(pool: PgPool, gateway: G, gateway_timeout: Duration) -> Self {
+        checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, gateway, gateway_timeout, source: Source::service("payment"), abort_after_capture: None }
     }
 

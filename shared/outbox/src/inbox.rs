@@ -10,6 +10,16 @@ pub enum Claim {
     Duplicate,
 }
 
+/// Exports `consumer`'s duplicate counter at zero, so that a scrape shows it
+/// before the first duplicate arrives. Call it once when the consumer is made.
+pub fn describe(consumer: &'static str) {
+    metrics::counter!("checkout_inbox_duplicates_total", "consumer" => consumer).absolute(0);
+}
+
+fn count_duplicate(consumer: &str) {
+    metrics::counter!("checkout_inbox_duplicates_total", "consumer" => consumer.to_owned()).increment(1);
+}
+
 /// Records that `consumer` processed `envelope`, in the caller's transaction.
 ///
 /// Call it first in a handler's transaction. If two deliveries of one message
@@ -32,6 +42,7 @@ pub async fn claim(
         Ok(Claim::First)
     } else {
         tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
+        count_duplicate(consumer);
         Ok(Claim::Duplicate)
     }
 }
@@ -51,5 +62,8 @@ pub async fn already_processed(
     )
     .fetch_one(executor)
     .await?;
+    if seen {
+        count_duplicate(consumer);
+    }
     Ok(seen)
 }

@@ -12,7 +12,7 @@
 //! next to the service's migrations (it keeps its own history table).
 
 mod classify;
-mod inbox;
+pub mod inbox;
 pub mod listen;
 mod relay;
 mod stamp;

@@ -30,6 +30,11 @@ impl Client {
         self.send(method, url, Some(body), true).await
     }
 
+    /// A read only an operator may make: sends the bearer token.
+    pub async fn get_as_operator(&self, url: &str) -> Result<Value, CtlError> {
+        self.send(Method::GET, url, None, true).await
+    }
+
     /// The body of `url` as text, whatever its status (for `/metrics`, `/readyz`).
     pub async fn text(&self, url: &str) -> Result<(StatusCode, String), CtlError> {
         let response = self.http.get(url).send().await.map_err(|error| CtlError::failed(url, error))?;

@@ -5,7 +5,10 @@
 //! `dlt-*` headers removed and `redrive-count` counting the redrives. Each
 //! redrive is then recorded on the ledger topic `checkoutctl.redrives`
 //! (keyed by the dead letter's topic, partition and offset), and a record
-//! the ledger names is not redriven again unless `--force` says so. A crash
+//! the ledger names is not redriven again unless `--force` says so. A
+//! redrive is an operator's action: the orchestrator checks the token
+//! (`GET /operator`) and names the operator, who is recorded on the ledger
+//! and in the `redriven-by` header. A crash
 //! between the republish and the ledger record redrives that one record
 //! twice; consumers' inboxes make the second copy harmless.
 
@@ -30,6 +33,9 @@ use crate::{Global, usage};
 /// The header that counts how often a record was redriven.
 pub const REDRIVE_COUNT: &str = "redrive-count";
 
+/// The header that names the operator who redrove a record last.
+pub const REDRIVEN_BY: &str = "redriven-by";
+
 /// The ledger of redrives, on the cluster beside the dead-letter topics.
 const LEDGER: &str = "checkoutctl.redrives";
 
@@ -47,7 +53,8 @@ pub enum Command {
         #[arg(long)]
         offset: Option<String>,
     },
-    /// Republishes dead letters to the topic they came from, once each.
+    /// Republishes dead letters to the topic they came from, once each
+    /// (operator: needs the token).
     Redrive {
         topic: String,
         /// One record: `OFFSET` or `PARTITION:OFFSET`.
@@ -106,16 +113,17 @@ impl DeadLetter {
     }
 
     /// The record to publish: where it came from, as it was, counted.
-    fn redriven(&self) -> Result<OutgoingRecord, String> {
+    fn redriven(&self, operator: &str) -> Result<OutgoingRecord, String> {
         let topic = self.headers.get_str(DeadLetterHeader::ORIGINAL_TOPIC).filter(|t| !t.is_empty());
         let topic = topic.ok_or_else(|| format!("{} has no {} header", self.id(), DeadLetterHeader::ORIGINAL_TOPIC))?;
         let kept = self
             .headers
             .iter()
-            .filter(|(name, _)| !name.starts_with("dlt-") && *name != REDRIVE_COUNT)
+            .filter(|(name, _)| !name.starts_with("dlt-") && *name != REDRIVE_COUNT && *name != REDRIVEN_BY)
             .map(|(name, value)| (name.to_owned(), value.to_vec()));
         let mut headers = RecordHeaders::from_pairs(kept);
         headers.insert(REDRIVE_COUNT, (self.redrive_count() + 1).to_string());
+        headers.insert(REDRIVEN_BY, operator.to_owned());
         Ok(OutgoingRecord { topic: topic.to_owned(), key: self.key.clone(), payload: self.payload.clone(), headers })
     }
 
@@ -295,7 +303,8 @@ pub async fn run(global: &Global, command: Command) -> Result<(), CtlError> {
                 .into_iter()
                 .filter(|letter| class.as_deref().is_none_or(|class| letter.class() == class))
                 .collect();
-            let report = redrive(&settings, &selected, force).await?;
+            let operator = operator(global).await?;
+            let report = redrive(&settings, &selected, force, &operator).await?;
             global.output.print(&report, redrive_table);
             Ok(())
         }
@@ -389,9 +398,24 @@ fn redrive_table(report: &Value) -> String {
     )
 }
 
+/// The operator the token names, as the orchestrator says.
+async fn operator(global: &Global) -> Result<String, CtlError> {
+    let url = format!("{}/operator", global.orchestrator_url.trim_end_matches('/'));
+    let answer = global.http().get_as_operator(&url).await?;
+    answer["operator"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| CtlError::Failed(format!("{url} named no operator: {answer}")))
+}
+
 /// Republishes `letters` (those not redriven before, unless `force`) and
-/// records each on the ledger.
-async fn redrive(settings: &KafkaSettings, letters: &[&DeadLetter], force: bool) -> Result<Value, CtlError> {
+/// records each on the ledger with the `operator` who did it.
+async fn redrive(
+    settings: &KafkaSettings,
+    letters: &[&DeadLetter],
+    force: bool,
+    operator: &str,
+) -> Result<Value, CtlError> {
     let ledger_topic = ledger_topic(settings);
     // The ledger keeps its records for ever; the broker's default replication.
     let spec = TopicSpec { name: ledger_topic.clone(), retention: Retention::Forever };
@@ -406,11 +430,13 @@ async fn redrive(settings: &KafkaSettings, letters: &[&DeadLetter], force: bool)
             records.push(json!({ "dead_letter": id, "result": "already redriven", "to": redriven_before[&id]["to"] }));
             continue;
         }
-        let record = letter.redriven().map_err(CtlError::Refused)?;
+        let record = letter.redriven(operator).map_err(CtlError::Refused)?;
         let delivered = publisher.publish(&record).await?;
         let to = format!("{} partition {} offset {}", record.topic, delivered.partition, delivered.offset);
         let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
-        let entry = json!({ "redriven_at": at, "to": to, "redrive_count": letter.redrive_count() + 1 });
+        let entry = json!({
+            "redriven_at": at, "to": to, "redrive_count": letter.redrive_count() + 1, "operator": operator,
+        });
         let ledger_record = OutgoingRecord {
             topic: ledger_topic.clone(),
             key: Some(id.clone().into_bytes()),
@@ -447,18 +473,19 @@ mod tests {
             (DeadLetterHeader::ERROR_CLASS, "rejected"),
             (REDRIVE_COUNT, "1"),
         ]);
-        let record = letter.redriven().unwrap();
+        let record = letter.redriven("ops").unwrap();
         assert_eq!(record.topic, "order.events");
         assert_eq!(record.key.as_deref(), Some(&b"order-1"[..]));
         assert_eq!(record.payload, b"{}");
         assert_eq!(record.headers.get_str("traceparent"), letter.headers.get_str("traceparent"));
         assert_eq!(record.headers.get_str(REDRIVE_COUNT), Some("2"));
+        assert_eq!(record.headers.get_str(REDRIVEN_BY), Some("ops"));
         assert!(record.headers.iter().all(|(name, _)| !name.starts_with("dlt-")), "{:?}", record.headers);
     }
 
     #[test]
     fn a_record_without_its_origin_is_not_redriven() {
-        assert!(letter(&[(DeadLetterHeader::ERROR_CLASS, "rejected")]).redriven().is_err());
+        assert!(letter(&[(DeadLetterHeader::ERROR_CLASS, "rejected")]).redriven("ops").is_err());
     }
 
     #[test]

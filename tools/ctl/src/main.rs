@@ -73,7 +73,7 @@ pub struct Global {
     #[arg(long, global = true, env = "KAFKA_TOPIC_PREFIX", default_value = "")]
     topic_prefix: String,
     /// The operator's bearer token (one of the services' `OPERATOR_TOKENS`),
-    /// needed to retry or abort a saga and to set stock.
+    /// needed to retry or abort a saga, to set stock and to redrive dead letters.
     #[arg(long, global = true, env = "CHECKOUT_OPERATOR_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }

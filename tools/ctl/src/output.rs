@@ -38,6 +38,14 @@ pub fn cell(value: &Value) -> String {
     }
 }
 
+/// A count, which metrics carry as a float: `3`, not `3.0`.
+pub fn count(value: &Value) -> String {
+    match value.as_f64() {
+        Some(number) if number.fract().abs() < f64::EPSILON => format!("{number:.0}"),
+        _ => cell(value),
+    }
+}
+
 /// An RFC 3339 time as `2026-12-03 12:04:05.123`, UTC.
 pub fn time(value: &Value) -> String {
     let Some(parsed) = value.as_str().and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok()) else {

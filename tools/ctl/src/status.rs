@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Global;
 use crate::error::CtlError;
-use crate::output::{cell, table};
+use crate::output::{cell, count, table};
 
 /// The sum of every series of `metric`; `None` when it is not exported.
 fn sum(scrape: &Scrape, metric: &str) -> Option<f64> {
@@ -88,23 +88,23 @@ pub async fn run(global: &Global) -> Result<(), CtlError> {
         Err(error) => json!({ "error": error.to_string() }),
     };
     let orchestrator = services.iter().find(|s| s["service"] == "orchestrator");
-    let count = |field: &str| orchestrator.and_then(|s| s[field].as_f64()).unwrap_or(0.0);
+    let saga_count = |field: &str| orchestrator.and_then(|s| s[field].as_f64()).unwrap_or(0.0);
     let mut attention = Vec::new();
     for service in &services {
         if service["ready"] != true {
             attention.push(format!("{} is not ready", cell(&service["service"])));
         }
     }
-    if count("stuck_sagas") > 0.0 {
+    if saga_count("stuck_sagas") > 0.0 {
         attention.push(format!(
             "{} stuck saga(s): checkoutctl sagas list --state running --older-than 5m",
-            count("stuck_sagas")
+            saga_count("stuck_sagas")
         ));
     }
-    if count("sagas_needing_attention") > 0.0 {
+    if saga_count("sagas_needing_attention") > 0.0 {
         attention.push(format!(
             "{} saga(s) wait for an operator: checkoutctl sagas list --state needs_attention",
-            count("sagas_needing_attention")
+            saga_count("sagas_needing_attention")
         ));
     }
     if let Some(error) = dead_letters["error"].as_str() {
@@ -121,19 +121,42 @@ pub async fn run(global: &Global) -> Result<(), CtlError> {
             out.add_row([
                 cell(&service["service"]),
                 if service["ready"] == true { "yes".to_owned() } else { "NO".to_owned() },
-                cell(&service["consumer_lag_records"]),
+                count(&service["consumer_lag_records"]),
                 seconds("oldest_unprocessed_seconds"),
-                cell(&service["outbox_backlog_rows"]),
+                count(&service["outbox_backlog_rows"]),
                 seconds("oldest_unsent_seconds"),
                 problems.join("; "),
             ]);
         }
+        let orchestrator = report["services"].as_array().into_iter().flatten().find(|s| s["service"] == "orchestrator");
+        let sagas = orchestrator.map_or_else(
+            || "sagas: unknown (the orchestrator's metrics did not answer)".to_owned(),
+            |o| {
+                format!(
+                    "sagas: {} stuck, {} waiting for an operator",
+                    count(&o["stuck_sagas"]),
+                    count(&o["sagas_needing_attention"])
+                )
+            },
+        );
+        let letters = &report["dead_letters"];
+        let by_topic: Vec<String> = letters["by_topic"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(topic, waiting)| format!("{topic} {}", count(waiting)))
+            .collect();
+        let letters = match letters["error"].as_str() {
+            Some(error) => format!("dead letters waiting: unknown ({error})"),
+            None if by_topic.is_empty() => "dead letters waiting: none".to_owned(),
+            None => format!("dead letters waiting: {}", by_topic.join(", ")),
+        };
         let summary = if attention.is_empty() {
             "nothing needs attention".to_owned()
         } else {
             attention.iter().map(|line| format!("! {line}")).collect::<Vec<_>>().join("\n")
         };
-        format!("{out}\n{summary}")
+        format!("{out}\n{sagas}\n{letters}\n{summary}")
     });
     if attention.is_empty() {
         Ok(())

@@ -1,8 +1,8 @@
 //! After a checkout, every service exports every metric the README's table
-//! gives it, with the type the table says, read with a real Prometheus
-//! text parser; and the numbers agree with what happened.
+//! gives it, with the type and the label names the table says, read with a
+//! real Prometheus text parser; and the numbers agree with what happened.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,10 +49,13 @@ pub async fn every_service_exports_the_metrics_the_readme_lists(stack: Arc<Stack
     wait_until_saga_finished(&stack, order).await;
 
     for service in SERVICES {
-        let expected: BTreeMap<&str, &str> = rows
+        let expected: BTreeMap<&str, (&str, BTreeSet<&str>)> = rows
             .iter()
             .filter(|row| row.services.contains(&service))
-            .flat_map(|row| row.names.iter().map(|name| (name.as_str(), row.kind)))
+            .flat_map(|row| {
+                let labels: BTreeSet<&str> = row.labels.iter().map(String::as_str).collect();
+                row.names.iter().map(move |name| (name.as_str(), (row.kind, labels.clone())))
+            })
             .collect();
         // Lag gauges come with the client's statistics, every second.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -60,14 +63,25 @@ pub async fn every_service_exports_the_metrics_the_readme_lists(stack: Arc<Stack
             let scrape = scrape(&stack, service).await;
             let exported: BTreeMap<&str, &str> =
                 scrape.samples.iter().map(|sample| (sample.metric.as_str(), kind_of(&sample.value))).collect();
-            let problems: Vec<String> = expected
+            let mut problems: Vec<String> = expected
                 .iter()
-                .filter_map(|(name, kind)| match exported.get(name) {
+                .filter_map(|(name, (kind, _))| match exported.get(name) {
                     None => Some(format!("{name} is missing")),
                     Some(got) if got != kind => Some(format!("{name} is a {got}, not a {kind}")),
                     Some(_) => None,
                 })
                 .collect();
+            // Every series carries exactly the labels the table names
+            // (a histogram's bucket bound is the parser's, not ours).
+            for sample in &scrape.samples {
+                let Some((_, documented)) = expected.get(sample.metric.as_str()) else { continue };
+                let labels: BTreeSet<&str> =
+                    sample.labels.keys().map(String::as_str).filter(|name| *name != "le").collect();
+                if &labels != documented {
+                    problems.push(format!("{} has labels {labels:?}, the table says {documented:?}", sample.metric));
+                }
+            }
+            problems.dedup();
             if problems.is_empty() || Instant::now() > deadline {
                 break problems;
             }

@@ -7,13 +7,30 @@ pub const SERVICES: [&str; 5] = ["order", "orchestrator", "inventory", "payment"
 
 const README: &str = include_str!("../../README.md");
 
-/// One row of the table: its metric names, their type, and the services
-/// that export them.
+/// One row of the table: its metric names, their type, their label names,
+/// and the services that export them.
 #[derive(Debug)]
 pub struct Documented {
     pub names: Vec<String>,
     pub kind: &'static str,
+    pub labels: Vec<String>,
     pub services: Vec<&'static str>,
+}
+
+/// The backticked words of `cell` outside parentheses: `` `group`, `outcome`
+/// (`handled`, …) `` names the labels `group` and `outcome`.
+fn label_names(cell: &str) -> Vec<String> {
+    let mut outside = String::new();
+    let mut depth = 0_u32;
+    for c in cell.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => outside.push(c),
+            _ => {}
+        }
+    }
+    outside.split('`').skip(1).step_by(2).map(str::to_owned).collect()
 }
 
 /// The rows of the table: the backticked names of the first cell, the
@@ -42,7 +59,7 @@ pub fn documented() -> Vec<Documented> {
                 })
                 .collect()
         };
-        rows.push(Documented { names, kind, services });
+        rows.push(Documented { names, kind, labels: label_names(cells[2]), services });
     }
     assert!(rows.len() >= 30, "the table parsed into only {} rows: {rows:?}", rows.len());
     rows

@@ -417,6 +417,7 @@ async fn the_load_generator_follows_every_checkout_to_its_end(stack: Arc<Stack>)
             &stack.kafka.settings.topic_prefix,
         ])
         .args(["--rate", "10", "--warmup", "1", "--duration", "3", "--declined", "20", "--seed", "7", "--settle", "60"])
+        .args(["--products", "5"])
         .arg("--json")
         .arg(&json)
         .env("CHECKOUT_OPERATOR_TOKEN", OPERATOR_TOKEN)
@@ -444,4 +445,19 @@ async fn the_load_generator_follows_every_checkout_to_its_end(stack: Arc<Stack>)
         summary["finished_ms"]["p50"].as_f64().unwrap(),
     );
     assert!(0.0 < accept && accept <= terminal && terminal <= finished, "{summary:#}");
+
+    // The confirmed checkouts bought from the five products, not from one.
+    let sold: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT p.sku, c.on_hand_to - p.on_hand FROM products p
+           JOIN LATERAL (SELECT on_hand_to FROM stock_changes s WHERE s.sku = p.sku ORDER BY id DESC LIMIT 1) c ON true
+          WHERE p.sku LIKE 'LOAD-PLENTY-%' ORDER BY p.sku",
+    )
+    .fetch_all(stack.db("inventory"))
+    .await
+    .unwrap();
+    assert_eq!(sold.len(), 5, "{sold:?}");
+    let total: i32 = sold.iter().map(|(_, n)| n).sum();
+    // The warm-up's checkouts (not in the summary) bought too.
+    assert!(u64::try_from(total).unwrap() >= confirmed, "every confirmed checkout took one unit: {sold:?}");
+    assert!(sold.iter().filter(|(_, n)| *n > 0).count() >= 2, "spread over the products: {sold:?}");
 }

@@ -197,7 +197,7 @@ start_restate() {
     || die "the deployment has no Checkout workflow (see $WORK/deployment.json)"
   local answer
   answer="$(curl -fsS -X POST "$INGRESS/Checkout/smoke-$(date +%s%N)/run" -H 'content-type: application/json' \
-    -d '{"customer_id":"compare","email":"smoke@example.com","items":[{"sku":"LOAD-PLENTY","quantity":1}],"payment":{"card_token":"tok_visa"}}')"
+    -d '{"customer_id":"compare","email":"smoke@example.com","items":[{"sku":"LOAD-PLENTY-0","quantity":1}],"payment":{"card_token":"tok_visa"}}')"
   [ "$(jq -r .status <<<"$answer")" = confirmed ] || die "a smoke checkout answered $answer"
   log "restate: up (protocol $(jq -r '"v\(.min_protocol_version)–v\(.max_protocol_version)"' "$WORK/deployment.json")), smoke checkout confirmed"
 }

@@ -87,6 +87,11 @@ struct Cli {
     /// Percent of checkouts for a product that is out of stock.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     out_of_stock: u32,
+    /// Products the checkouts buy, each checkout one of them at random. Many
+    /// spread the inventory's row locks as a real catalog does; `1` puts
+    /// every checkout on one hot row.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    products: u32,
     /// Seconds to wait, after the last checkout is sent, for the rest to finish.
     #[arg(long, default_value_t = 60)]
     settle: u64,
@@ -162,6 +167,7 @@ impl Cli {
                 order_url: self.order_url.clone(),
                 inventory_url: self.inventory_url.clone(),
                 operator_token: self.operator_token.clone(),
+                products: self.products,
             }),
             System::Restate => Target::restate(&self.restate_url),
         }

@@ -19,9 +19,17 @@ use tokio::sync::oneshot;
 use crate::report::Kind;
 use crate::run::{Pending, Shared, lock};
 
-/// The benchmark's products: one with stock for every checkout, one with none.
+/// The benchmark's products: `--products` with stock for every checkout
+/// (`LOAD-PLENTY-0`, …), and one with none.
 const PLENTY: &str = "LOAD-PLENTY";
 const NONE: &str = "LOAD-NONE";
+
+/// The stocked product a checkout buys: picked by its id's random bits, so
+/// a run spreads evenly over the products and needs no random source here.
+fn plenty(id: uuid::Uuid, products: u32) -> String {
+    let random = u32::from_le_bytes(id.as_bytes()[12..16].try_into().unwrap_or_default());
+    format!("{PLENTY}-{}", random % products.max(1))
+}
 
 /// Which system `--target` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +46,8 @@ pub struct CheckoutApi {
     pub order_url: String,
     pub inventory_url: String,
     pub operator_token: String,
+    /// How many stocked products the checkouts spread over.
+    pub products: u32,
 }
 
 /// A system under load.
@@ -73,11 +83,11 @@ fn request_error(error: &reqwest::Error) -> &'static str {
 }
 
 /// The body of `POST /orders` (and of the Restate workflow's `run`).
-fn body(kind: Kind, id: uuid::Uuid) -> Value {
+fn body(kind: Kind, id: uuid::Uuid, products: u32) -> Value {
     let (sku, card) = match kind {
-        Kind::Confirmed => (PLENTY, "tok_visa"),
-        Kind::Declined => (PLENTY, "tok_insufficient_funds"),
-        Kind::OutOfStock => (NONE, "tok_visa"),
+        Kind::Confirmed => (plenty(id, products), "tok_visa"),
+        Kind::Declined => (plenty(id, products), "tok_insufficient_funds"),
+        Kind::OutOfStock => (NONE.to_owned(), "tok_visa"),
     };
     json!({
         "customer_id": "checkout-load",
@@ -113,8 +123,10 @@ impl Target {
     /// (the Restate workflow keeps no stock).
     pub async fn prepare(&self, expected: u64) -> anyhow::Result<()> {
         let Self::Checkout { http, api } = self else { return Ok(()) };
+        // Every product could be bought by every checkout: ids are random.
         let units = expected.saturating_mul(2).max(10_000) + 1000;
-        for (sku, on_hand) in [(PLENTY, units), (NONE, 0)] {
+        let stocked = (0..api.products).map(|n| (format!("{PLENTY}-{n}"), units));
+        for (sku, on_hand) in stocked.chain([(NONE.to_owned(), 0)]) {
             let response = http
                 .put(format!("{}/products/{sku}", api.inventory_url))
                 .bearer_auth(&api.operator_token)
@@ -166,7 +178,7 @@ async fn place_order(
     let sent = http
         .post(format!("{}/orders", api.order_url))
         .header("Idempotency-Key", id.to_string())
-        .json(&body(kind, id))
+        .json(&body(kind, id, api.products))
         .send()
         .await;
     let accepted_at = Instant::now();
@@ -212,7 +224,7 @@ async fn run_workflow(
     // unfinished if the run ends first.
     lock(state).pending.insert(order, Pending { scheduled, kind, measured, terminal: false, done: None });
     let call = async {
-        let response = http.post(format!("{url}/Checkout/{id}/run")).json(&body(kind, id)).send().await?;
+        let response = http.post(format!("{url}/Checkout/{id}/run")).json(&body(kind, id, 1)).send().await?;
         let status = response.status();
         let reply = response.json::<Value>().await.ok();
         Ok::<_, reqwest::Error>((status, reply))

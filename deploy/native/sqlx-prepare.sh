@@ -7,6 +7,10 @@
 #   deploy/native/sqlx-prepare.sh           rewrite .sqlx/
 #   deploy/native/sqlx-prepare.sh --check   fail if .sqlx/ is stale
 #
+# With SQLX_PREPARE_LINT=1 the crates are compiled by clippy (warnings
+# denied) instead of `cargo check`: CI lints and describes the queries in
+# one pass over the workspace instead of two.
+#
 # Needs PostgreSQL (deploy/native/stack.sh up). Crates that embed the outbox
 # get its migrations first, as at run time.
 set -euo pipefail
@@ -50,7 +54,12 @@ done
 for package in "${packages[@]}"; do
   cargo clean --quiet -p "$package"
 done
-SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" cargo check --quiet --workspace --all-targets --all-features
+if [ "${SQLX_PREPARE_LINT:-0}" = 1 ]; then
+  SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" \
+    cargo clippy --quiet --workspace --all-targets --all-features -- -D warnings
+else
+  SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$out" cargo check --quiet --workspace --all-targets --all-features
+fi
 
 if [ "$mode" = --check ]; then
   if ! diff -r "$out" .sqlx >/dev/null 2>&1; then

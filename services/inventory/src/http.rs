@@ -53,7 +53,7 @@ pub fn routes(api: Api) -> Router {
 }
 
 async fn list(State(api): State<Api>) -> Result<axum::Json<Vec<ProductView>>, Problem> {
-    let products = store::products(&api.pool).await.map_err(internal)?;
+    let products = store::products(&api.pool).await.map_err(Problem::storage)?;
     Ok(axum::Json(products.into_iter().map(ProductView::from).collect()))
 }
 
@@ -65,7 +65,7 @@ async fn one(State(api): State<Api>, Path(text): Path<String>) -> Result<axum::J
     let sku = sku(text)?;
     let product = store::product(&api.pool, &sku)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .ok_or_else(|| Problem::not_found(format!("no product {sku}")))?;
     Ok(axum::Json(product.into()))
 }
@@ -119,14 +119,9 @@ async fn put(
                 format!("{reserved} units of {sku} are reserved for orders; on_hand cannot go below that"),
             ));
         }
-        Err(error) => return Err(internal(error)),
+        Err(error) => return Err(Problem::storage(error)),
     };
     tracing::info!(operator = operator.as_str(), sku = %sku, on_hand = change.on_hand, reason, "stock set by an operator");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(product.into())))
-}
-
-/// 503 with `Retry-After` while the database is away, 500 otherwise.
-fn internal(error: impl std::error::Error + 'static) -> Problem {
-    Problem::storage_failure(&error)
 }

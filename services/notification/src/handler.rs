@@ -1,4 +1,4 @@
-use checkout_domain::{EmailAddress, OrderId};
+use checkout_domain::EmailAddress;
 use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
 use checkout_messages::{Message, Source};
@@ -7,6 +7,7 @@ use sqlx::PgPool;
 
 use crate::email::{self, Email};
 use crate::mailer::{Mailer, message_id};
+use crate::store::{self, SentEmail};
 
 /// The notification service's name in the inbox.
 const CONSUMER: &str = "notification";
@@ -58,7 +59,7 @@ impl Handler for NotificationHandler {
             return Ok(());
         }
         let name = kind_name(kind);
-        let response = if sent_before(&self.pool, order, name).await.map_err(handler_error)? {
+        let response = if store::sent_before(&self.pool, order, name).await? {
             tracing::info!(notification.kind = name, "email already sent for this outcome; not sending again");
             None
         } else {
@@ -81,32 +82,19 @@ impl Handler for NotificationHandler {
         let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
             return Ok(());
         };
-        sqlx::query!(
-            "INSERT INTO notifications (order_id, kind, recipient, subject, smtp_message_id, smtp_response)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, kind) DO NOTHING",
-            order.as_uuid(),
-            name,
-            recipient.as_str(),
-            email.subject,
-            message_id(order, name),
-            response,
-        )
-        .execute(work.conn())
-        .await
-        .map_err(handler_error)?;
+        let smtp_message_id = message_id(order, name);
+        let sent = SentEmail {
+            order,
+            kind: name,
+            recipient: recipient.as_str(),
+            subject: &email.subject,
+            smtp_message_id: &smtp_message_id,
+            smtp_response: response.as_deref(),
+        };
+        store::record(work.conn(), &sent).await?;
         work.send(caused_by(envelope, &self.source, CustomerNotified { kind }));
         work.commit().await.map_err(handler_error)
     }
-}
-
-async fn sent_before(pool: &PgPool, order: OrderId, kind: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND kind = $2) AS "sent!""#,
-        order.as_uuid(),
-        kind,
-    )
-    .fetch_one(pool)
-    .await
 }
 
 /// Registers the email counters at zero for every kind, so that they are

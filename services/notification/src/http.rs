@@ -6,6 +6,8 @@ use serde::Serialize;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use crate::store;
+
 #[derive(Debug, Serialize)]
 struct NotificationView {
     kind: String,
@@ -13,6 +15,13 @@ struct NotificationView {
     smtp_message_id: String,
     #[serde(with = "time::serde::rfc3339")]
     sent_at: OffsetDateTime,
+}
+
+impl From<store::Notification> for NotificationView {
+    fn from(record: store::Notification) -> Self {
+        let store::Notification { kind, subject, smtp_message_id, sent_at } = record;
+        Self { kind, subject, smtp_message_id, sent_at }
+    }
 }
 
 pub fn routes(pool: PgPool) -> Router {
@@ -24,16 +33,6 @@ async fn for_order(
     State(pool): State<PgPool>,
     OrderIdPath(order): OrderIdPath,
 ) -> Result<axum::Json<Vec<NotificationView>>, Problem> {
-    sqlx::query_as!(
-        NotificationView,
-        "SELECT kind, subject, smtp_message_id, sent_at FROM notifications WHERE order_id = $1 ORDER BY sent_at",
-        order.as_uuid(),
-    )
-    .fetch_all(&pool)
-    .await
-    .map(axum::Json)
-    .map_err(|error| {
-        tracing::error!(%error, "notification query failed");
-        Problem::internal()
-    })
+    let notifications = store::for_order(&pool, order).await.map_err(Problem::storage)?;
+    Ok(axum::Json(notifications.into_iter().map(NotificationView::from).collect()))
 }

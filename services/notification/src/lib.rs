@@ -6,6 +6,7 @@ pub mod email;
 mod handler;
 mod http;
 mod mailer;
+mod store;
 
 use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};

@@ -117,11 +117,11 @@ async fn one(State(api): State<Api>, OrderIdPath(order): OrderIdPath) -> Result<
 async fn view(pool: &PgPool, order: OrderId) -> Result<SagaView, Problem> {
     let saga = store::find(pool, order)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .ok_or_else(|| Problem::not_found(format!("no saga for order {order}")))?;
     let transitions = store::history(pool, order)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .into_iter()
         .map(|t| TransitionView {
             at: t.at,
@@ -200,10 +200,10 @@ async fn act(
         let message = format!("say why, in 1 to {MAX_REASON_CHARS} characters");
         return Err(Problem::validation(vec![FieldError::new("reason", message)]));
     }
-    let mut work = UnitOfWork::begin(&api.pool).await.map_err(internal)?;
+    let mut work = UnitOfWork::begin(&api.pool).await.map_err(Problem::storage)?;
     let stored = store::lock(work.conn(), order)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .ok_or_else(|| Problem::not_found(format!("no saga for order {order}")))?;
     let now = clock::now();
     let transition =
@@ -221,8 +221,8 @@ async fn act(
     }
     .instrument(span)
     .await
-    .map_err(internal)?;
-    work.commit().await.map_err(internal)?;
+    .map_err(Problem::storage)?;
+    work.commit().await.map_err(Problem::storage)?;
     moved.count();
     view(&api.pool, order).await.map(axum::Json)
 }
@@ -285,7 +285,7 @@ async fn list(
         return Err(Problem::bad_request("limit must be between 1 and 1000"));
     }
     let cutoff = clock::now() - older_than;
-    let sagas = store::list(&api.pool, status, cutoff, limit).await.map_err(internal)?;
+    let sagas = store::list(&api.pool, status, cutoff, limit).await.map_err(Problem::storage)?;
     Ok(axum::Json(ListView {
         sagas: sagas
             .into_iter()
@@ -312,11 +312,6 @@ fn parse_age(text: &str) -> Result<Duration, Problem> {
         _ => return Err(invalid()),
     };
     Ok(Duration::from_secs(seconds))
-}
-
-/// 503 with `Retry-After` while the database is away, 500 otherwise.
-fn internal(error: impl std::error::Error + 'static) -> Problem {
-    Problem::storage_failure(&error)
 }
 
 #[cfg(test)]

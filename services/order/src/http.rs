@@ -84,11 +84,11 @@ async fn place_order(
     let order_id = OrderId::from_uuid(Uuid::now_v7());
     let trace_id = checkout_telemetry::current_trace_id();
 
-    let mut work = UnitOfWork::begin(&state.pool).await.map_err(internal)?;
+    let mut work = UnitOfWork::begin(&state.pool).await.map_err(Problem::storage)?;
     let fingerprint = order.fingerprint();
     let existing = store::create(work.conn(), order_id, &fingerprint, idempotency_key.as_deref(), trace_id.as_deref())
         .await
-        .map_err(internal)?;
+        .map_err(Problem::storage)?;
     if let Some(existing) = existing {
         drop(work);
         if existing.fingerprint != fingerprint {
@@ -98,7 +98,7 @@ async fn place_order(
                 "this Idempotency-Key was first used with a different body; use a new key for a new order",
             ));
         }
-        let events = store::events(&state.pool, existing.order_id, None).await.map_err(internal)?;
+        let events = store::events(&state.pool, existing.order_id, None).await.map_err(Problem::storage)?;
         let status = Order::fold(existing.order_id, &events).ok().flatten().map_or(Status::Pending, |o| o.status);
         tracing::info!(order.id = %existing.order_id, "idempotent retry: returning the existing order");
         let body = OrderAccepted { order_id: existing.order_id, status, trace_id: existing.trace_id };
@@ -114,10 +114,10 @@ async fn place_order(
     let lineage = Lineage { causation_id: None, correlation_id: *message.correlation_id.as_uuid() };
     store::append(work.conn(), order_id, 0, lineage, &[Order::place(&order, trace_id.clone())])
         .await
-        .map_err(internal)?;
+        .map_err(Problem::storage)?;
     tracing::info!(order.id = %order_id, correlation.id = %message.correlation_id, lines = order.lines.len(), "order placed");
     work.send(message);
-    work.commit().await.map_err(internal)?;
+    work.commit().await.map_err(Problem::storage)?;
     Ok(accepted(OrderAccepted { order_id, status: Status::Pending, trace_id }, false))
 }
 
@@ -192,9 +192,9 @@ async fn get_order(
 }
 
 async fn read_order(pool: &PgPool, order_id: OrderId, as_of: Option<OffsetDateTime>) -> Result<Order, Problem> {
-    let events = store::events(pool, order_id, as_of).await.map_err(internal)?;
-    let order =
-        Order::fold(order_id, &events).map_err(|e| internal(store::StoreError::Fold { order: order_id, source: e }))?;
+    let events = store::events(pool, order_id, as_of).await.map_err(Problem::storage)?;
+    let order = Order::fold(order_id, &events)
+        .map_err(|e| Problem::storage(store::StoreError::Fold { order: order_id, source: e }))?;
     match (order, as_of) {
         (Some(order), _) => Ok(order),
         (None, Some(as_of)) => Err(Problem::not_found(format!("order {order_id} did not exist at {as_of}"))),
@@ -207,11 +207,11 @@ async fn get_events(
     State(state): State<ApiState>,
     OrderIdPath(order_id): OrderIdPath,
 ) -> Result<axum::Json<EventsView>, Problem> {
-    let events = store::events(&state.pool, order_id, None).await.map_err(internal)?;
+    let events = store::events(&state.pool, order_id, None).await.map_err(Problem::storage)?;
     if events.is_empty() {
         return Err(Problem::not_found(format!("no order {order_id}")));
     }
-    let events = events.iter().map(view::EventView::of).collect::<Result<_, _>>().map_err(internal)?;
+    let events = events.iter().map(view::EventView::of).collect::<Result<_, _>>().map_err(Problem::storage)?;
     Ok(axum::Json(EventsView { order_id, events }))
 }
 
@@ -239,17 +239,17 @@ async fn cancel_order(
     if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
         return Err(Problem::bad_request(format!("reason must be at most {MAX_REASON} characters")));
     }
-    let mut work = UnitOfWork::begin(&state.pool).await.map_err(internal)?;
+    let mut work = UnitOfWork::begin(&state.pool).await.map_err(Problem::storage)?;
     let mut order = load_locked(&mut work, order_id)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .ok_or_else(|| Problem::not_found(format!("no order {order_id}")))?;
     match order.request_cancellation(reason) {
         CancelDecision::Request(event) => {
             let lineage = Lineage { causation_id: None, correlation_id: order.correlation_id };
             let sequences = store::append(work.conn(), order_id, order.version, lineage, std::slice::from_ref(&event))
                 .await
-                .map_err(internal)?;
+                .map_err(Problem::storage)?;
             if let (Some(payload), Some(&sequence)) = (announcement(&event), sequences.first()) {
                 let id = new_message_id();
                 let now = checkout_platform::clock::now();
@@ -258,9 +258,9 @@ async fn cancel_order(
                 message.correlation_id = order.correlation_id.into();
                 work.send(message);
             }
-            work.commit().await.map_err(internal)?;
+            work.commit().await.map_err(Problem::storage)?;
             tracing::info!(order.id = %order_id, "cancellation requested");
-            let events = store::events(&state.pool, order_id, None).await.map_err(internal)?;
+            let events = store::events(&state.pool, order_id, None).await.map_err(Problem::storage)?;
             if let Ok(Some(now)) = Order::fold(order_id, &events) {
                 order = now;
             }
@@ -313,7 +313,7 @@ async fn list_orders(
         after: params.cursor.map(|c| decode_cursor(&c)).transpose()?,
         limit,
     };
-    let rows = read_model::query(&state.pool, &filter).await.map_err(internal)?;
+    let rows = read_model::query(&state.pool, &filter).await.map_err(Problem::storage)?;
     let next_cursor = if i64::try_from(rows.len()).unwrap_or(i64::MAX) == limit {
         rows.last().and_then(|last| last.placed_at.map(|at| encode_cursor(at, *last.order_id.as_uuid())))
     } else {
@@ -351,11 +351,6 @@ fn decode_cursor(cursor: &str) -> Result<(OffsetDateTime, Uuid), Problem> {
     let micros: i128 = micros.parse().map_err(|_| bad())?;
     let at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000).map_err(|_| bad())?;
     Ok((at, id.parse().map_err(|_| bad())?))
-}
-
-/// 503 with `Retry-After` while the database is away, 500 otherwise.
-fn internal(error: impl std::error::Error + 'static) -> Problem {
-    Problem::storage_failure(&error)
 }
 
 #[cfg(test)]

@@ -30,6 +30,13 @@ struct OperationView {
     at: OffsetDateTime,
 }
 
+impl From<store::OperationRecord> for OperationView {
+    fn from(record: store::OperationRecord) -> Self {
+        let store::OperationRecord { operation, outcome, amount_minor, currency, detail, at } = record;
+        Self { operation, outcome, amount_minor, currency, detail, at }
+    }
+}
+
 pub fn routes(pool: PgPool) -> Router {
     Router::new().route("/payments/{order_id}", get(payment)).with_state(pool)
 }
@@ -41,16 +48,10 @@ async fn payment(
 ) -> Result<axum::Json<PaymentView>, Problem> {
     let payment = store::load(&pool, order)
         .await
-        .map_err(internal)?
+        .map_err(Problem::storage)?
         .ok_or_else(|| Problem::not_found(format!("no payment for order {order}")))?;
-    let operations = sqlx::query_as!(
-        OperationView,
-        "SELECT operation, outcome, amount_minor, currency, detail, at FROM payment_operations WHERE order_id = $1 ORDER BY id",
-        order.as_uuid(),
-    )
-    .fetch_all(&pool)
-    .await
-    .map_err(internal)?;
+    let operations = store::operations(&pool, order).await.map_err(Problem::storage)?;
+    let operations = operations.into_iter().map(OperationView::from).collect();
     Ok(axum::Json(PaymentView {
         order_id: order,
         status: payment.status.as_str(),
@@ -59,9 +60,4 @@ async fn payment(
         decline_detail: payment.decline.map(|(_, detail)| detail),
         operations,
     }))
-}
-
-/// 503 with `Retry-After` while the database is away, 500 otherwise.
-fn internal(error: impl std::error::Error + 'static) -> Problem {
-    Problem::storage_failure(&error)
 }

@@ -145,3 +145,25 @@ pub async fn record_operation(
     .await?;
     Ok(())
 }
+
+/// One entry of a payment's audit trail, as stored.
+#[derive(Debug)]
+pub struct OperationRecord {
+    pub operation: String,
+    pub outcome: String,
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub detail: Option<String>,
+    pub at: time::OffsetDateTime,
+}
+
+/// The payment's audit trail, oldest first.
+pub async fn operations(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Vec<OperationRecord>, StoreError> {
+    Ok(sqlx::query_as!(
+        OperationRecord,
+        "SELECT operation, outcome, amount_minor, currency, detail, at FROM payment_operations WHERE order_id = $1 ORDER BY id",
+        order.as_uuid(),
+    )
+    .fetch_all(executor)
+    .await?)
+}

@@ -115,6 +115,12 @@ impl Problem {
             Self::internal()
         }
     }
+
+    /// [`Self::storage_failure`] taking the error by value, for
+    /// `.map_err(Problem::storage)` in every service's routes.
+    pub fn storage(error: impl std::error::Error + 'static) -> Self {
+        Self::storage_failure(&error)
+    }
 }
 
 /// What a client is told to wait before repeating a request that met an

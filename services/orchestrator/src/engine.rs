@@ -3,10 +3,14 @@
 
 use checkout_domain::OrderId;
 use checkout_kafka::RecordHeaders;
+use checkout_messages::payloads::inventory::{CommitInventory, ReleaseInventory, ReserveInventory};
+use checkout_messages::payloads::notification::{NotifyOrderCancelled, NotifyOrderConfirmed};
+use checkout_messages::payloads::order::{CancelOrder, ConfirmOrder};
+use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, VoidPayment};
 use checkout_messages::payloads::saga::SagaStepRecorded;
 use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
-use checkout_saga::{SagaStatus, Transition};
+use checkout_saga::{Command, SagaStatus, Transition};
 use opentelemetry::trace::TraceContextExt;
 use time::OffsetDateTime;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -153,8 +157,8 @@ pub async fn record(
     let starts_compensating = from != Some(SagaStatus::Compensating) && saga.status() == SagaStatus::Compensating;
     let failure_traceparent =
         if starts_compensating { cause.origin_traceparent.clone() } else { cause.failure_traceparent.clone() };
-    let compensates =
-        matches!(saga.status(), SagaStatus::Compensating | SagaStatus::Cancelled) && !transition.commands.is_empty();
+    let commands: Vec<Message> = transition.commands.into_iter().map(message).collect();
+    let compensates = matches!(saga.status(), SagaStatus::Compensating | SagaStatus::Cancelled) && !commands.is_empty();
     if let Some(failure) = failure_traceparent.as_deref().filter(|_| compensates) {
         let context = RecordHeaders::context_from_traceparent(failure);
         span.add_link(context.span().span_context().clone());
@@ -171,7 +175,7 @@ pub async fn record(
         from_status: from.map(|status| status.as_str().to_owned()),
         to_status: saga.status().as_str().to_owned(),
         step: saga.active().map(|active| active.step.as_str().to_owned()),
-        commands: transition.commands.iter().map(|c| c.message_type().name().to_owned()).collect(),
+        commands: commands.iter().map(|c| c.message_type().name().to_owned()).collect(),
         ignored: transition.ignored.map(|why| why.as_str().to_owned()),
         operator: cause.operator.as_ref().map(|(name, _)| name.clone()),
         reason: cause.operator.as_ref().map(|(_, reason)| reason.clone()),
@@ -192,7 +196,7 @@ pub async fn record(
         store::save(work.conn(), &stored).await?;
     }
     store::add_transition(work.conn(), order, &history).await?;
-    for payload in transition.commands {
+    for payload in commands {
         work.send(cause.envelope(source, order, now, payload));
     }
     // One record per transition, not per entry: the order service makes one
@@ -201,6 +205,22 @@ pub async fn record(
         work.send(cause.envelope(source, order, now, recorded.into()));
     }
     Ok(moved)
+}
+
+/// The message that carries a saga's command.
+fn message(command: Command) -> Message {
+    match command {
+        Command::ReserveInventory { lines } => ReserveInventory { lines }.into(),
+        Command::CommitInventory => CommitInventory {}.into(),
+        Command::ReleaseInventory => ReleaseInventory {}.into(),
+        Command::AuthorizePayment { amount, card_token } => AuthorizePayment { amount, card_token }.into(),
+        Command::CapturePayment { amount } => CapturePayment { amount }.into(),
+        Command::VoidPayment => VoidPayment {}.into(),
+        Command::ConfirmOrder { pricing } => ConfirmOrder { pricing }.into(),
+        Command::CancelOrder { reason, pricing } => CancelOrder { reason, pricing }.into(),
+        Command::NotifyOrderConfirmed { email, pricing } => NotifyOrderConfirmed { email, pricing }.into(),
+        Command::NotifyOrderCancelled { email, reason } => NotifyOrderCancelled { email, reason }.into(),
+    }
 }
 
 #[cfg(test)]
@@ -221,5 +241,51 @@ mod tests {
         assert_eq!(moved(Some(Completed), Completed).outcome(), None, "an input ignored after the end");
         assert_eq!(moved(Some(Running), Compensating).outcome(), None);
         assert_eq!(moved(None, Running).outcome(), None);
+    }
+
+    #[test]
+    fn each_command_travels_as_the_message_of_its_name_with_its_fields() {
+        use checkout_domain::{CardToken, Currency, EmailAddress, Money, OrderLine, OrderLines, PricedLine, Pricing};
+        use checkout_domain::{Quantity, Sku};
+        use checkout_messages::payloads::order::{CancellationCode, CancellationReason};
+
+        let sku = Sku::parse("MUG").unwrap();
+        let quantity = Quantity::new(2).unwrap();
+        let amount = Money::new(2500, Currency::EUR).unwrap();
+        let lines = OrderLines::new(vec![OrderLine { sku: sku.clone(), quantity }]).unwrap();
+        let pricing =
+            Pricing::new(vec![PricedLine { sku, quantity, unit_price: Money::new(1250, Currency::EUR).unwrap() }])
+                .unwrap();
+        let email = EmailAddress::parse("ada@example.com").unwrap();
+        let card_token = CardToken::parse("tok_visa").unwrap();
+        let reason = CancellationReason { code: CancellationCode::CustomerCancelled, detail: "changed my mind".into() };
+        let commands = [
+            Command::ReserveInventory { lines: lines.clone() },
+            Command::CommitInventory,
+            Command::ReleaseInventory,
+            Command::AuthorizePayment { amount, card_token: card_token.clone() },
+            Command::CapturePayment { amount },
+            Command::VoidPayment,
+            Command::ConfirmOrder { pricing: pricing.clone() },
+            Command::CancelOrder { reason: reason.clone(), pricing: Some(pricing.clone()) },
+            Command::NotifyOrderConfirmed { email: email.clone(), pricing: pricing.clone() },
+            Command::NotifyOrderCancelled { email: email.clone(), reason: reason.clone() },
+        ];
+        for command in commands {
+            let name = command.name();
+            let sent = message(command);
+            assert_eq!(sent.message_type().name(), name);
+            match sent {
+                Message::ReserveInventory(m) => assert_eq!(m.lines, lines),
+                Message::AuthorizePayment(m) => assert_eq!((m.amount, &m.card_token), (amount, &card_token)),
+                Message::CapturePayment(m) => assert_eq!(m.amount, amount),
+                Message::ConfirmOrder(m) => assert_eq!(m.pricing, pricing),
+                Message::CancelOrder(m) => assert_eq!((&m.reason, m.pricing.as_ref()), (&reason, Some(&pricing))),
+                Message::NotifyOrderConfirmed(m) => assert_eq!((&m.email, &m.pricing), (&email, &pricing)),
+                Message::NotifyOrderCancelled(m) => assert_eq!((&m.email, &m.reason), (&email, &reason)),
+                Message::CommitInventory(_) | Message::ReleaseInventory(_) | Message::VoidPayment(_) => {}
+                other => panic!("{name} became {other:?}"),
+            }
+        }
     }
 }

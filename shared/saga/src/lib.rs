@@ -2,8 +2,8 @@
 //!
 //! [`Saga::start`] begins a saga for a placed order; [`Saga::apply`] takes
 //! the saga, one [`Input`] (a participant's reply, or a deadline passing) and
-//! the current time, and returns a [`Transition`]: the next saga, the commands
-//! to send and the timeline entries to publish. Nothing here does I/O or reads
+//! the current time, and returns a [`Transition`]: the next saga, the
+//! [`Command`]s to send and the timeline entries to publish. Nothing here does I/O or reads
 //! a clock; the orchestrator service persists the saga and sends the commands
 //! through its outbox in one transaction.
 //!
@@ -50,12 +50,14 @@
 //! already given back: a late `PaymentAuthorized` is voided and a late
 //! `InventoryReserved` released.
 
+mod command;
 mod input;
 mod policy;
 mod saga;
 mod step;
 mod transition;
 
+pub use command::Command;
 pub use input::Input;
 pub use policy::{SagaPolicy, StepPolicy};
 pub use saga::{ActiveStep, InventoryHold, PaymentHold, Saga, SagaState, SagaStatus, Unfinished};

@@ -7,13 +7,14 @@ mod common;
 
 use std::time::Duration;
 
-use checkout_messages::Message;
 use checkout_messages::payloads::inventory::RejectionCode;
 use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
-use checkout_saga::{Ignored, Input, InventoryHold, Operation, PaymentHold, Refusal, SagaState, SagaStatus, Step};
+use checkout_saga::{
+    Command, Ignored, Input, InventoryHold, Operation, PaymentHold, Refusal, SagaState, SagaStatus, Step,
+};
 use common::{Driver, authorized, eur, pricing};
 
 fn confirmed() -> Input {
@@ -43,7 +44,7 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
     let mut driver = Driver::start();
     assert_eq!(command_names(&driver.last.commands), ["ReserveInventory"]);
     assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
-    assert!(matches!(&driver.last.commands[0], Message::AuthorizePayment(a) if a.amount == eur(4499)));
+    assert!(matches!(&driver.last.commands[0], Command::AuthorizePayment { amount, .. } if *amount == eur(4499)));
     assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
     assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
     assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
@@ -66,7 +67,7 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
     assert_eq!(driver.saga.deadline(), None, "a finished saga sets no timer");
 }
 
-fn command_names(commands: &[Message]) -> Vec<&'static str> {
+fn command_names(commands: &[Command]) -> Vec<&'static str> {
     common::command_names(commands)
 }
 
@@ -104,7 +105,7 @@ fn a_declined_payment_releases_the_stock_then_cancels_and_tells_the_customer() {
     let declined = Input::PaymentDeclined { code: DeclineCode::InsufficientFunds, detail: "insufficient funds".into() };
     assert_eq!(driver.apply(declined), ["ReleaseInventory"], "nothing to void: the card was declined");
     assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
-    assert!(matches!(&driver.last.commands[0], Message::CancelOrder(c) if c.pricing == Some(pricing())));
+    assert!(matches!(&driver.last.commands[0], Command::CancelOrder { pricing: p, .. } if *p == Some(pricing())));
     assert_eq!(driver.apply(Input::OrderCancelled), ["NotifyOrderCancelled"]);
     assert_eq!(driver.apply(cancellation_notified()), Vec::<&str>::new());
     assert_eq!(cancellation(&driver), (CancellationCode::PaymentDeclined, "insufficient funds".into()));

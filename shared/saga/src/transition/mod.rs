@@ -1,11 +1,7 @@
 use checkout_domain::OrderId;
-use checkout_messages::Message;
-use checkout_messages::payloads::inventory::{CommitInventory, RejectionCode, ReleaseInventory, ReserveInventory};
-use checkout_messages::payloads::notification::{NotificationKind, NotifyOrderCancelled, NotifyOrderConfirmed};
-use checkout_messages::payloads::order::{
-    CancelOrder, CancellationCode, CancellationReason, ConfirmOrder, OrderPlaced,
-};
-use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, VoidPayment};
+use checkout_messages::payloads::inventory::RejectionCode;
+use checkout_messages::payloads::notification::NotificationKind;
+use checkout_messages::payloads::order::{CancellationCode, CancellationReason, OrderPlaced};
 use checkout_messages::payloads::saga::{StepEntry, StepOutcome};
 use time::OffsetDateTime;
 
@@ -14,14 +10,14 @@ mod operation;
 
 pub use operation::{Operation, Refusal};
 
-use crate::{ActiveStep, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, Step, Unfinished};
+use crate::{ActiveStep, Command, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, Step, Unfinished};
 
 /// The result of applying one input: the next saga, the commands to send,
 /// and the timeline entries to publish, all to be made durable together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub saga: Saga,
-    pub commands: Vec<Message>,
+    pub commands: Vec<Command>,
     pub timeline: Vec<StepEntry>,
     /// Why the input changed nothing, when it did not.
     pub ignored: Option<Ignored>,
@@ -90,7 +86,7 @@ struct Next<'a> {
     saga: Saga,
     now: OffsetDateTime,
     policy: &'a SagaPolicy,
-    commands: Vec<Message>,
+    commands: Vec<Command>,
     timeline: Vec<StepEntry>,
     ignored: Option<Ignored>,
 }
@@ -256,7 +252,7 @@ impl<'a> Next<'a> {
                     && matches!(self.saga.payment, PaymentHold::None | PaymentHold::Voided) =>
             {
                 self.saga.payment = PaymentHold::VoidRequested;
-                self.commands.push(VoidPayment {}.into());
+                self.commands.push(Command::VoidPayment);
                 self.record(Step::VoidPayment, StepOutcome::Started, 1, Some("voiding a late authorization".into()));
             }
             Input::InventoryReserved { .. }
@@ -264,7 +260,7 @@ impl<'a> Next<'a> {
                     && matches!(self.saga.inventory, InventoryHold::None | InventoryHold::Released) =>
             {
                 self.saga.inventory = InventoryHold::ReleaseRequested;
-                self.commands.push(ReleaseInventory {}.into());
+                self.commands.push(Command::ReleaseInventory);
                 self.record(
                     Step::ReleaseInventory,
                     StepOutcome::Started,
@@ -393,42 +389,42 @@ impl<'a> Next<'a> {
     }
 
     /// The command for `step`, updating what the saga believes is held.
-    fn command_for(&mut self, step: Step, cancellation: Option<CancellationReason>) -> Option<Message> {
+    fn command_for(&mut self, step: Step, cancellation: Option<CancellationReason>) -> Option<Command> {
         let saga = &mut self.saga;
         Some(match step {
             Step::ReserveInventory => {
                 saga.inventory = InventoryHold::Requested;
-                ReserveInventory { lines: saga.lines.clone() }.into()
+                Command::ReserveInventory { lines: saga.lines.clone() }
             }
             Step::AuthorizePayment => {
                 let amount = saga.pricing.as_ref()?.total();
                 saga.payment = PaymentHold::Requested;
-                AuthorizePayment { amount, card_token: saga.card_token.clone() }.into()
+                Command::AuthorizePayment { amount, card_token: saga.card_token.clone() }
             }
-            Step::ConfirmOrder => ConfirmOrder { pricing: saga.pricing.clone()? }.into(),
+            Step::ConfirmOrder => Command::ConfirmOrder { pricing: saga.pricing.clone()? },
             Step::CapturePayment => {
                 let amount = saga.pricing.as_ref()?.total();
                 saga.payment = PaymentHold::CaptureRequested;
-                CapturePayment { amount }.into()
+                Command::CapturePayment { amount }
             }
             Step::CommitInventory => {
                 saga.inventory = InventoryHold::CommitRequested;
-                CommitInventory {}.into()
+                Command::CommitInventory
             }
             Step::NotifyCustomer => {
-                NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.pricing.clone()? }.into()
+                Command::NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.pricing.clone()? }
             }
             Step::VoidPayment => {
                 saga.payment = PaymentHold::VoidRequested;
-                VoidPayment {}.into()
+                Command::VoidPayment
             }
             Step::ReleaseInventory => {
                 saga.inventory = InventoryHold::ReleaseRequested;
-                ReleaseInventory {}.into()
+                Command::ReleaseInventory
             }
-            Step::CancelOrder => CancelOrder { reason: cancellation?, pricing: saga.pricing.clone() }.into(),
+            Step::CancelOrder => Command::CancelOrder { reason: cancellation?, pricing: saga.pricing.clone() },
             Step::NotifyCancellation => {
-                NotifyOrderCancelled { email: saga.email.clone(), reason: cancellation? }.into()
+                Command::NotifyOrderCancelled { email: saga.email.clone(), reason: cancellation? }
             }
         })
     }

@@ -8,10 +8,9 @@ use checkout_domain::{
     CardToken, Currency, CustomerId, EmailAddress, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing,
     Quantity, Sku,
 };
-use checkout_messages::Message;
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
-use checkout_saga::{Input, Operation, Refusal, Saga, SagaPolicy, StepPolicy, Transition};
+use checkout_saga::{Command, Input, Operation, Refusal, Saga, SagaPolicy, StepPolicy, Transition};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -108,6 +107,6 @@ impl Driver {
     }
 }
 
-pub fn command_names(commands: &[Message]) -> Vec<&'static str> {
-    commands.iter().map(|c| c.message_type().name()).collect()
+pub fn command_names(commands: &[Command]) -> Vec<&'static str> {
+    commands.iter().map(Command::name).collect()
 }

@@ -32,15 +32,6 @@ impl InventoryHandler {
     }
 }
 
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) => handler_error(error),
-            refused @ (StoreError::Corrupt(_) | StoreError::BelowReserved { .. }) => HandlerError::permanent(refused),
-        }
-    }
-}
-
 impl Handler for InventoryHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
@@ -83,7 +74,7 @@ impl InventoryHandler {
                 } else {
                     // A concurrent delivery reserved first; answer as it did.
                     let existing = store::find_reservation(conn, order).await?;
-                    let existing = existing.ok_or_else(|| StoreError::Corrupt("reservation vanished".into()))?;
+                    let existing = existing.ok_or_else(|| store::corrupt("reservation vanished"))?;
                     answer_again(conn, order, lines, &existing).await
                 }
             }

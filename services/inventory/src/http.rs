@@ -10,7 +10,7 @@ use checkout_platform::http::{ApiJson, FieldError, Operator, OperatorTokens, Pro
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-use crate::store::{self, Product, ProductChange, StoreError};
+use crate::store::{self, Product, ProductChange, Refusal, StoreError};
 
 /// A product and its stock, as served by `GET /products`.
 #[derive(Debug, Serialize)]
@@ -112,7 +112,7 @@ async fn put(
         ProductChange { sku: &sku, name: body.name.trim(), unit_price: body.unit_price, on_hand: body.on_hand };
     let (product, created) = match store::put_product(&api.pool, &change, &operator, reason).await {
         Ok(done) => done,
-        Err(StoreError::BelowReserved { reserved }) => {
+        Err(StoreError::Refused(Refusal::BelowReserved { reserved })) => {
             return Err(Problem::conflict(
                 "stock-below-reserved",
                 "Stock below what is reserved",

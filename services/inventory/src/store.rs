@@ -11,13 +11,12 @@ use uuid::Uuid;
 
 use crate::pricing::{Rejection, StockLevel};
 
+pub type StoreError = checkout_outbox::StoreError<Refusal>;
+
+/// Data the inventory refuses: a stored value its domain does not accept,
+/// or an operator's change that would break an invariant.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // Not `transparent`: that would hide the sqlx error from the source
-    // chain, and a request would answer 500 instead of 503 while the
-    // database is away.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+pub enum Refusal {
     /// A stored value the domain refuses: a bug or a hand-edited row.
     #[error("stored inventory data is invalid: {0}")]
     Corrupt(String),
@@ -26,8 +25,8 @@ pub enum StoreError {
     BelowReserved { reserved: i32 },
 }
 
-fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(error.to_string())
+pub(crate) fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Refused(Refusal::Corrupt(error.to_string()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -465,7 +464,7 @@ pub async fn put_product(
     if let Some(before) = &before
         && change.on_hand < before.reserved
     {
-        return Err(StoreError::BelowReserved { reserved: before.reserved });
+        return Err(StoreError::Refused(Refusal::BelowReserved { reserved: before.reserved }));
     }
     let currency = change.unit_price.currency();
     let row = sqlx::query_as!(

@@ -1,27 +1,11 @@
 //! All of the notification service's SQL: the record of each email sent.
 
 use checkout_domain::OrderId;
-use checkout_kafka::HandlerError;
-use checkout_outbox::handler_error;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // Not `transparent`: that would hide the sqlx error from the source
-    // chain, and a request would answer 500 instead of 503 while the
-    // database is away.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) => handler_error(error),
-        }
-    }
-}
+/// Nothing stored here is decoded into the domain, so nothing is refused.
+pub type StoreError = checkout_outbox::StoreError<std::convert::Infallible>;
 
 /// An email the SMTP server accepted (or, with no response, one recorded
 /// as sent before).

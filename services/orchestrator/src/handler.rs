@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::engine::{self, Cause};
-use crate::store::{self, StoreError};
+use crate::store;
 
 /// The orchestrator's name in the inbox.
 const CONSUMER: &str = "orchestrator";
@@ -27,15 +27,6 @@ impl SagaHandler {
     pub fn new(pool: PgPool, policy: SagaPolicy) -> Self {
         checkout_outbox::inbox::describe(CONSUMER);
         Self { pool, policy, source: Source::service("orchestrator") }
-    }
-}
-
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) => handler_error(error),
-            corrupt @ StoreError::Corrupt(_) => HandlerError::permanent(corrupt),
-        }
     }
 }
 

@@ -6,16 +6,8 @@ use checkout_saga::{Saga, SagaStatus};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // Not `transparent`: that would hide the sqlx error from the source
-    // chain, and a request would answer 500 instead of 503 while the
-    // database is away.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("stored saga is invalid: {0}")]
-    Corrupt(String),
-}
+use checkout_outbox::Corrupt;
+pub use checkout_outbox::StoreError;
 
 /// A saga as stored, with the lineage its next timer-driven command continues.
 #[derive(Debug, Clone)]
@@ -38,7 +30,7 @@ struct Row {
 
 fn decode(row: Row) -> Result<StoredSaga, StoreError> {
     Ok(StoredSaga {
-        saga: serde_json::from_value(row.state).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        saga: serde_json::from_value(row.state).map_err(|e| StoreError::corrupt(format!("saga state: {e}")))?,
         correlation_id: CorrelationId::from_uuid(row.correlation_id),
         last_message_id: MessageId::from_uuid(row.last_message_id),
         traceparent: row.traceparent,
@@ -128,7 +120,7 @@ pub async fn lock_due(
         let order = OrderId::from_uuid(row.order_id);
         match decode(row) {
             Ok(saga) => due.sagas.push(saga),
-            Err(StoreError::Corrupt(reason)) => {
+            Err(StoreError::Refused(Corrupt(reason))) => {
                 sqlx::query!(
                     "UPDATE sagas SET quarantined_at = $2, quarantine_reason = $3 WHERE order_id = $1",
                     order.as_uuid(),
@@ -147,7 +139,8 @@ pub async fn lock_due(
 
 pub async fn save(conn: &mut PgConnection, stored: &StoredSaga) -> Result<(), StoreError> {
     let saga = &stored.saga;
-    let state = serde_json::to_value(saga).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let state =
+        serde_json::to_value(saga).map_err(|e| StoreError::corrupt(format!("saga state does not encode: {e}")))?;
     sqlx::query!(
         "INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id, traceparent,
                             failure_traceparent, started_at, updated_at)
@@ -231,7 +224,9 @@ pub async fn find(pool: &PgPool, order: OrderId) -> Result<Option<Saga>, StoreEr
     let state = sqlx::query_scalar!("SELECT state FROM sagas WHERE order_id = $1", order.as_uuid())
         .fetch_optional(pool)
         .await?;
-    state.map(|state| serde_json::from_value(state).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    state
+        .map(|state| serde_json::from_value(state).map_err(|e| StoreError::corrupt(format!("saga state: {e}"))))
+        .transpose()
 }
 
 /// A row of `GET /sagas`.
@@ -287,7 +282,7 @@ pub async fn census(pool: &PgPool, stuck_after: std::time::Duration) -> Result<C
     let mut census = Census::default();
     for row in rows {
         let status = SagaStatus::parse(&row.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("saga status {:?}", row.status)))?;
+            .ok_or_else(|| StoreError::corrupt(format!("saga status {:?}", row.status)))?;
         census.by_status.push((status, row.sagas));
         census.stuck += row.stuck;
     }

@@ -10,7 +10,7 @@ use checkout_outbox::{UnitOfWork, caused_by, handler_error};
 use sqlx::PgPool;
 
 use crate::domain::{Order, OrderEvent};
-use crate::store::{self, Lineage, StoreError};
+use crate::store::{self, Lineage, Refusal, StoreError};
 
 /// The order service's name in the inbox.
 const CONSUMER: &str = "order";
@@ -36,7 +36,7 @@ pub(crate) async fn load_locked(work: &mut UnitOfWork, order: OrderId) -> Result
         return Ok(None);
     }
     let events = store::events(work.conn(), order, None).await?;
-    Order::fold(order, &events).map_err(|source| StoreError::Fold { order, source })
+    Order::fold(order, &events).map_err(|source| StoreError::Refused(Refusal::Fold { order, source }))
 }
 
 /// The message that announces an appended event, if it is one others hear of.

@@ -194,7 +194,7 @@ async fn get_order(
 async fn read_order(pool: &PgPool, order_id: OrderId, as_of: Option<OffsetDateTime>) -> Result<Order, Problem> {
     let events = store::events(pool, order_id, as_of).await.map_err(Problem::storage)?;
     let order = Order::fold(order_id, &events)
-        .map_err(|e| Problem::storage(store::StoreError::Fold { order: order_id, source: e }))?;
+        .map_err(|e| Problem::storage(store::Refusal::Fold { order: order_id, source: e }))?;
     match (order, as_of) {
         (Some(order), _) => Ok(order),
         (None, Some(as_of)) => Err(Problem::not_found(format!("order {order_id} did not exist at {as_of}"))),

@@ -4,21 +4,18 @@
 pub mod read_model;
 
 use checkout_domain::OrderId;
-use checkout_kafka::{Dependency, HandlerError};
-use checkout_outbox::is_transient;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{EventDecodeError, FoldError, OrderEvent, RecordedEvent, StoredEvent};
 
+pub type StoreError = checkout_outbox::StoreError<Refusal>;
+
+/// A stream the order service cannot read or write: a bug or a hand-edited
+/// row, never worth retrying.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // Not `transparent`: that would hide the sqlx error from the source
-    // chain, and a request would answer 500 instead of 503 while the
-    // database is away.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+pub enum Refusal {
     #[error("order {order} event {seq}: {source}")]
     Undecodable {
         order: OrderId,
@@ -34,15 +31,6 @@ pub enum StoreError {
     },
     #[error("an event could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
-}
-
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) if is_transient(&error) => Self::transient(Dependency::Database, error),
-            other => Self::permanent(other),
-        }
-    }
 }
 
 /// An order that a request with the same idempotency key created earlier.
@@ -121,11 +109,8 @@ pub async fn events<'c>(
     rows.into_iter()
         .map(|row| {
             let stored = StoredEvent { event_type: row.event_type, schema_version: row.schema_version, data: row.data };
-            let event = OrderEvent::from_stored(stored).map_err(|source| StoreError::Undecodable {
-                order,
-                seq: row.seq,
-                source,
-            })?;
+            let event = OrderEvent::from_stored(stored)
+                .map_err(|source| StoreError::Refused(Refusal::Undecodable { order, seq: row.seq, source }))?;
             Ok(RecordedEvent {
                 seq: u64::try_from(row.seq).unwrap_or_default(),
                 event_id: row.event_id,
@@ -160,7 +145,7 @@ pub async fn append(
     }
     let (mut ids, mut types, mut versions, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for event in events {
-        let stored = event.to_stored()?;
+        let stored = event.to_stored().map_err(StoreError::refused)?;
         ids.push(Uuid::now_v7());
         types.push(stored.event_type);
         versions.push(stored.schema_version);
@@ -207,7 +192,7 @@ mod tests {
     fn a_request_that_meets_a_database_away_is_told_to_retry_not_that_it_failed() {
         let away = StoreError::Database(sqlx::Error::PoolTimedOut);
         assert_eq!(Problem::storage_failure(&away).status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        let corrupt = StoreError::Encode(serde_json::from_str::<u8>("x").unwrap_err());
+        let corrupt = StoreError::refused(serde_json::from_str::<u8>("x").unwrap_err());
         assert_eq!(Problem::storage_failure(&corrupt).status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -78,15 +78,6 @@ enum Effect {
     },
 }
 
-impl From<StoreError> for HandlerError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Database(error) => handler_error(error),
-            corrupt @ StoreError::Corrupt(_) => HandlerError::permanent(corrupt),
-        }
-    }
-}
-
 impl From<GatewayError> for HandlerError {
     fn from(error: GatewayError) -> Self {
         HandlerError::transient(Dependency::PaymentGateway, error)

@@ -7,19 +7,10 @@ use sqlx::{PgConnection, PgExecutor};
 use crate::gateway::{IdempotencyKey, Operation};
 use crate::ledger::{Payment, Status};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    // Not `transparent`: that would hide the sqlx error from the source
-    // chain, and a request would answer 500 instead of 503 while the
-    // database is away.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("stored payment data is invalid: {0}")]
-    Corrupt(String),
-}
+pub use checkout_outbox::StoreError;
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(error.to_string())
+    StoreError::corrupt(error)
 }
 
 pub async fn load(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Option<Payment>, StoreError> {

@@ -16,6 +16,7 @@ pub mod inbox;
 pub mod listen;
 mod relay;
 mod stamp;
+mod store_error;
 mod unit_of_work;
 mod writer;
 
@@ -23,6 +24,7 @@ pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, already_processed, claim};
 pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
+pub use store_error::{Corrupt, StoreError};
 pub use unit_of_work::UnitOfWork;
 pub use writer::{OutboxError, enqueue};
 

@@ -29,26 +29,15 @@ pub(crate) fn corrupt(error: impl std::fmt::Display) -> StoreError {
     StoreError::Refused(Refusal::Corrupt(error.to_string()))
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A reservation's status, stored as its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
 pub enum Status {
     Held,
     Rejected,
     Released,
     Expired,
     Committed,
-}
-
-impl Status {
-    fn parse(text: &str) -> Result<Self, StoreError> {
-        Ok(match text {
-            "held" => Self::Held,
-            "rejected" => Self::Rejected,
-            "released" => Self::Released,
-            "expired" => Self::Expired,
-            "committed" => Self::Committed,
-            other => return Err(corrupt(format!("reservation status {other:?}"))),
-        })
-    }
 }
 
 /// A stored reservation, locked for the caller's transaction.
@@ -61,8 +50,8 @@ pub struct Reservation {
 
 pub async fn find_reservation(conn: &mut PgConnection, order: OrderId) -> Result<Option<Reservation>, StoreError> {
     let Some(row) = sqlx::query!(
-        "SELECT status, expires_at, rejection_code, rejection_sku, rejection_detail
-         FROM reservations WHERE order_id = $1 FOR UPDATE",
+        r#"SELECT status AS "status: Status", expires_at, rejection_code, rejection_sku, rejection_detail
+         FROM reservations WHERE order_id = $1 FOR UPDATE"#,
         order.as_uuid(),
     )
     .fetch_optional(&mut *conn)
@@ -76,7 +65,7 @@ pub async fn find_reservation(conn: &mut PgConnection, order: OrderId) -> Result
         }
         _ => None,
     };
-    Ok(Some(Reservation { status: Status::parse(&row.status)?, expires_at: row.expires_at, rejection }))
+    Ok(Some(Reservation { status: row.status, expires_at: row.expires_at, rejection }))
 }
 
 fn rejection_code(text: &str) -> RejectionCode {
@@ -305,16 +294,13 @@ pub async fn commit_expired(conn: &mut PgConnection, order: OrderId) -> Result<O
 }
 
 async fn set_status(conn: &mut PgConnection, order: OrderId, status: Status) -> Result<(), StoreError> {
-    let text = match status {
-        Status::Held => "held",
-        Status::Rejected => "rejected",
-        Status::Released => "released",
-        Status::Expired => "expired",
-        Status::Committed => "committed",
-    };
-    sqlx::query!("UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1", order.as_uuid(), text)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1",
+        order.as_uuid(),
+        status as Status,
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

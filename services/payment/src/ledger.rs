@@ -7,7 +7,9 @@ use checkout_messages::payloads::payment::{
     DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A payment's status, stored as its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
 pub enum Status {
     /// The gateway was asked to authorize and has not answered.
     Authorizing,
@@ -19,6 +21,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name stored and shown (the same as sqlx's).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Authorizing => "authorizing",
@@ -28,12 +31,6 @@ impl Status {
             Self::Captured => "captured",
             Self::Refunded => "refunded",
         }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Authorizing, Self::Authorized, Self::Declined, Self::Voided, Self::Captured, Self::Refunded]
-            .into_iter()
-            .find(|status| status.as_str() == text)
     }
 }
 

@@ -15,8 +15,8 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
 
 pub async fn load(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Option<Payment>, StoreError> {
     let Some(row) = sqlx::query!(
-        "SELECT status, amount_minor, currency, authorization_id, decline_code, decline_detail
-         FROM payments WHERE order_id = $1",
+        r#"SELECT status AS "status: Status", amount_minor, currency, authorization_id, decline_code, decline_detail
+         FROM payments WHERE order_id = $1"#,
         order.as_uuid(),
     )
     .fetch_optional(executor)
@@ -34,8 +34,7 @@ pub async fn load(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Optio
         (Some(code), Some(detail)) => Some((decline_code(&code), detail)),
         _ => None,
     };
-    let status = Status::parse(&row.status).ok_or_else(|| corrupt(format!("payment status {:?}", row.status)))?;
-    Ok(Some(Payment { status, amount, authorization_id: row.authorization_id, decline }))
+    Ok(Some(Payment { status: row.status, amount, authorization_id: row.authorization_id, decline }))
 }
 
 fn decline_code(text: &str) -> DeclineCode {
@@ -78,10 +77,12 @@ pub async fn begin_authorization(
 
 /// The payment's status, locked until the caller's transaction ends.
 pub async fn lock_status(conn: &mut PgConnection, order: OrderId) -> Result<Option<Status>, StoreError> {
-    let text = sqlx::query_scalar!("SELECT status FROM payments WHERE order_id = $1 FOR UPDATE", order.as_uuid())
-        .fetch_optional(&mut *conn)
-        .await?;
-    text.map(|text| Status::parse(&text).ok_or_else(|| corrupt(format!("payment status {text:?}")))).transpose()
+    Ok(sqlx::query_scalar!(
+        r#"SELECT status AS "status: Status" FROM payments WHERE order_id = $1 FOR UPDATE"#,
+        order.as_uuid()
+    )
+    .fetch_optional(&mut *conn)
+    .await?)
 }
 
 /// Sets the payment's status, creating its row when there is none.
@@ -100,7 +101,7 @@ pub async fn update(
              decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
              updated_at = now()",
         order.as_uuid(),
-        status.as_str(),
+        status as Status,
         authorization_id,
         decline.map(|(code, _)| decline_text(code)),
         decline.map(|(_, detail)| detail),

@@ -51,7 +51,7 @@ postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
 ensure_postgres() {
   if command -v pg_isready >/dev/null && postgres_ready; then
     log "postgres: running on 127.0.0.1:5432"
-    ensure_statement_statistics "$(ls /etc/postgresql | sort -V | tail -n 1)"
+    ensure_server_settings "$(ls /etc/postgresql | sort -V | tail -n 1)"
     return
   fi
   if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
@@ -74,22 +74,40 @@ ensure_postgres() {
   # changed: make the running server read it.
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
   wait_until 30 "postgres to accept connections" postgres_ready
-  ensure_statement_statistics "$version"
+  ensure_server_settings "$version"
   touch "$STATE/started-postgres"
 }
 
-# pg_stat_statements counts each database's statements: the budget test
-# (tests/budgets) reads it, and so can whoever profiles the stack. Loading it
-# takes one restart, once (ALTER SYSTEM persists).
-ensure_statement_statistics() {
-  local loaded
-  loaded="$(psql -h 127.0.0.1 -U postgres -qAtc 'SHOW shared_preload_libraries' 2>/dev/null || true)"
-  case "$loaded" in *pg_stat_statements*) return ;; esac
-  log "postgres: loading pg_stat_statements (one restart)"
+# Two server settings, set once (ALTER SYSTEM persists) at the cost of one
+# restart:
+# - pg_stat_statements counts each database's statements: the budget test
+#   (tests/budgets) reads it, and so can whoever profiles the stack;
+# - max_connections covers every pool the stack may open. The chaos suite runs
+#   ten service processes (two of each), each with a pool of
+#   DATABASE_MAX_CONNECTIONS (10) and one or two listener connections: about
+#   120, over PostgreSQL's default of 100. Past the limit a pool's connects are
+#   refused ("too many clients") until its acquire times out, so a service
+#   whose neighbours hold the connections stalls although its own database
+#   shows few.
+MAX_CONNECTIONS=300
+ensure_server_settings() {
+  local settings
+  # A server at its connection limit passes pg_isready but refuses psql;
+  # wait for a query to be answered rather than read "not set" from a refusal.
+  wait_until 60 "postgres to answer a query (it may be at its connection limit)" postgres_answers
+  settings="$(psql -h 127.0.0.1 -U postgres -qAtc \
+    "SELECT current_setting('shared_preload_libraries') || ' ' || current_setting('max_connections')")"
+  if [[ "$settings" == *pg_stat_statements* ]] && [ "${settings##* }" -ge "$MAX_CONNECTIONS" ]; then
+    return
+  fi
+  log "postgres: loading pg_stat_statements, max_connections $MAX_CONNECTIONS (one restart)"
   psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET max_connections = $MAX_CONNECTIONS" >/dev/null
   as_root pg_ctlcluster --skip-systemctl-redirect "$1" main restart
   wait_until 30 "postgres to accept connections" postgres_ready
 }
+
+postgres_answers() { psql -h 127.0.0.1 -U postgres -qAtc 'SELECT 1' >/dev/null 2>&1; }
 
 broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }
 

@@ -260,6 +260,11 @@ struct Run {
 async fn drive(form: Form) -> Run {
     let mut env: Vec<(&str, String)> = PRODUCTION_POLICY.iter().map(|&(k, v)| (k, v.to_owned())).collect();
     env.push(("RUST_LOG", "warn,checkout=info".to_owned()));
+    // `key` or `partition` for every service, to put a consumer ordering
+    // through the faults (unset: each service's own default).
+    if let Ok(ordering) = std::env::var("CHAOS_CONSUMER_ORDERING") {
+        env.push(("CONSUMER_ORDERING", ordering));
+    }
     let stack = Arc::new(Stack::scaled(&env, 2).await);
     println!("service logs: {}; seed {} (CHAOS_SEED)", stack.logs.display(), form.seed);
     let plenty_stock = i32::try_from(form.checkouts).unwrap() + 10;

@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use checkout_kafka::RecordOrdering;
 use checkout_platform::config::{ConfigError, Env, ServiceSettings};
 
 #[derive(Debug, Clone)]
@@ -15,15 +14,12 @@ pub struct Settings {
 impl Settings {
     /// `SMTP_HOST` (default 127.0.0.1), `SMTP_PORT` (1025, Mailpit's),
     /// `SMTP_FROM` and `SMTP_TIMEOUT_MS`, plus the shared variables
-    /// (`CONSUMER_ORDERING` defaults to `key` and `CONSUMER_MAX_IN_FLIGHT` to 64 here). An SMTP
+    /// (`CONSUMER_MAX_IN_FLIGHT` defaults to 64 here). An SMTP
     /// server that is down is a transient failure, waited out like any other.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let mut service = ServiceSettings::from_env(env, "notification", 8084)?;
         // Sending an email holds no database connection: many at once,
         // unless configured, so a slow mail provider is not a slow service.
-        if env.get("CONSUMER_ORDERING").is_none() {
-            service.ordering = RecordOrdering::Key;
-        }
         if env.get("CONSUMER_MAX_IN_FLIGHT").is_none() {
             service.max_in_flight = 64;
         }

@@ -14,7 +14,7 @@ mod store;
 
 use std::time::Duration;
 
-use checkout_kafka::ConsumerSettings;
+use checkout_kafka::{ConsumerSettings, RecordOrdering};
 use checkout_messages::Topic;
 use checkout_platform::{RunningService, ServiceBuilder, StartupError};
 
@@ -31,9 +31,13 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
     builder.consume(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
-    // One transaction for the records a partition has queued (up to the batch).
+    // One transaction for the records a partition has queued (up to the
+    // batch), a partition's records in order whatever the service's
+    // ordering: the position it stores with them then means that everything
+    // before it is applied, which the staleness it states relies on.
     let projection = ConsumerSettings {
         max_batch: settings.read_model_max_batch,
+        ordering: RecordOrdering::Partition,
         ..builder.settings().consumer(read_model::GROUP, read_model::TOPICS)
     };
     builder.consume_with("read model", projection, read_model::Projection::new(pool.clone()))?;

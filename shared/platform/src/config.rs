@@ -171,7 +171,7 @@ impl ServiceSettings {
                 linger: env.millis("KAFKA_LINGER_MS", kafka_defaults.linger)?,
                 delivery_timeout: env.millis("KAFKA_DELIVERY_TIMEOUT_MS", kafka_defaults.delivery_timeout)?,
             },
-            ordering: env.parse("CONSUMER_ORDERING", RecordOrdering::Partition)?,
+            ordering: env.parse("CONSUMER_ORDERING", RecordOrdering::Key)?,
             max_in_flight: usize::try_from(env.count("CONSUMER_MAX_IN_FLIGHT", default_in_flight(max_connections))?)
                 .unwrap_or(1),
             partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 64)?).unwrap_or(64),

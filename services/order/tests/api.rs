@@ -4,101 +4,22 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use axum::Router;
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use checkout_domain::{Currency, Money, OrderId, PricedLine, Pricing, Quantity, Sku};
-use checkout_kafka::{Handler, Incoming, RecordPosition};
+use checkout_domain::OrderId;
+use checkout_kafka::Handler;
 use checkout_messages::payloads::order::{CancelOrder, CancellationCode, CancellationReason, ConfirmOrder};
 use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
 use checkout_messages::{Message, Source};
-use checkout_order::domain::Summary;
-use checkout_order::read_model::{Projection, Staleness};
-use checkout_order::{MIGRATOR, OrderHandler, http};
+use checkout_order::OrderHandler;
 use checkout_outbox::first_message;
-use checkout_platform::http::{Readiness, service_router};
-use checkout_platform::metrics::Collectors;
-use checkout_testkit::{TestDatabase, eventually, incoming, outbox};
-use http_body_util::BodyExt;
+use checkout_testkit::{eventually, incoming, outbox};
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio_util::sync::{CancellationToken, DropGuard};
-use tower::ServiceExt;
 
-struct Api {
-    db: TestDatabase,
-    outcomes: http::Outcomes,
-    _listening: DropGuard,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-impl Api {
-    async fn new() -> Self {
-        let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
-        let (outcomes, stop) = (http::Outcomes::default(), CancellationToken::new());
-        tokio::spawn(outcomes.clone().listen(db.pool.clone(), stop.clone()));
-        Self { db, outcomes, _listening: stop.drop_guard() }
-    }
-
-    fn router(&self) -> Router {
-        let routes = http::routes(self.db.pool.clone(), Staleness::default(), self.outcomes.clone());
-        service_router(routes, Readiness::new(), Collectors::new())
-    }
-
-    async fn call(&self, request: Request<Body>) -> Reply {
-        let response = self.router().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
-    }
-
-    async fn post(&self, body: &Value, key: Option<&str>) -> Reply {
-        let mut request = Request::post("/orders").header(header::CONTENT_TYPE, "application/json");
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        self.call(request.body(Body::from(body.to_string())).unwrap()).await
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.call(Request::get(path).body(Body::empty()).unwrap()).await
-    }
-
-    async fn count(&self, table: &str) -> i64 {
-        // Table names come from the tests themselves.
-        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-        sqlx::query_scalar(sql).fetch_one(&self.db.pool).await.unwrap()
-    }
-
-    async fn deliver(&self, order: OrderId, payload: impl Into<Message>) {
-        let envelope = first_message(&Source::service("orchestrator"), order, payload);
-        OrderHandler::new(self.db.pool.clone()).handle(&incoming(envelope)).await.unwrap();
-    }
-}
-
-fn checkout() -> Value {
-    json!({
-        "customer_id": "cust-42",
-        "email": "ada@example.com",
-        "items": [{"sku": "MUG-BLACK", "quantity": 2}, {"sku": "TEE-M", "quantity": 1}],
-        "payment": {"card_token": "tok_visa"}
-    })
-}
-
-/// Validates `value` against a schema of the committed OpenAPI document.
-fn assert_matches_schema(value: &Value, schema: &str) {
-    let document: Value = serde_json::from_str(http::OPENAPI).unwrap();
-    let root = json!({ "$ref": format!("#/components/schemas/{schema}"), "components": document["components"] });
-    let validator = jsonschema::validator_for(&root).unwrap();
-    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
-    assert!(errors.is_empty(), "{schema}: {errors:?}\n{value:#}");
-}
+use common::{Api, assert_matches_schema, checkout, pricing};
 
 #[tokio::test]
 async fn a_valid_checkout_is_accepted_and_its_event_stored_with_it() {
@@ -259,15 +180,6 @@ async fn unknown_and_malformed_order_ids_are_problems() {
     assert_eq!(api.get("/orders/not-a-uuid").await.status, StatusCode::BAD_REQUEST);
 }
 
-fn pricing() -> Pricing {
-    let line = |sku: &str, quantity, unit| PricedLine {
-        sku: Sku::parse(sku).unwrap(),
-        quantity: Quantity::new(quantity).unwrap(),
-        unit_price: Money::new(unit, Currency::EUR).unwrap(),
-    };
-    Pricing::new(vec![line("MUG-BLACK", 2, 1250), line("TEE-M", 1, 1999)]).unwrap()
-}
-
 #[tokio::test]
 async fn a_confirmed_order_shows_its_prices_total_and_timeline() {
     let api = Api::new().await;
@@ -395,135 +307,6 @@ async fn the_openapi_document_is_served_and_describes_the_routes() {
         assert!(list["responses"]["200"]["headers"].get(header).is_some(), "{header} undocumented");
     }
     assert!(get_order["responses"]["200"]["headers"].get("Preference-Applied").is_some());
-}
-
-/// The events of three orders as the read model receives them, each at a
-/// position of its topic (one partition per order, as keyed): the order
-/// service's own from its outbox, and the orchestrator's step reports.
-/// One is confirmed, one cancelled after the customer asked, one pending.
-async fn three_histories(api: &Api) -> (Vec<OrderId>, Vec<(checkout_messages::Envelope, RecordPosition)>) {
-    let mut orders = Vec::new();
-    for _ in 0..3 {
-        let accepted = api.post(&checkout(), None).await;
-        orders.push(accepted.body["order_id"].as_str().unwrap().parse::<OrderId>().unwrap());
-    }
-    let mut reports = Vec::new();
-    for order in &orders {
-        for (step, outcome) in [
-            (SagaStepName::ReserveInventory, StepOutcome::Succeeded),
-            (SagaStepName::AuthorizePayment, StepOutcome::Succeeded),
-        ] {
-            let report = SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None };
-            let envelope = first_message(&Source::service("orchestrator"), *order, report);
-            OrderHandler::new(api.db.pool.clone()).handle(&incoming(envelope.clone())).await.unwrap();
-            reports.push(envelope);
-        }
-    }
-    api.deliver(orders[0], ConfirmOrder { pricing: pricing() }).await;
-    let cancel = Request::post(format!("/orders/{}/cancel", orders[1]))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(json!({ "reason": "changed my mind" }).to_string()))
-        .unwrap();
-    assert_eq!(api.call(cancel).await.status, StatusCode::ACCEPTED);
-    let reason = CancellationReason { code: CancellationCode::CustomerCancelled, detail: "changed my mind".into() };
-    api.deliver(orders[1], CancelOrder { reason, pricing: Some(pricing()) }).await;
-
-    let published = outbox(&api.db.pool).await.into_iter().filter(|e| Summary::reads(&e.payload));
-    let mut offsets: std::collections::HashMap<(String, i32), i64> = std::collections::HashMap::new();
-    let mut records = Vec::new();
-    for (topic, envelope) in
-        published.map(|e| ("order.events", e)).chain(reports.into_iter().map(|e| ("orchestrator.events", e)))
-    {
-        let partition = i32::try_from(orders.iter().position(|o| *o == envelope.subject).unwrap()).unwrap();
-        let offset = offsets.entry((topic.to_owned(), partition)).or_insert(0);
-        records.push((envelope, RecordPosition { topic: topic.to_owned(), partition, offset: *offset }));
-        *offset += 1;
-    }
-    (orders, records)
-}
-
-/// Projects `batches` into a fresh database; its rows and read positions.
-async fn project(batches: &[Vec<&(checkout_messages::Envelope, RecordPosition)>]) -> (Value, Value) {
-    let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
-    project_into(&db.pool, batches).await;
-    let rows =
-        sqlx::query_scalar("SELECT COALESCE(jsonb_agg(to_jsonb(s) ORDER BY order_id), '[]') FROM order_summaries s")
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-    let positions = sqlx::query_scalar(
-        "SELECT COALESCE(jsonb_agg(to_jsonb(p) ORDER BY topic, partition), '[]') FROM read_model_positions p",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    (rows, positions)
-}
-
-async fn project_into(pool: &sqlx::PgPool, batches: &[Vec<&(checkout_messages::Envelope, RecordPosition)>]) {
-    let projection = Projection::new(pool.clone());
-    for batch in batches {
-        let batch: Vec<Incoming> = batch
-            .iter()
-            .map(|(envelope, position)| Incoming { position: position.clone(), ..incoming(envelope.clone()) })
-            .collect();
-        projection.handle_batch(&batch).await.unwrap();
-    }
-}
-
-#[tokio::test]
-async fn the_read_model_keeps_the_same_rows_whether_events_come_once_in_order_or_redelivered_and_reordered() {
-    let api = Api::new().await;
-    let (orders, records) = three_histories(&api).await;
-    assert_eq!(records.len(), 3 + 6 + 1 + 1 + 1, "placed ×3, steps ×6, confirmed, cancel requested, cancelled");
-    let once_in_order: Vec<Vec<_>> = records.iter().map(|record| vec![record]).collect();
-    let (rows, positions) = project(&once_in_order).await;
-    let status =
-        |n: usize| rows.as_array().unwrap().iter().find(|row| row["order_id"] == orders[n].to_string()).unwrap();
-    assert_eq!((status(0)["status"].as_str(), status(0)["total_minor"].as_i64()), (Some("CONFIRMED"), Some(4499)));
-    assert_eq!(status(1)["status"], "CANCELLED");
-    assert_eq!(status(1)["cancellation_code"], "customer_cancelled");
-    assert!(status(1)["cancel_requested_at"].is_string(), "{rows:#}");
-    assert_eq!(status(2)["status"], "PENDING");
-    for n in 0..3 {
-        assert_eq!(status(n)["last_step"]["step"], "authorize_payment", "the latest step report wins: {rows:#}");
-    }
-
-    // Redelivered (each twice), reordered (newest first, odd before even),
-    // and in batches of other sizes, duplicates within one batch included.
-    let reversed_twice: Vec<_> = records.iter().rev().flat_map(|record| [record, record]).collect();
-    let odd_then_even: Vec<_> = records.iter().skip(1).step_by(2).chain(records.iter().step_by(2)).collect();
-    let all_twice: Vec<_> = records.iter().chain(records.iter()).collect();
-    for (how, batches) in [
-        ("reversed, each twice, in threes", reversed_twice.chunks(3).map(<[_]>::to_vec).collect::<Vec<_>>()),
-        ("odd before even, in pairs", odd_then_even.chunks(2).map(<[_]>::to_vec).collect()),
-        ("everything twice in one batch", vec![all_twice]),
-    ] {
-        assert_eq!(project(&batches).await, (rows.clone(), positions.clone()), "{how}");
-    }
-
-    // The API answers from these rows: filters, `placed_after`, the documented shape.
-    project_into(&api.db.pool, &once_in_order).await;
-    let listed = api.get("/orders?customer_id=cust-42").await;
-    assert_eq!(listed.status, StatusCode::OK);
-    assert_matches_schema(&listed.body, "OrderList");
-    let placed: Vec<&str> =
-        listed.body["orders"].as_array().unwrap().iter().map(|o| o["placed_at"].as_str().unwrap()).collect();
-    assert_eq!(placed.len(), 3, "{:#}", listed.body);
-    let newer = api.get(&format!("/orders?customer_id=cust-42&placed_after={}", placed[1].replace('+', "%2B"))).await;
-    let ids: Vec<&str> =
-        newer.body["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
-    assert_eq!(
-        ids,
-        [listed.body["orders"][0]["order_id"].as_str().unwrap()],
-        "only what was placed after: {:#}",
-        newer.body
-    );
-    let confirmed = api.get("/orders?status=confirmed").await.body;
-    assert_eq!(confirmed["orders"].as_array().map(Vec::len), Some(1), "{confirmed:#}");
-    let bad = api.get("/orders?placed_after=yesterday").await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert_matches_schema(&bad.body, "Problem");
 }
 
 #[tokio::test]

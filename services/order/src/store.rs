@@ -191,8 +191,8 @@ mod tests {
     #[test]
     fn a_request_that_meets_a_database_away_is_told_to_retry_not_that_it_failed() {
         let away = StoreError::Database(sqlx::Error::PoolTimedOut);
-        assert_eq!(Problem::storage_failure(&away).status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Problem::storage(away).status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
         let corrupt = StoreError::refused(serde_json::from_str::<u8>("x").unwrap_err());
-        assert_eq!(Problem::storage_failure(&corrupt).status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(Problem::storage(corrupt).status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -101,7 +101,8 @@ impl Problem {
     /// `503` with `Retry-After` while the database is unreachable, busy or
     /// read-only (the request is safe to repeat: every write is idempotent or
     /// keyed), `500` for anything else.
-    pub fn storage_failure(error: &(dyn std::error::Error + 'static)) -> Self {
+    pub fn storage(error: impl std::error::Error + 'static) -> Self {
+        let error: &(dyn std::error::Error + 'static) = &error;
         let transient = std::iter::successors(Some(error), |e| e.source())
             .filter_map(|e| e.downcast_ref::<sqlx::Error>())
             .any(checkout_outbox::is_transient);
@@ -114,12 +115,6 @@ impl Problem {
             tracing::error!(%error, "request failed");
             Self::internal()
         }
-    }
-
-    /// [`Self::storage_failure`] taking the error by value, for
-    /// `.map_err(Problem::storage)` in every service's routes.
-    pub fn storage(error: impl std::error::Error + 'static) -> Self {
-        Self::storage_failure(&error)
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 use checkout_domain::OrderId;
 use checkout_testkit::eventually;
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use support::checkout::{add_product, get, place, wait_until_finished, wait_until_saga_finished};
 use support::stack::{Stack, binary};
@@ -44,13 +46,34 @@ fn rebuild(stack: &Stack, check: bool) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), report)
 }
 
-/// Waits until the read model has applied everything published so far.
+/// Waits until the read model reflects every event the services have
+/// written. A lag of zero alone is not enough: the last event may still sit
+/// in a service's outbox (the saga is finished before its final
+/// `SagaStepRecorded` is relayed), and the lag is only as new as the last
+/// staleness check. So: wait for the writers' outboxes to be published,
+/// note the time, and wait for `consistent_as_of` to pass it, which says
+/// every event published before it is applied.
 async fn caught_up(stack: &Stack, orders: usize) {
+    for writer in ["order", "orchestrator"] {
+        eventually(Duration::from_secs(30), "the outbox to be published", || async move {
+            let unpublished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL",
+            )
+            .fetch_one(stack.db(writer))
+            .await
+            .ok()?;
+            (unpublished == 0).then_some(())
+        })
+        .await;
+    }
+    let published_by = OffsetDateTime::now_utc();
     eventually(Duration::from_secs(30), "the read model to catch up", || async move {
         let reply = get(stack, "order", "/orders?limit=100").await;
-        let lag = reply.body["staleness"]["lag_records"].as_i64();
+        let staleness = &reply.body["staleness"];
+        let consistent_as_of = OffsetDateTime::parse(staleness["consistent_as_of"].as_str()?, &Rfc3339).ok()?;
         let finished = reply.body["orders"].as_array()?.iter().filter(|o| o["status"] != "PENDING").count();
-        (lag == Some(0) && finished == orders).then_some(())
+        (consistent_as_of > published_by && staleness["lag_records"].as_i64() == Some(0) && finished == orders)
+            .then_some(())
     })
     .await;
 }

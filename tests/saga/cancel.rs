@@ -2,6 +2,7 @@
 //! reservation and authorization, during a payment timeout, and after the
 //! order was confirmed. Also the order's history and the read model.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,6 +156,15 @@ pub async fn the_order_history_answers_what_the_order_was_at_each_event(stack: A
         assert_eq!(past.body["version"], event["seq"], "as_of {at} is the order right after event {}", i + 1);
         let expected = if types[..=i].contains(&"OrderConfirmed") { "CONFIRMED" } else { "PENDING" };
         assert_eq!(past.body["status"], expected, "at {at}");
+    }
+    // Lineage: one conversation; the customer's request has no causing
+    // message, every later change names the message that caused it.
+    let correlations: HashSet<&str> = events.iter().filter_map(|e| e["correlation_id"].as_str()).collect();
+    assert_eq!(correlations.len(), 1, "every event is of the checkout's one conversation: {events:?}");
+    assert_eq!(events[0]["causation_id"], Value::Null, "OrderPlaced comes from the customer's request");
+    for event in &events[1..] {
+        let cause = event["causation_id"].as_str().unwrap_or_else(|| panic!("no causing message: {event}"));
+        assert!(!correlations.contains(cause), "a change is caused by a message, not the conversation: {event}");
     }
     let before = get(&stack, "order", &format!("/orders/{order}?as_of=2000-01-01T00:00:00Z")).await;
     assert_eq!(before.status, StatusCode::NOT_FOUND);

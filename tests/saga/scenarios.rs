@@ -171,6 +171,7 @@ async fn a_payment_that_never_answers_is_compensated_and_a_late_authorization_vo
     let late = first_message(
         &Source::service("payment"),
         order,
+        checkout_platform::clock::now(),
         PaymentAuthorized {
             authorization_id: "auth_late".into(),
             amount: checkout_domain::Money::new(2500, checkout_domain::Currency::EUR).unwrap(),

@@ -39,7 +39,7 @@ impl Sweeper {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
         metrics::counter!("checkout_inventory_reservations_quarantined_total").absolute(0);
         periodic::drain_every(self.interval, BATCH, "reservation expiry sweep", &shutdown, || {
-            self.sweep_once(OffsetDateTime::now_utc())
+            self.sweep_once(checkout_platform::clock::now())
         })
         .await
     }

@@ -8,6 +8,7 @@ use checkout_messages::payloads::inventory::{
 };
 use checkout_messages::{Envelope, Message, Source};
 use checkout_outbox::{UnitOfWork, caused_by, handler_error};
+use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
@@ -38,8 +39,9 @@ impl Handler for InventoryHandler {
         let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
             return Ok(());
         };
+        let now = clock::now();
         let reply = match &envelope.payload {
-            Message::ReserveInventory(command) => self.reserve(work.conn(), envelope, &command.lines).await?,
+            Message::ReserveInventory(command) => self.reserve(work.conn(), envelope, &command.lines, now).await?,
             Message::ReleaseInventory(_) => release(work.conn(), envelope).await?,
             Message::CommitInventory(_) => commit(work.conn(), envelope.subject).await?,
             other => {
@@ -47,7 +49,7 @@ impl Handler for InventoryHandler {
             }
         };
         tracing::info!(reply = %reply.message_type(), "inventory command handled");
-        work.send(caused_by(envelope, &self.source, reply));
+        work.send(caused_by(envelope, &self.source, now, reply));
         work.commit().await.map_err(handler_error)
     }
 }
@@ -58,6 +60,7 @@ impl InventoryHandler {
         conn: &mut PgConnection,
         envelope: &Envelope<Message>,
         lines: &OrderLines,
+        now: OffsetDateTime,
     ) -> Result<Message, StoreError> {
         let order = envelope.subject;
         if let Some(existing) = store::find_reservation(conn, order).await? {
@@ -68,7 +71,7 @@ impl InventoryHandler {
         let lineage = Lineage { cause: envelope, traceparent: RecordHeaders::current_traceparent() };
         match price(lines, &stock) {
             Ok(pricing) => {
-                let expires_at = checkout_platform::clock::now() + self.reservation_ttl;
+                let expires_at = now + self.reservation_ttl;
                 if store::insert_held(conn, order, &pricing, expires_at, &lineage).await? {
                     Ok(InventoryReserved { pricing, expires_at }.into())
                 } else {

@@ -38,7 +38,7 @@ fn lines(wanted: &[(&str, u32)]) -> OrderLines {
 }
 
 fn command(order: OrderId, payload: impl Into<Message>) -> Envelope {
-    first_message(&Source::service("orchestrator"), order, payload)
+    first_message(&Source::service("orchestrator"), order, checkout_platform::clock::now(), payload)
 }
 
 fn new_order() -> OrderId {

@@ -3,6 +3,7 @@ use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
 use checkout_messages::{Message, Source};
 use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
+use checkout_platform::clock;
 use sqlx::PgPool;
 
 use crate::email::{self, Email};
@@ -92,7 +93,7 @@ impl Handler for NotificationHandler {
             smtp_response: response.as_deref(),
         };
         store::record(work.conn(), &sent).await?;
-        work.send(caused_by(envelope, &self.source, CustomerNotified { kind }));
+        work.send(caused_by(envelope, &self.source, clock::now(), CustomerNotified { kind }));
         work.commit().await.map_err(handler_error)
     }
 }

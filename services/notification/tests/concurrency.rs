@@ -28,7 +28,12 @@ fn confirmation(order: OrderId) -> checkout_messages::Envelope {
     }])
     .unwrap();
     let email = EmailAddress::parse("ada@example.com").unwrap();
-    first_message(&Source::service("orchestrator"), order, NotifyOrderConfirmed { email, pricing })
+    first_message(
+        &Source::service("orchestrator"),
+        order,
+        checkout_platform::clock::now(),
+        NotifyOrderConfirmed { email, pricing },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

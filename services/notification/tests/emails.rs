@@ -43,7 +43,12 @@ impl Fixture {
             unit_price: Money::new(1250, Currency::EUR).unwrap(),
         }])
         .unwrap();
-        first_message(&Source::service("orchestrator"), self.order, NotifyOrderConfirmed { email: ada(), pricing })
+        first_message(
+            &Source::service("orchestrator"),
+            self.order,
+            checkout_platform::clock::now(),
+            NotifyOrderConfirmed { email: ada(), pricing },
+        )
     }
 }
 
@@ -127,8 +132,12 @@ async fn a_cancellation_email_says_why() {
     let f = Fixture::new().await;
     let reason =
         CancellationReason { code: CancellationCode::OutOfStock, detail: "TEE-M: 1 requested, 0 available".into() };
-    let command =
-        first_message(&Source::service("orchestrator"), f.order, NotifyOrderCancelled { email: ada(), reason });
+    let command = first_message(
+        &Source::service("orchestrator"),
+        f.order,
+        checkout_platform::clock::now(),
+        NotifyOrderCancelled { email: ada(), reason },
+    );
     f.send(&command).await.unwrap();
     let mail = f.smtp.mail();
     assert!(mail[0].header("Subject").unwrap().ends_with("was cancelled"));

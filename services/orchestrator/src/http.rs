@@ -146,7 +146,7 @@ async fn view(pool: &PgPool, order: OrderId) -> Result<SagaView, Problem> {
         }),
         inventory: snake(saga.inventory),
         payment: snake(saga.payment),
-        total: saga.pricing.as_ref().map(checkout_domain::Pricing::total),
+        total: saga.phase.pricing().map(checkout_domain::Pricing::total),
         outcome: outcome(&saga),
         started_at: saga.started_at,
         updated_at: saga.updated_at,

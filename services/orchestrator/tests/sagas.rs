@@ -58,6 +58,7 @@ impl Fixture {
         let placed = first_message(
             &Source::service("order"),
             order,
+            checkout_platform::clock::now(),
             OrderPlaced {
                 customer_id: CustomerId::parse("cust-1").unwrap(),
                 email: EmailAddress::parse("ada@example.com").unwrap(),
@@ -84,7 +85,7 @@ impl Fixture {
     /// A participant's reply to the latest command.
     async fn reply(&self, payload: impl Into<Message>) -> Envelope {
         let command = self.commands().await.pop().unwrap();
-        let reply = caused_by(&command, &Source::service("participant"), payload);
+        let reply = caused_by(&command, &Source::service("participant"), checkout_platform::clock::now(), payload);
         self.deliver(&reply).await;
         reply
     }
@@ -199,7 +200,7 @@ async fn a_redelivered_message_changes_nothing() {
 #[tokio::test]
 async fn a_reply_for_an_unknown_saga_is_refused() {
     let f = Fixture::new().await;
-    let stray = first_message(&Source::service("payment"), f.order, PaymentVoided {});
+    let stray = first_message(&Source::service("payment"), f.order, checkout_platform::clock::now(), PaymentVoided {});
     let error = f.handler().handle(&incoming(stray)).await.unwrap_err();
     assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)));
 }

@@ -7,7 +7,9 @@ use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::{OrderCancelled, OrderConfirmed};
 use checkout_messages::{Envelope, Message, Source};
 use checkout_outbox::{UnitOfWork, caused_by, handler_error};
+use checkout_platform::clock;
 use sqlx::PgPool;
+use time::OffsetDateTime;
 
 use crate::domain::{Order, OrderEvent};
 use crate::store::{self, Lineage, Refusal, StoreError};
@@ -55,6 +57,7 @@ impl Handler for OrderHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
         let order_id = envelope.subject;
+        let now = clock::now();
         let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
             return Ok(());
         };
@@ -83,7 +86,7 @@ impl Handler for OrderHandler {
         if events.is_empty() {
             // A repeated command: answer it again, change nothing.
             if let Some(reply) = repeat {
-                work.send(caused_by(envelope, &self.source, reply));
+                work.send(caused_by(envelope, &self.source, now, reply));
             }
             return work.commit().await.map_err(handler_error);
         }
@@ -97,13 +100,19 @@ impl Handler for OrderHandler {
                 _ => {}
             }
             if let Some(announced) = announcement(event) {
-                work.send(announce(envelope, &self.source, announced, sequence));
+                work.send(announce(envelope, &self.source, now, announced, sequence));
             }
         }
         work.commit().await.map_err(handler_error)
     }
 }
 
-fn announce(cause: &Envelope<Message>, source: &Source, payload: Message, sequence: u64) -> Envelope<Message> {
-    caused_by(cause, source, payload).at_sequence(sequence)
+fn announce(
+    cause: &Envelope<Message>,
+    source: &Source,
+    now: OffsetDateTime,
+    payload: Message,
+    sequence: u64,
+) -> Envelope<Message> {
+    caused_by(cause, source, now, payload).at_sequence(sequence)
 }

@@ -110,7 +110,7 @@ async fn place_order(
         lines: order.lines.clone(),
         card_token: order.card_token.clone(),
     };
-    let message = first_message(&state.source, order_id, placed).at_sequence(1);
+    let message = first_message(&state.source, order_id, checkout_platform::clock::now(), placed).at_sequence(1);
     let lineage = Lineage { causation_id: None, correlation_id: *message.correlation_id.as_uuid() };
     store::append(work.conn(), order_id, 0, lineage, &[Order::place(&order, trace_id.clone())])
         .await

@@ -219,7 +219,12 @@ async fn a_cancelled_order_shows_why_and_cannot_be_confirmed() {
     assert_eq!(view["status"], "CANCELLED");
     assert_eq!(view["cancellation"], json!({"code": "payment_declined", "detail": "insufficient funds"}));
 
-    let confirm = first_message(&Source::service("orchestrator"), order, ConfirmOrder { pricing: pricing() });
+    let confirm = first_message(
+        &Source::service("orchestrator"),
+        order,
+        checkout_platform::clock::now(),
+        ConfirmOrder { pricing: pricing() },
+    );
     let error = OrderHandler::new(api.db.pool.clone()).handle(&incoming(confirm)).await.unwrap_err();
     assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)), "{error}");
 }

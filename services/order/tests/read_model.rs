@@ -39,7 +39,8 @@ async fn three_histories(api: &Api) -> (Vec<OrderId>, Vec<(checkout_messages::En
             (SagaStepName::AuthorizePayment, StepOutcome::Succeeded),
         ] {
             let report = SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None };
-            let envelope = first_message(&Source::service("orchestrator"), *order, report);
+            let envelope =
+                first_message(&Source::service("orchestrator"), *order, checkout_platform::clock::now(), report);
             OrderHandler::new(api.db.pool.clone()).handle(&incoming(envelope.clone())).await.unwrap();
             reports.push(envelope);
         }

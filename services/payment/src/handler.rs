@@ -8,6 +8,7 @@ use checkout_messages::payloads::payment::{
 };
 use checkout_messages::{Message, Source};
 use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
+use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 
 use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
@@ -121,7 +122,7 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
         };
         if let Some(reply) = record(work.conn(), order, effect).await? {
             tracing::info!(reply = %reply.message_type(), "payment command handled");
-            work.send(caused_by(envelope, &self.source, reply));
+            work.send(caused_by(envelope, &self.source, clock::now(), reply));
         }
         work.commit().await.map_err(handler_error)
     }

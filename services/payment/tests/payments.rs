@@ -63,7 +63,7 @@ impl Fixture {
     }
 
     fn command(&self, payload: impl Into<Message>) -> Envelope {
-        first_message(&Source::service("orchestrator"), self.order, payload)
+        first_message(&Source::service("orchestrator"), self.order, checkout_platform::clock::now(), payload)
     }
 
     async fn send(&self, envelope: Envelope) -> Result<(), HandlerError> {

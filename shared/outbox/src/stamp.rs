@@ -1,5 +1,6 @@
-//! New envelopes get their identity here, at the edge: a time-ordered id and
-//! the current time. The message contracts themselves never read a clock.
+//! New envelopes get their identity here, at the edge: a time-ordered id,
+//! and the time the caller read once for the whole change. The message
+//! contracts themselves never read a clock.
 
 use checkout_domain::OrderId;
 use checkout_messages::{Envelope, Message, MessageId, Source};
@@ -11,11 +12,21 @@ pub fn new_message_id() -> MessageId {
 }
 
 /// The first message of a conversation about `order`.
-pub fn first_message(source: &Source, order: OrderId, payload: impl Into<Message>) -> Envelope<Message> {
-    Envelope::first(new_message_id(), source.clone(), order, OffsetDateTime::now_utc(), payload.into())
+pub fn first_message(
+    source: &Source,
+    order: OrderId,
+    now: OffsetDateTime,
+    payload: impl Into<Message>,
+) -> Envelope<Message> {
+    Envelope::first(new_message_id(), source.clone(), order, now, payload.into())
 }
 
 /// A message caused by `cause`: same order and conversation.
-pub fn caused_by(cause: &Envelope<Message>, source: &Source, payload: impl Into<Message>) -> Envelope<Message> {
-    cause.caused(new_message_id(), source.clone(), OffsetDateTime::now_utc(), payload.into())
+pub fn caused_by(
+    cause: &Envelope<Message>,
+    source: &Source,
+    now: OffsetDateTime,
+    payload: impl Into<Message>,
+) -> Envelope<Message> {
+    cause.caused(new_message_id(), source.clone(), now, payload.into())
 }

@@ -60,6 +60,6 @@ mod transition;
 pub use command::Command;
 pub use input::Input;
 pub use policy::{SagaPolicy, StepPolicy};
-pub use saga::{ActiveStep, InventoryHold, PaymentHold, Saga, SagaState, SagaStatus, Unfinished};
+pub use saga::{ActiveStep, InventoryHold, PaymentHold, Phase, Saga, SagaState, SagaStatus, Unfinished};
 pub use step::Step;
 pub use transition::{Ignored, Operation, Refusal, Transition};

@@ -7,14 +7,14 @@ use crate::Step;
 
 /// Everything the orchestrator knows about one order's saga.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredShape")]
 pub struct Saga {
     pub order_id: OrderId,
     pub email: EmailAddress,
     pub lines: OrderLines,
     pub card_token: CardToken,
-    /// Prices quoted by the inventory when it reserved the stock.
-    pub pricing: Option<Pricing>,
-    pub authorization_id: Option<String>,
+    /// What the participants have told the saga so far.
+    pub phase: Phase,
     /// What the inventory may be holding for this order.
     pub inventory: InventoryHold,
     /// What the payment provider may be holding for this order.
@@ -24,6 +24,75 @@ pub struct Saga {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// How far the order has got, each phase carrying what the steps after it
+/// need: no step can be sent without the prices it charges or confirms,
+/// and an authorization never exists without the total it was for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// The stock is asked for; nothing is priced yet.
+    Reserving,
+    /// The inventory reserved the stock and quoted its prices.
+    Reserved { pricing: Pricing },
+    /// The payment provider authorized the quoted total.
+    Authorized { pricing: Pricing, authorization_id: String },
+}
+
+impl Phase {
+    /// The prices the inventory quoted, once it has.
+    pub fn pricing(&self) -> Option<&Pricing> {
+        match self {
+            Self::Reserving => None,
+            Self::Reserved { pricing } | Self::Authorized { pricing, .. } => Some(pricing),
+        }
+    }
+}
+
+/// How a saga is read from storage: sagas saved before [`Phase`] kept
+/// their prices and authorization in two optional fields.
+#[derive(Deserialize)]
+struct StoredShape {
+    order_id: OrderId,
+    email: EmailAddress,
+    lines: OrderLines,
+    card_token: CardToken,
+    #[serde(default)]
+    phase: Option<Phase>,
+    #[serde(default)]
+    pricing: Option<Pricing>,
+    #[serde(default)]
+    authorization_id: Option<String>,
+    inventory: InventoryHold,
+    payment: PaymentHold,
+    state: SagaState,
+    #[serde(with = "time::serde::rfc3339")]
+    started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+impl From<StoredShape> for Saga {
+    fn from(stored: StoredShape) -> Self {
+        let phase = stored.phase.unwrap_or(match (stored.pricing, stored.authorization_id) {
+            (None, _) => Phase::Reserving,
+            (Some(pricing), None) => Phase::Reserved { pricing },
+            (Some(pricing), Some(authorization_id)) => Phase::Authorized { pricing, authorization_id },
+        });
+        Self {
+            order_id: stored.order_id,
+            email: stored.email,
+            lines: stored.lines,
+            card_token: stored.card_token,
+            phase,
+            inventory: stored.inventory,
+            payment: stored.payment,
+            state: stored.state,
+            started_at: stored.started_at,
+            updated_at: stored.updated_at,
+        }
+    }
 }
 
 /// The inventory side, as far as the saga can tell. `Requested` means the

@@ -13,7 +13,7 @@ use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
 use checkout_saga::{
-    Command, Ignored, Input, InventoryHold, Operation, PaymentHold, Refusal, SagaState, SagaStatus, Step,
+    Command, Ignored, Input, InventoryHold, Operation, PaymentHold, Phase, Refusal, Saga, SagaState, SagaStatus, Step,
 };
 use common::{Driver, authorized, eur, pricing};
 
@@ -195,7 +195,7 @@ fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga()
     }
     assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
     // The gateway did capture; its reply was only late.
-    let amount = driver.saga.pricing.as_ref().unwrap().total();
+    let amount = driver.saga.phase.pricing().unwrap().total();
     assert_eq!(driver.apply(Input::PaymentCaptured { amount }), ["NotifyOrderConfirmed"]);
     driver.apply(Input::CustomerNotified { kind: NotificationKind::OrderConfirmed });
     assert_eq!(driver.saga.status(), SagaStatus::Completed);
@@ -373,8 +373,41 @@ fn lines_priced_differently_from_the_order_are_rejected() {
 fn the_saga_survives_a_round_trip_through_its_stored_form() {
     let driver = reserved();
     let stored = serde_json::to_string(&driver.saga).unwrap();
-    let restored: checkout_saga::Saga = serde_json::from_str(&stored).unwrap();
+    let restored: Saga = serde_json::from_str(&stored).unwrap();
     assert_eq!(restored, driver.saga);
+}
+
+#[test]
+fn each_phase_carries_what_its_steps_need() {
+    let mut driver = Driver::start();
+    assert_eq!(driver.saga.phase, Phase::Reserving);
+    driver.apply(Input::InventoryReserved { pricing: pricing() });
+    assert_eq!(driver.saga.phase, Phase::Reserved { pricing: pricing() });
+    driver.apply(authorized());
+    assert_eq!(driver.saga.phase, Phase::Authorized { pricing: pricing(), authorization_id: "auth-1".into() });
+}
+
+#[test]
+fn a_saga_stored_before_phases_reads_back_in_its_phase() {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    let mut stored = serde_json::to_value(&driver.saga).unwrap();
+    // The earlier shape: two optional fields where the phase is now.
+    let fields = stored.as_object_mut().unwrap();
+    fields.remove("phase");
+    let legacy = |pricing: serde_json::Value, authorization: serde_json::Value| {
+        let mut fields = fields.clone();
+        fields.insert("pricing".into(), pricing);
+        fields.insert("authorization_id".into(), authorization);
+        serde_json::from_value::<Saga>(serde_json::Value::Object(fields)).unwrap().phase
+    };
+    let priced = serde_json::to_value(pricing()).unwrap();
+    assert_eq!(legacy(serde_json::Value::Null, serde_json::Value::Null), Phase::Reserving);
+    assert_eq!(legacy(priced.clone(), serde_json::Value::Null), Phase::Reserved { pricing: pricing() });
+    assert_eq!(
+        legacy(priced, "auth-1".into()),
+        Phase::Authorized { pricing: pricing(), authorization_id: "auth-1".into() }
+    );
 }
 
 fn cancel(reason: Option<&str>) -> Input {

@@ -73,7 +73,7 @@ impl Api {
     }
 
     pub async fn deliver(&self, order: OrderId, payload: impl Into<Message>) {
-        let envelope = first_message(&Source::service("orchestrator"), order, payload);
+        let envelope = first_message(&Source::service("orchestrator"), order, checkout_platform::clock::now(), payload);
         OrderHandler::new(self.db.pool.clone()).handle(&incoming(envelope)).await.unwrap();
     }
 }

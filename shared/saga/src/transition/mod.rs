@@ -1,4 +1,4 @@
-use checkout_domain::OrderId;
+use checkout_domain::{OrderId, OrderLines, Pricing};
 use checkout_messages::payloads::inventory::RejectionCode;
 use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::{CancellationCode, CancellationReason, OrderPlaced};
@@ -10,7 +10,9 @@ mod operation;
 
 pub use operation::{Operation, Refusal};
 
-use crate::{ActiveStep, Command, Input, InventoryHold, PaymentHold, Saga, SagaPolicy, SagaState, Step, Unfinished};
+use crate::{
+    ActiveStep, Command, Input, InventoryHold, PaymentHold, Phase, Saga, SagaPolicy, SagaState, Step, Unfinished,
+};
 
 /// The result of applying one input: the next saga, the commands to send,
 /// and the timeline entries to publish, all to be made durable together.
@@ -60,8 +62,7 @@ impl Saga {
             email: placed.email.clone(),
             lines: placed.lines.clone(),
             card_token: placed.card_token.clone(),
-            pricing: None,
-            authorization_id: None,
+            phase: Phase::Reserving,
             inventory: InventoryHold::None,
             payment: PaymentHold::None,
             state: SagaState::Running { active },
@@ -145,8 +146,8 @@ impl<'a> Next<'a> {
         match (active.step, input) {
             (Step::ReserveInventory, Input::InventoryReserved { pricing }) => {
                 self.saga.inventory = InventoryHold::Held;
-                self.saga.pricing = Some(pricing.clone());
-                if priced_as_ordered(&self.saga) {
+                self.saga.phase = Phase::Reserved { pricing: pricing.clone() };
+                if priced_as_ordered(&self.saga.lines, pricing) {
                     self.succeed(active, None);
                 } else {
                     let detail = "the inventory priced different lines than were ordered".to_owned();
@@ -167,14 +168,19 @@ impl<'a> Next<'a> {
             }
             (Step::AuthorizePayment, Input::PaymentAuthorized { authorization_id, amount }) => {
                 self.saga.payment = PaymentHold::Authorized;
-                self.saga.authorization_id = Some(authorization_id.clone());
-                let expected = self.saga.pricing.as_ref().map(checkout_domain::Pricing::total);
-                if expected == Some(*amount) {
-                    self.succeed(active, Some(format!("authorized {amount}")));
-                } else {
-                    let detail = format!("authorized {amount}, but the order totals {expected:?}");
-                    self.record(Step::AuthorizePayment, StepOutcome::Failed, attempt, Some(detail.clone()));
-                    self.compensate(reason(CancellationCode::Other, detail));
+                match self.saga.phase.pricing().cloned() {
+                    Some(pricing) if pricing.total() == *amount => {
+                        self.saga.phase = Phase::Authorized { pricing, authorization_id: authorization_id.clone() };
+                        self.succeed(active, Some(format!("authorized {amount}")));
+                    }
+                    quoted => {
+                        let detail = match quoted {
+                            Some(pricing) => format!("authorized {amount}, but the order totals {}", pricing.total()),
+                            None => format!("authorized {amount} for an order that was never priced"),
+                        };
+                        self.record(Step::AuthorizePayment, StepOutcome::Failed, attempt, Some(detail.clone()));
+                        self.compensate(reason(CancellationCode::Other, detail));
+                    }
                 }
             }
             (Step::AuthorizePayment, Input::PaymentDeclined { detail, .. }) => {
@@ -397,13 +403,13 @@ impl<'a> Next<'a> {
                 Command::ReserveInventory { lines: saga.lines.clone() }
             }
             Step::AuthorizePayment => {
-                let amount = saga.pricing.as_ref()?.total();
+                let amount = saga.phase.pricing()?.total();
                 saga.payment = PaymentHold::Requested;
                 Command::AuthorizePayment { amount, card_token: saga.card_token.clone() }
             }
-            Step::ConfirmOrder => Command::ConfirmOrder { pricing: saga.pricing.clone()? },
+            Step::ConfirmOrder => Command::ConfirmOrder { pricing: saga.phase.pricing()?.clone() },
             Step::CapturePayment => {
-                let amount = saga.pricing.as_ref()?.total();
+                let amount = saga.phase.pricing()?.total();
                 saga.payment = PaymentHold::CaptureRequested;
                 Command::CapturePayment { amount }
             }
@@ -412,7 +418,7 @@ impl<'a> Next<'a> {
                 Command::CommitInventory
             }
             Step::NotifyCustomer => {
-                Command::NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.pricing.clone()? }
+                Command::NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.phase.pricing()?.clone() }
             }
             Step::VoidPayment => {
                 saga.payment = PaymentHold::VoidRequested;
@@ -422,7 +428,7 @@ impl<'a> Next<'a> {
                 saga.inventory = InventoryHold::ReleaseRequested;
                 Command::ReleaseInventory
             }
-            Step::CancelOrder => Command::CancelOrder { reason: cancellation?, pricing: saga.pricing.clone() },
+            Step::CancelOrder => Command::CancelOrder { reason: cancellation?, pricing: saga.phase.pricing().cloned() },
             Step::NotifyCancellation => {
                 Command::NotifyOrderCancelled { email: saga.email.clone(), reason: cancellation? }
             }
@@ -450,9 +456,8 @@ fn reason(code: CancellationCode, detail: String) -> CancellationReason {
 }
 
 /// The quoted lines are exactly the ordered ones (same SKUs, same quantities).
-fn priced_as_ordered(saga: &Saga) -> bool {
-    let Some(pricing) = &saga.pricing else { return false };
-    let mut ordered: Vec<_> = saga.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
+fn priced_as_ordered(lines: &OrderLines, pricing: &Pricing) -> bool {
+    let mut ordered: Vec<_> = lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect();
     let mut priced: Vec<_> = pricing.lines().iter().map(|l| (l.sku.clone(), l.quantity)).collect();
     ordered.sort();
     priced.sort();

@@ -12,10 +12,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use checkout_domain::OrderId;
+use checkout_kafka::{TopicNames, Watermarks};
+use checkout_messages::Topic;
 use checkout_testkit::eventually;
 use serde_json::Value;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use support::checkout::{add_product, get, place, wait_until_finished, wait_until_saga_finished};
 use support::stack::{Stack, binary};
@@ -47,12 +47,12 @@ fn rebuild(stack: &Stack, check: bool) -> (i32, Value) {
 }
 
 /// Waits until the read model reflects every event the services have
-/// written. A lag of zero alone is not enough: the last event may still sit
-/// in a service's outbox (the saga is finished before its final
-/// `SagaStepRecorded` is relayed), and the lag is only as new as the last
-/// staleness check. So: wait for the writers' outboxes to be published,
-/// note the time, and wait for `consistent_as_of` to pass it, which says
-/// every event published before it is applied.
+/// written. A staleness check's zero lag is not enough: the last event may
+/// still sit in a service's outbox (the saga is finished before its final
+/// `SagaStepRecorded` is relayed), and the lag is only as new as the
+/// monitor's last check. So: wait for the writers' outboxes to be
+/// published, ask the broker where the read topics end then, and wait for
+/// the projection's stored positions to reach those ends.
 async fn caught_up(stack: &Stack, orders: usize) {
     for writer in ["order", "orchestrator"] {
         eventually(Duration::from_secs(30), "the outbox to be published", || async move {
@@ -66,16 +66,39 @@ async fn caught_up(stack: &Stack, orders: usize) {
         })
         .await;
     }
-    let published_by = OffsetDateTime::now_utc();
-    eventually(Duration::from_secs(30), "the read model to catch up", || async move {
-        let reply = get(stack, "order", "/orders?limit=100").await;
-        let staleness = &reply.body["staleness"];
-        let consistent_as_of = OffsetDateTime::parse(staleness["consistent_as_of"].as_str()?, &Rfc3339).ok()?;
-        let finished = reply.body["orders"].as_array()?.iter().filter(|o| o["status"] != "PENDING").count();
-        (consistent_as_of > published_by && staleness["lag_records"].as_i64() == Some(0) && finished == orders)
-            .then_some(())
+    let names = TopicNames::new(stack.kafka.settings.topic_prefix.clone());
+    let topics: Vec<String> = [Topic::OrderEvents, Topic::OrchestratorEvents].map(|t| names.physical(t)).into();
+    let ends = Watermarks::new(&stack.kafka.settings).unwrap().ends(&topics).await.unwrap();
+    let ends = &ends;
+    eventually(Duration::from_secs(30), "the read model to reach the topics' ends", || async move {
+        let positions: Vec<(String, i32, i64)> =
+            sqlx::query_as("SELECT topic, partition, next_offset FROM read_model_positions")
+                .fetch_all(stack.db("order"))
+                .await
+                .ok()?;
+        let behind: Vec<_> = ends
+            .iter()
+            .filter(|((topic, partition), end)| {
+                let next = positions.iter().find(|(t, p, _)| t == topic && p == partition).map_or(0, |row| row.2);
+                next < **end
+            })
+            .collect();
+        if !behind.is_empty() {
+            // Printed only when the test fails: what it was waiting for.
+            eprintln!("read model behind the topics' ends on {behind:?}");
+        }
+        behind.is_empty().then_some(())
     })
     .await;
+    let reply = get(stack, "order", "/orders?limit=100").await;
+    let finished = reply.body["orders"].as_array().unwrap().iter().filter(|o| o["status"] != "PENDING").count();
+    assert_eq!(
+        finished,
+        orders,
+        "every order is final in the read model: {}\nrows: {:?}",
+        reply.body,
+        rows(stack).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

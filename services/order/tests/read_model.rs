@@ -151,3 +151,47 @@ async fn the_read_model_keeps_the_same_rows_whether_events_come_once_in_order_or
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_matches_schema(&bad.body, "Problem");
 }
+
+/// An order's events come on two topics, so its first events may be folded
+/// by two batches at once: both must be kept (a row written by each, the
+/// later overwriting the earlier, kept only one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_first_events_folded_at_once_from_both_topics_are_both_kept() {
+    let api = Api::new().await;
+    for _ in 0..40 {
+        api.post(&checkout(), None).await;
+    }
+    let placed: Vec<_> = outbox(&api.db.pool).await.into_iter().filter(|e| Summary::reads(&e.payload)).collect();
+    assert_eq!(placed.len(), 40);
+    let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+    let projection = Projection::new(db.pool.clone());
+    for (offset, placed) in (0..).zip(&placed) {
+        let step = SagaStepRecorded {
+            earlier: Vec::new(),
+            step: SagaStepName::ReserveInventory,
+            outcome: StepOutcome::Started,
+            attempt: 1,
+            detail: None,
+        };
+        let step = first_message(&Source::service("orchestrator"), placed.subject, placed.time, step);
+        let at = |topic: &str, envelope: &checkout_messages::Envelope| Incoming {
+            position: RecordPosition { topic: topic.to_owned(), partition: 0, offset },
+            ..incoming(envelope.clone())
+        };
+        let (order_events, orchestrator_events) = ([at("order.events", placed)], [at("orchestrator.events", &step)]);
+        let (a, b) =
+            tokio::join!(projection.handle_batch(&order_events), projection.handle_batch(&orchestrator_events));
+        a.unwrap();
+        b.unwrap();
+    }
+    let incomplete: Vec<(uuid::Uuid, bool, bool)> = sqlx::query_as(
+        "SELECT order_id, placed_at IS NOT NULL, last_step IS NOT NULL FROM order_summaries
+          WHERE placed_at IS NULL OR last_step IS NULL",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(incomplete, [], "rows that lost one of their first two events (order, placed kept, step kept)");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(rows, 40);
+}

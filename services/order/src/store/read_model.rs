@@ -65,10 +65,31 @@ fn decode(row: Row) -> Summary {
     }
 }
 
-/// The rows of `orders` that exist, locked until the caller's transaction
-/// ends (in order id order, so two batches never wait on each other in a cycle).
+/// The rows of `orders`, locked until the caller's transaction ends (in
+/// order id order, so two batches never wait on each other in a cycle).
+///
+/// An order's events come on two topics, so two batches may fold its first
+/// events at once. A missing row cannot be locked, and both would then
+/// write a row of their own, the later commit overwriting the earlier one's
+/// fields; so every missing row is first inserted empty (as
+/// [`Summary::new`] has it), and a concurrent insert of the same order waits
+/// for this transaction and then finds the row filled.
 pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<HashMap<OrderId, Summary>, sqlx::Error> {
-    let ids: Vec<Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
+    let mut ids: Vec<Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let empty = Summary::new(OrderId::from_uuid(Uuid::nil()));
+    sqlx::query!(
+        "INSERT INTO order_summaries (order_id, status, version, updated_at)
+         SELECT id, $2, $3, $4 FROM UNNEST($1::UUID[]) AS id
+         ON CONFLICT (order_id) DO NOTHING",
+        &ids,
+        empty.status.as_str(),
+        i64::try_from(empty.version).unwrap_or_default(),
+        empty.updated_at,
+    )
+    .execute(&mut *conn)
+    .await?;
     let rows = sqlx::query_as!(
         Row,
         "SELECT order_id, customer_id, placed_at, status, total_minor, currency, cancellation_code,

@@ -111,7 +111,7 @@ postgres_answers() { psql -h 127.0.0.1 -U postgres -qAtc 'SELECT 1' >/dev/null 2
 
 broker_ready() { port_open "$BROKER_HOST" "$BROKER_PORT"; }
 
-TOPICS_TOOL="$ROOT/target/debug/checkout-topics"
+TOPICS_TOOL="${CARGO_TARGET_DIR:-$ROOT/target}/debug/checkout-topics"
 # Built before anything waits on it, so a rebuild never counts as broker start time.
 build_topics_tool() {
   if [ ! -x "$TOPICS_TOOL" ] || [ -n "$(find "$ROOT/shared" -newer "$TOPICS_TOOL" -name '*.rs' -print -quit)" ]; then
@@ -341,7 +341,7 @@ start_services() {
       LOG_FORMAT="${LOG_FORMAT:-text}" \
       OPERATOR_TOKENS="${OPERATOR_TOKENS:-operator=local-operator-token}" \
       OTEL_EXPORTER_OTLP_ENDPOINT="${CHECKOUT_OTLP_ENDPOINT:-}" \
-      nohup "$ROOT/target/$PROFILE/$service" >"$STATE/logs/$service.log" 2>&1 &
+      nohup "${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/$service" >"$STATE/logs/$service.log" 2>&1 &
     echo $! >"$STATE/$service.pid"
   done
   for service in $SERVICES; do

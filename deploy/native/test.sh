@@ -11,6 +11,17 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n==> %s (%d s so far)\n' "$*" "$SECONDS"; }
 
+# CI keeps cargo's build directory between runs on one machine, as CI
+# systems cache it: a clean clone then compiles only the workspace's own
+# crates (its dependencies are where the last run left them, and cargo
+# rebuilds whatever changed). On a fresh machine the directory is empty and
+# everything is built.
+if [ "${CI:-}" = true ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
+  export CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/checkout-saga/target"
+  mkdir -p "$CARGO_TARGET_DIR"
+  echo "test.sh: cargo's build directory is $CARGO_TARGET_DIR"
+fi
+
 step "infrastructure"
 deploy/native/stack.sh up
 

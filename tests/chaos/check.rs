@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::faults::Fault;
 use crate::support::checkout::mail_to;
 use crate::support::stack::Stack;
-use crate::{Checkout, DUPLICATE_WINDOW_PER_KILL, Form, Kind, LEAD, RECOVERY, Run};
+use crate::{Checkout, DUPLICATE_WINDOW_PER_INTERRUPTION, Form, INSTANCES, Kind, LEAD, RECOVERY, Run};
 
 /// What the services say about one order, once it has settled.
 #[derive(Debug)]
@@ -159,9 +159,11 @@ pub(crate) async fn check(run: &Run) -> Figures {
     assert_eq!(dead_letters(stack), 0, "nothing here is unprocessable: a dead letter is a transient failure lost");
     let notification_kills =
         run.windows.iter().filter(|w| matches!(w.fault, Fault::Kill { service: "notification", .. })).count();
+    let database_outages = run.windows.iter().filter(|w| matches!(w.fault, Fault::Database)).count();
+    let interruptions = notification_kills + INSTANCES * database_outages;
     assert!(
-        figures.duplicate_emails <= DUPLICATE_WINDOW_PER_KILL * notification_kills,
-        "{} duplicate emails after {notification_kills} notification kills",
+        figures.duplicate_emails <= DUPLICATE_WINDOW_PER_INTERRUPTION * interruptions,
+        "{} duplicate emails after {notification_kills} notification kills and {database_outages} database outages",
         figures.duplicate_emails
     );
 

@@ -113,9 +113,14 @@ const LEAD: Duration = Duration::from_secs(2);
 const RECOVERY: Duration = Duration::from_secs(15);
 
 /// At most this many emails can be sent twice per notification instance
-/// killed: one in flight per partition it consumes (the documented window:
-/// the SMTP server accepted, the process died before recording it).
-const DUPLICATE_WINDOW_PER_KILL: usize = 6;
+/// interrupted between an SMTP send and its commit (the documented window:
+/// the SMTP server accepted, then the record of it was lost): the instance
+/// was killed, or the database went away under it, which interrupts every
+/// instance at once.
+const DUPLICATE_WINDOW_PER_INTERRUPTION: usize = 6;
+
+/// The notification instances the stack runs (`Stack::scaled`).
+const INSTANCES: usize = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Kind {
@@ -265,7 +270,7 @@ async fn drive(form: Form) -> Run {
     if let Ok(ordering) = std::env::var("CHAOS_CONSUMER_ORDERING") {
         env.push(("CONSUMER_ORDERING", ordering));
     }
-    let stack = Arc::new(Stack::scaled(&env, 2).await);
+    let stack = Arc::new(Stack::scaled(&env, INSTANCES).await);
     println!("service logs: {}; seed {} (CHAOS_SEED)", stack.logs.display(), form.seed);
     let plenty_stock = i32::try_from(form.checkouts).unwrap() + 10;
     let products = Arc::new(Products {

@@ -12,8 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use checkout_domain::OrderId;
-use checkout_kafka::{TopicNames, Watermarks};
-use checkout_messages::Topic;
+use checkout_kafka::Watermarks;
 use checkout_testkit::eventually;
 use serde_json::Value;
 
@@ -66,8 +65,8 @@ async fn caught_up(stack: &Stack, orders: usize) {
         })
         .await;
     }
-    let names = TopicNames::new(stack.kafka.settings.topic_prefix.clone());
-    let topics: Vec<String> = [Topic::OrderEvents, Topic::OrchestratorEvents].map(|t| names.physical(t)).into();
+    let names = stack.kafka.names();
+    let topics: Vec<String> = checkout_order::read_model::TOPICS.iter().map(|t| names.physical(*t)).collect();
     let ends = Watermarks::new(&stack.kafka.settings).unwrap().ends(&topics).await.unwrap();
     let ends = &ends;
     eventually(Duration::from_secs(30), "the read model to reach the topics' ends", || async move {

@@ -2,14 +2,15 @@ use checkout_domain::OrderId;
 use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
-use checkout_outbox::{UnitOfWork, handler_error};
+use checkout_outbox::{Apply, UnitOfWork};
 use checkout_platform::clock;
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
+use time::OffsetDateTime;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::engine::{self, Cause};
+use crate::engine::{self, Cause, Moved};
 use crate::store;
 
 /// The orchestrator's name in the inbox.
@@ -56,13 +57,39 @@ enum Received<'a> {
 
 impl Handler for SagaHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        checkout_outbox::apply_one(self, message, clock::now()).await
+    }
+
+    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
+        checkout_outbox::apply_all(self, messages, clock::now()).await
+    }
+}
+
+impl Apply for SagaHandler {
+    /// The saga's move, counted once it is durable.
+    type Committed = Option<Moved>;
+
+    fn consumer(&self) -> &'static str {
+        CONSUMER
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn apply(
+        &self,
+        work: &mut UnitOfWork,
+        message: &Incoming,
+        now: OffsetDateTime,
+    ) -> Result<Option<Moved>, HandlerError> {
         let envelope = &message.envelope;
         let received = match &envelope.payload {
             Message::OrderPlaced(placed) => Received::Placed(placed),
             other => {
                 let Some(input) = Input::from_message(other) else {
                     tracing::debug!(message.type = %other.message_type(), "not a saga input; ignored");
-                    return Ok(());
+                    return Ok(None);
                 };
                 Received::Input(input)
             }
@@ -72,18 +99,14 @@ impl Handler for SagaHandler {
             Received::Input(input) => input.name(),
         };
         async {
-            let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
-                return Ok(());
-            };
             let order = envelope.subject;
-            let now = clock::now();
             let existing = store::lock(work.conn(), order).await?;
             let cause = Cause::message(envelope, &message.headers, existing.as_ref());
             let (from, transition) = match (received, existing) {
                 (Received::Placed(placed), None) => (None, Saga::start(order, placed, now, &self.policy)),
                 (Received::Placed(_), Some(_)) => {
                     tracing::info!("a saga already runs for this order");
-                    return work.commit().await.map_err(handler_error);
+                    return Ok(None);
                 }
                 (Received::Input(input), Some(stored)) => {
                     (Some(stored.saga.status()), stored.saga.apply(&input, now, &self.policy))
@@ -92,12 +115,15 @@ impl Handler for SagaHandler {
                     return Err(HandlerError::permanent(format!("no saga for order {order}")));
                 }
             };
-            let moved = engine::record(&mut work, from, transition, input_name, cause, &self.source, now).await?;
-            work.commit().await.map_err(handler_error)?;
-            moved.count();
-            Ok(())
+            Ok(Some(engine::record(work, from, transition, input_name, cause, &self.source, now).await?))
         }
         .instrument(transition_span(input_name, envelope.subject, envelope.correlation_id, envelope.id))
         .await
+    }
+}
+
+impl checkout_outbox::Committed for Moved {
+    fn done(self) {
+        self.count();
     }
 }

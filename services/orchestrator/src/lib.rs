@@ -44,7 +44,7 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
     engine::export_zeroes();
-    let consumer = builder.consume(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
+    let consumer = builder.consume_batched(&SUBSCRIPTIONS, SagaHandler::new(pool.clone(), settings.policy))?;
     let gate = DeadlineGate::new(consumer, builder.kafka_settings().clone());
     let timer = Timer::new(pool.clone(), settings.policy, settings.timer_interval).gated_by(gate);
     builder.spawn("saga timer", |shutdown| timer.run(shutdown));

@@ -265,3 +265,52 @@ async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
     consumer.record_progress(topic, partition, deadline);
     assert_eq!(timer.fire_due(now).await.unwrap(), 1, "processed through the deadline with no reply: timed out");
 }
+
+#[tokio::test]
+async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transaction() {
+    let f = Fixture::new().await;
+    let now = checkout_platform::clock::now();
+    let reserved = caused_by(
+        &f.placed,
+        &Source::service("inventory"),
+        now,
+        InventoryReserved { pricing: pricing(), expires_at: now + Duration::from_secs(60) },
+    );
+    let batch = [incoming(f.placed.clone()), incoming(reserved)];
+    f.handler().handle_batch(&batch).await.unwrap();
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+    let writers: Vec<i64> = sqlx::query_scalar(
+        "SELECT count(*) FROM saga_transitions GROUP BY xmin::TEXT
+         UNION ALL SELECT count(DISTINCT xmin::TEXT) FROM (SELECT xmin FROM saga_transitions
+           UNION ALL SELECT xmin FROM outbox_messages UNION ALL SELECT xmin FROM inbox_messages) AS rows",
+    )
+    .fetch_all(&f.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(writers, [2, 1], "both transitions, their commands and inbox rows were written by one transaction");
+
+    // Delivered again in another batch: nothing moves twice.
+    f.handler().handle_batch(&batch).await.unwrap();
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_reply_for_no_saga_keeps_nothing_so_each_can_be_handled_alone() {
+    let f = Fixture::new().await;
+    let stranger = first_message(
+        &Source::service("inventory"),
+        OrderId::from_uuid(Uuid::now_v7()),
+        checkout_platform::clock::now(),
+        InventoryReleased {},
+    );
+    let batch = [incoming(f.placed.clone()), incoming(stranger.clone())];
+    let refused = f.handler().handle_batch(&batch).await;
+    assert!(matches!(refused, Err(checkout_kafka::HandlerError::Permanent(_))), "{refused:?}");
+    assert!(outbox(&f.db.pool).await.is_empty(), "the placement before it was rolled back too");
+    let sagas: i64 = sqlx::query_scalar("SELECT count(*) FROM sagas").fetch_one(&f.db.pool).await.unwrap();
+    assert_eq!(sagas, 0);
+
+    f.deliver(&f.placed).await;
+    assert!(f.handler().handle(&incoming(stranger)).await.is_err());
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory]);
+}

@@ -6,7 +6,7 @@ use checkout_domain::OrderId;
 use checkout_kafka::{Handler, HandlerError, Incoming};
 use checkout_messages::payloads::order::{OrderCancelled, OrderConfirmed};
 use checkout_messages::{Envelope, Message, Source};
-use checkout_outbox::{UnitOfWork, caused_by, handler_error};
+use checkout_outbox::{Apply, UnitOfWork, caused_by};
 use checkout_platform::clock;
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -34,7 +34,7 @@ impl OrderHandler {
 
 /// Loads the order, locked, folded from its stream.
 pub(crate) async fn load_locked(work: &mut UnitOfWork, order: OrderId) -> Result<Option<Order>, StoreError> {
-    if !store::lock(work.conn(), order).await? {
+    if store::lock(work.conn(), order).await?.is_none() {
         return Ok(None);
     }
     let events = store::events(work.conn(), order, None).await?;
@@ -55,22 +55,42 @@ pub(crate) fn announcement(event: &OrderEvent) -> Option<Message> {
 
 impl Handler for OrderHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
+        checkout_outbox::apply_one(self, message, clock::now()).await
+    }
+
+    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
+        checkout_outbox::apply_all(self, messages, clock::now()).await
+    }
+}
+
+impl Apply for OrderHandler {
+    type Committed = ();
+
+    fn consumer(&self) -> &'static str {
+        CONSUMER
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn apply(&self, work: &mut UnitOfWork, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
         let order_id = envelope.subject;
-        let now = clock::now();
-        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
-            return Ok(());
-        };
-        let order = load_locked(&mut work, order_id)
-            .await?
-            .ok_or_else(|| HandlerError::permanent(format!("no order {order_id}")))?;
         let lineage =
             Lineage { causation_id: Some(*envelope.id.as_uuid()), correlation_id: *envelope.correlation_id.as_uuid() };
+        let unknown = || HandlerError::permanent(format!("no order {order_id}"));
+        if let Message::SagaStepRecorded(recorded) = &envelope.payload {
+            // A report of the saga's progress is appended whatever the
+            // order's state: only the stream's version is needed, not its fold.
+            let version = store::lock(work.conn(), order_id).await?.ok_or_else(unknown)?;
+            let event = Order::record_steps(recorded.entries().collect(), envelope.time);
+            store::append(work.conn(), order_id, version, lineage, &[event]).await?;
+            return Ok(());
+        }
+        let order = load_locked(work, order_id).await?.ok_or_else(unknown)?;
         let contradiction = |e| HandlerError::permanent(format!("{}: {e}", envelope.payload.message_type()));
         let (events, repeat): (Vec<OrderEvent>, Option<Message>) = match &envelope.payload {
-            Message::SagaStepRecorded(recorded) => {
-                (vec![Order::record_steps(recorded.entries().collect(), envelope.time)], None)
-            }
             Message::ConfirmOrder(command) => {
                 let events = order.confirm(&command.pricing).map_err(contradiction)?;
                 (events, Some(OrderConfirmed { total: command.pricing.total() }.into()))
@@ -88,7 +108,7 @@ impl Handler for OrderHandler {
             if let Some(reply) = repeat {
                 work.send(caused_by(envelope, &self.source, now, reply));
             }
-            return work.commit().await.map_err(handler_error);
+            return Ok(());
         }
         let sequences = store::append(work.conn(), order_id, order.version, lineage, &events).await?;
         for (event, sequence) in events.iter().zip(sequences) {
@@ -103,7 +123,7 @@ impl Handler for OrderHandler {
                 work.send(announce(envelope, &self.source, now, announced, sequence));
             }
         }
-        work.commit().await.map_err(handler_error)
+        Ok(())
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let topics = [Topic::OrderCommands, Topic::OrderEvents, Topic::OrchestratorEvents];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
-    builder.consume(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
+    builder.consume_batched(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
     // One transaction for the records a partition has queued (up to the
     // batch), a partition's records in order whatever the service's
     // ordering: the position it stores with them then means that everything

@@ -80,13 +80,14 @@ pub async fn create(
     }))
 }
 
-/// Locks the order's stream until the caller's transaction ends; `false`
-/// when there is no such order.
-pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<bool, StoreError> {
+/// Locks the order's stream until the caller's transaction ends, and gives
+/// its version (the sequence number of its last event); `None` when there is
+/// no such order.
+pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<u64>, StoreError> {
     let found = sqlx::query_scalar!("SELECT version FROM orders WHERE order_id = $1 FOR UPDATE", order.as_uuid())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(found.is_some())
+    Ok(found.map(|version| u64::try_from(version).unwrap_or_default()))
 }
 
 /// The order's events in stream order; with `as_of`, those appended at or

@@ -11,6 +11,7 @@
 //! Both tables live in each service's own database; run [`MIGRATOR`] there
 //! next to the service's migrations (it keeps its own history table).
 
+mod apply;
 mod classify;
 pub mod inbox;
 pub mod listen;
@@ -20,6 +21,7 @@ mod store_error;
 mod unit_of_work;
 mod writer;
 
+pub use apply::{Apply, Committed, apply_all, apply_one};
 pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, already_processed, claim};
 pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};

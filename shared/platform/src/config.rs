@@ -122,6 +122,10 @@ pub struct ServiceSettings {
     pub ordering: RecordOrdering,
     pub max_in_flight: usize,
     pub partition_buffer: usize,
+    /// Most records handed to one `handle_batch` call by consumers whose
+    /// handlers apply a batch in one transaction (see
+    /// [`ServiceBuilder::consume_batched`](crate::ServiceBuilder::consume_batched)).
+    pub max_batch: usize,
     pub retry: RetryPolicy,
     pub relay: RelaySettings,
     /// How long in-flight work may take to finish after SIGTERM.
@@ -175,6 +179,7 @@ impl ServiceSettings {
             max_in_flight: usize::try_from(env.count("CONSUMER_MAX_IN_FLIGHT", default_in_flight(max_connections))?)
                 .unwrap_or(1),
             partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 64)?).unwrap_or(64),
+            max_batch: usize::try_from(env.count("CONSUMER_MAX_BATCH", 32)?).unwrap_or(32),
             retry,
             relay: RelaySettings {
                 batch_size: i64::from(env.count("OUTBOX_BATCH_SIZE", 500)?),

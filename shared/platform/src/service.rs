@@ -74,6 +74,22 @@ impl ServiceBuilder {
         self.consume_in("consumer", &group, topics, handler)
     }
 
+    /// Like [`consume`](Self::consume), for a handler whose `handle_batch`
+    /// applies a batch in one transaction: up to `CONSUMER_MAX_BATCH` ready
+    /// records go to one call (a handler that only loops over `handle` would
+    /// just lose concurrency).
+    pub fn consume_batched<H: Handler>(
+        &mut self,
+        topics: &[Topic],
+        handler: H,
+    ) -> Result<ConsumerStatus, StartupError> {
+        let settings = ConsumerSettings {
+            max_batch: self.settings.max_batch,
+            ..self.settings.consumer(&self.settings.service, topics.iter().copied())
+        };
+        self.consume_with("consumer", settings, handler)
+    }
+
     /// Runs `handler` as a member of another consumer group of this service
     /// (e.g. a projection that reads at its own pace), named `task` in logs.
     pub fn consume_in<H: Handler>(

@@ -39,6 +39,7 @@ pub fn incoming(envelope: checkout_messages::Envelope) -> checkout_kafka::Incomi
         position: checkout_kafka::RecordPosition { topic: "test".into(), partition: 0, offset: 0 },
         headers: checkout_kafka::RecordHeaders::new(),
         attempt: 1,
+        span: tracing::Span::none(),
     }
 }
 

@@ -168,6 +168,7 @@ fn check<H>(shared: &Shared<H>, record: &OwnedMessage, headers: RecordHeaders) -
         },
         headers,
         attempt: 1,
+        span,
     })
 }
 

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::unit_of_work::transaction_span;
 use crate::{Claim, UnitOfWork, claim, handler_error};
 
 /// A consumer's logic for one message, inside a transaction it is given.
@@ -56,22 +57,28 @@ pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDat
 
 /// Handles `messages` in order in one transaction: one commit (one WAL
 /// flush) and one outbox insert for all, each message still claimed in the
-/// inbox and applied in its own span. Any failure rolls all of it back; the
+/// inbox and applied in a transaction span of its own trace (so what it sends
+/// continues its checkout's trace, as without batching). Any failure rolls all of it back; the
 /// consumer runtime then handles each message on its own, so a bad one is
 /// dead-lettered alone.
 pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: OffsetDateTime) -> Result<(), HandlerError> {
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
     let mut committed = Vec::with_capacity(messages.len());
     for message in messages {
+        // This message's part of the transaction, in the message's trace:
+        // what it sends continues from there, as with a transaction of its own.
+        let part = transaction_span(&message.span);
+        let whole = work.replace_span(part.clone());
         let applied = async {
             match claim(work.conn(), handler.consumer(), &message.envelope).await.map_err(handler_error)? {
                 Claim::First => handler.apply(&mut work, message, now).await.map(Some),
                 Claim::Duplicate => Ok(None),
             }
         }
-        .instrument(message.span.clone())
-        .await?;
-        committed.extend(applied);
+        .instrument(part)
+        .await;
+        work.replace_span(whole);
+        committed.extend(applied?);
     }
     work.commit().await?;
     committed.into_iter().for_each(Committed::done);

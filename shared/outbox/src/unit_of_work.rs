@@ -21,6 +21,8 @@ use crate::{Claim, OutboxError, claim};
 /// so its publish and processing descend from the transaction that wrote it.
 /// A message sent under a span of another trace (a timer waking many sagas in
 /// one transaction) continues that span instead: it belongs to its checkout.
+/// A batch ([`crate::apply_all`]) gives each message's part of the
+/// transaction a transaction span in that message's trace.
 #[derive(Debug)]
 pub struct UnitOfWork {
     tx: Transaction<'static, Postgres>,
@@ -28,19 +30,32 @@ pub struct UnitOfWork {
     span: tracing::Span,
 }
 
+/// The span of a transaction (or of one message's part of a batch's), a child of `parent`.
+pub(crate) fn transaction_span(parent: &tracing::Span) -> tracing::Span {
+    tracing::info_span!(
+        parent: parent,
+        "db.transaction",
+        otel.name = "postgresql transaction",
+        otel.kind = "client",
+        otel.status_code = Empty,
+        db.system.name = "postgresql",
+        db.operation.name = "transaction",
+        outbox.messages = Empty,
+    )
+}
+
 impl UnitOfWork {
     pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let span = tracing::info_span!(
-            "db.transaction",
-            otel.name = "postgresql transaction",
-            otel.kind = "client",
-            otel.status_code = Empty,
-            db.system.name = "postgresql",
-            db.operation.name = "transaction",
-            outbox.messages = Empty,
-        );
+        let span = transaction_span(&tracing::Span::current());
         let tx = pool.begin().instrument(span.clone()).await?;
         Ok(Self { tx, outgoing: Vec::new(), span })
+    }
+
+    /// Makes `span` the transaction's span for what follows, and gives back
+    /// the one it replaces. A batch gives each message's part a span of its
+    /// own in the message's trace, so that what the part sends continues it.
+    pub(crate) fn replace_span(&mut self, span: tracing::Span) -> tracing::Span {
+        std::mem::replace(&mut self.span, span)
     }
 
     /// Begins, and claims `envelope` for `consumer`: `None` if it was processed before.

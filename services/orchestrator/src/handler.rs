@@ -69,9 +69,7 @@ impl Apply for SagaHandler {
     /// The saga's move, counted once it is durable.
     type Committed = Option<Moved>;
 
-    fn consumer(&self) -> &'static str {
-        CONSUMER
-    }
+    const CONSUMER: &'static str = CONSUMER;
 
     fn pool(&self) -> &PgPool {
         &self.pool

@@ -66,9 +66,7 @@ impl Handler for OrderHandler {
 impl Apply for OrderHandler {
     type Committed = ();
 
-    fn consumer(&self) -> &'static str {
-        CONSUMER
-    }
+    const CONSUMER: &'static str = CONSUMER;
 
     fn pool(&self) -> &PgPool {
         &self.pool

@@ -18,7 +18,7 @@ pub trait Apply: Send + Sync + 'static {
     type Committed: Committed;
 
     /// The consumer's name in the inbox.
-    fn consumer(&self) -> &'static str;
+    const CONSUMER: &'static str;
 
     fn pool(&self) -> &PgPool;
 
@@ -45,7 +45,7 @@ impl Committed for () {
 /// Handles one message in a transaction of its own; a duplicate changes nothing.
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
     let Some(mut work) =
-        UnitOfWork::claim(handler.pool(), handler.consumer(), &message.envelope).await.map_err(handler_error)?
+        UnitOfWork::claim(handler.pool(), A::CONSUMER, &message.envelope).await.map_err(handler_error)?
     else {
         return Ok(());
     };
@@ -70,7 +70,7 @@ pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: Offset
         let part = transaction_span(&message.span);
         let whole = work.replace_span(part.clone());
         let applied = async {
-            match claim(work.conn(), handler.consumer(), &message.envelope).await.map_err(handler_error)? {
+            match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
                 Claim::First => handler.apply(&mut work, message, now).await.map(Some),
                 Claim::Duplicate => Ok(None),
             }

@@ -38,9 +38,7 @@ impl Committed for Count {
 impl Apply for Steps {
     type Committed = Count;
 
-    fn consumer(&self) -> &'static str {
-        "steps"
-    }
+    const CONSUMER: &'static str = "steps";
 
     fn pool(&self) -> &PgPool {
         &self.pool

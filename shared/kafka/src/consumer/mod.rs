@@ -90,8 +90,8 @@ pub struct Incoming {
     /// 1 on the first try, then 2, 3… while a transient failure is retried.
     pub attempt: u32,
     /// The record's processing span (a child of the context it carries). A
-    /// batch handler runs each record's part in it, so that what the record
-    /// causes stays in the record's trace.
+    /// batch handler runs each record's part under it, so that what the
+    /// record causes stays in the record's trace.
     pub span: tracing::Span,
 }
 

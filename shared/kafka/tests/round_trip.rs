@@ -93,3 +93,19 @@ async fn a_key_lands_on_the_partition_the_partitioner_says() {
         assert_eq!(delivered.partition, checkout_kafka::partition_for_key(key, 5), "key {key:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_reports_where_the_record_was_stored_and_one_that_cannot_be_made_fails_plainly() {
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let publisher = kafka.publisher();
+    let record = OutgoingRecord::for_envelope(&numbered(new_order(), 1), &kafka.names()).unwrap();
+    let first = publisher.publish(&record).await.unwrap();
+    let second = publisher.publish(&record).await.unwrap();
+    assert_eq!((first.partition, second.partition, second.offset), (0, 0, first.offset + 1));
+
+    let mut nowhere = kafka.settings.clone();
+    nowhere.bootstrap_servers = "127.0.0.1:1".into();
+    nowhere.delivery_timeout = Duration::from_millis(500);
+    let error = checkout_kafka::Publisher::new(&nowhere).unwrap().publish(&record).await.unwrap_err();
+    assert!(matches!(error, checkout_kafka::PublishError::Delivery(_)), "{error}");
+}

@@ -105,6 +105,15 @@ struct Cli {
     /// (repeat, or separate with commas).
     #[arg(long = "cpu-pid", value_delimiter = ',')]
     cpu_pids: Vec<u32>,
+    /// Measure the CPU time of a component on its own: `NAME=PROCESS[|PROCESS…]`,
+    /// the processes whose executable name is PROCESS or that have it as an
+    /// argument or an argument's last path segment (repeat for several).
+    #[arg(long = "cpu-component")]
+    cpu_components: Vec<cpu::Component>,
+    /// Measure the CPU time of each component of the checkout stack on this
+    /// machine: PostgreSQL, the broker, the mail catcher and the five services.
+    #[arg(long)]
+    cpu_stack: bool,
 
     /// Step the open-loop rate up until a step breaks a limit, and report
     /// the saturation point: the highest step that held.
@@ -200,7 +209,10 @@ async fn main() -> anyhow::Result<()> {
     cli.check()?;
     let seed = cli.seed.unwrap_or_else(|| fastrand::u64(..));
     let mix = Mix { declined: cli.declined, out_of_stock: cli.out_of_stock };
-    let bench = Bench::start(cli.target()?, &cli.kafka, &cli.topic_prefix, mix, cli.cpu_pids.clone())?;
+    let mut components = if cli.cpu_stack { cpu::Component::stack() } else { Vec::new() };
+    components.extend(cli.cpu_components.iter().cloned());
+    let watch = cpu::Watch { pids: cli.cpu_pids.clone(), components };
+    let bench = Bench::start(cli.target()?, &cli.kafka, &cli.topic_prefix, mix, watch)?;
     let plan = Plan {
         pace: match cli.clients {
             Some(clients) => Loop::Closed { clients },

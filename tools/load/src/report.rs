@@ -216,12 +216,31 @@ pub fn table(summary: &Summary) -> String {
         summary.completed_in_window, summary.throughput_per_second
     );
     if let Some(cpu) = &summary.cpu {
-        let per = cpu.ms_per_checkout.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2}"));
+        let per = |ms: Option<f64>| ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"));
+        if cpu.processes > 0 {
+            let _ = writeln!(
+                out,
+                "cpu: {:.0} ms in the window over {} of {} processes, {} ms per finished saga",
+                cpu.cpu_ms,
+                cpu.processes_read,
+                cpu.processes,
+                per(cpu.ms_per_checkout)
+            );
+        }
+        if !cpu.components.is_empty() {
+            let parts: Vec<String> =
+                cpu.components.iter().map(|c| format!("{} {}", c.name, per(c.ms_per_checkout))).collect();
+            let _ = writeln!(
+                out,
+                "cpu per finished saga (ms): {}; other {}",
+                parts.join(", "),
+                per(cpu.other_ms_per_checkout)
+            );
+        }
         let _ = writeln!(
             out,
-            "cpu: {:.0} ms in the window over {} of {} processes, {per} ms per finished saga \
-             (load generator {:.0} ms, whole machine {:.0} ms)",
-            cpu.cpu_ms, cpu.processes_read, cpu.processes, cpu.generator_cpu_ms, cpu.machine_cpu_ms
+            "cpu in the window: load generator {:.0} ms, whole machine {:.0} ms",
+            cpu.generator_cpu_ms, cpu.machine_cpu_ms
         );
     }
     let _ = writeln!(

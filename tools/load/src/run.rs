@@ -129,13 +129,13 @@ pub struct Bench {
     pub state: Shared,
     pub mix: Mix,
     /// Processes whose CPU time is measured over the window.
-    pub cpu_pids: Vec<u32>,
+    pub cpu: cpu::Watch,
     feeding: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Bench {
     /// Sets up the target's completion feed, if it has one.
-    pub fn start(target: Target, kafka: &str, prefix: &str, mix: Mix, cpu_pids: Vec<u32>) -> anyhow::Result<Self> {
+    pub fn start(target: Target, kafka: &str, prefix: &str, mix: Mix, cpu: cpu::Watch) -> anyhow::Result<Self> {
         let now = Instant::now();
         let state: Shared = Arc::new(Mutex::new(State {
             pending: HashMap::new(),
@@ -156,7 +156,7 @@ impl Bench {
         } else {
             None
         };
-        Ok(Self { target: Arc::new(target), state, mix, cpu_pids, feeding })
+        Ok(Self { target: Arc::new(target), state, mix, cpu, feeding })
     }
 
     /// One run: warm-up, the measured window, then up to `settle` for the
@@ -198,24 +198,24 @@ impl Bench {
         };
         let state = lock(&self.state);
         let cpu = cpu.map(|(before, after, tick)| {
-            Usage::between(&before, &after, self.cpu_pids.len(), state.tally.completed_in_window(), tick)
+            Usage::between(&before, &after, &self.cpu, state.tally.completed_in_window(), tick)
         });
         let info = RunInfo { target: self.target.describe(), mode, seed: plan.seed };
         Ok(state.tally.summary(&info, state.measured_in_flight(), cpu))
     }
 
-    /// Samples the CPU of `cpu_pids` when the window opens and closes.
+    /// Samples the CPU of what `cpu` names when the window opens and closes.
     fn sample_cpu(&self, from: Instant, to: Instant) -> Option<tokio::task::JoinHandle<(Sample, Sample, Duration)>> {
-        if self.cpu_pids.is_empty() {
+        if self.cpu.is_empty() {
             return None;
         }
-        let pids = self.cpu_pids.clone();
+        let watch = self.cpu.clone();
         Some(tokio::spawn(async move {
             let tick = Duration::from_secs(1) / u32::try_from(cpu::ticks_per_second()).unwrap_or(100);
             tokio::time::sleep_until(from.into()).await;
-            let before = Sample::take(&pids);
+            let before = Sample::take(&watch);
             tokio::time::sleep_until(to.into()).await;
-            (before, Sample::take(&pids), tick)
+            (before, Sample::take(&watch), tick)
         }))
     }
 

@@ -185,17 +185,14 @@ pub async fn record(
     } else {
         tracing::info!(saga.input = input, saga.status = saga.status().as_str(), commands = ?history.commands, "saga moved on");
     }
-    if transition.ignored.is_none() {
-        let stored = StoredSaga {
-            saga,
-            correlation_id: cause.correlation_id,
-            last_message_id: cause.message_id.unwrap_or(cause.causation_id),
-            traceparent: RecordHeaders::current_traceparent(),
-            failure_traceparent,
-        };
-        store::save(work.conn(), &stored).await?;
-    }
-    store::add_transition(work.conn(), order, &history).await?;
+    let saved = transition.ignored.is_none().then(|| StoredSaga {
+        saga,
+        correlation_id: cause.correlation_id,
+        last_message_id: cause.message_id.unwrap_or(cause.causation_id),
+        traceparent: RecordHeaders::current_traceparent(),
+        failure_traceparent,
+    });
+    store::add_transition(work.conn(), order, saved.as_ref(), &history).await?;
     for payload in commands {
         work.send(cause.envelope(source, order, now, payload));
     }

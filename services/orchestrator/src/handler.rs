@@ -1,9 +1,8 @@
 use checkout_domain::OrderId;
-use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
 use checkout_outbox::{Apply, UnitOfWork};
-use checkout_platform::clock;
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -53,16 +52,6 @@ pub fn transition_span(input: &str, order: OrderId, correlation: CorrelationId, 
 enum Received<'a> {
     Placed(&'a OrderPlaced),
     Input(Input),
-}
-
-impl Handler for SagaHandler {
-    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
-        checkout_outbox::apply_one(self, message, clock::now()).await
-    }
-
-    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
-        checkout_outbox::apply_all(self, messages, clock::now()).await
-    }
 }
 
 impl Apply for SagaHandler {

@@ -18,6 +18,7 @@ use checkout_messages::payloads::payment::{PaymentAuthorized, PaymentCaptured, P
 use checkout_messages::{Envelope, Message, MessageType, Source};
 use checkout_orchestrator::{MIGRATOR, SagaHandler, Timer};
 use checkout_outbox::{caused_by, first_message};
+use checkout_platform::Applied;
 use checkout_saga::{SagaPolicy, StepPolicy};
 use checkout_testkit::{TestDatabase, eventually, incoming, outbox};
 use uuid::Uuid;
@@ -74,8 +75,8 @@ impl Fixture {
     }
 
     /// A fresh handler, as after a restart: all it knows is in the database.
-    fn handler(&self) -> SagaHandler {
-        SagaHandler::new(self.db.pool.clone(), policy())
+    fn handler(&self) -> Applied<SagaHandler> {
+        Applied(SagaHandler::new(self.db.pool.clone(), policy()))
     }
 
     async fn deliver(&self, envelope: &Envelope) {
@@ -185,6 +186,47 @@ async fn a_payment_that_never_answers_is_timed_out_by_the_timer_and_compensated(
     let deadline: Option<time::OffsetDateTime> =
         sqlx::query_scalar("SELECT deadline FROM sagas").fetch_one(&f.db.pool).await.unwrap();
     assert_eq!(deadline, None, "a finished saga sets no timer");
+}
+
+#[tokio::test]
+async fn an_input_the_saga_ignores_is_recorded_in_its_history_and_leaves_the_saga_as_it_was() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    let reserved = f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    let saga = || async {
+        sqlx::query_as::<_, (serde_json::Value, time::OffsetDateTime, Uuid)>(
+            "SELECT state, updated_at, last_message_id FROM sagas WHERE order_id = $1",
+        )
+        .bind(f.order.as_uuid())
+        .fetch_one(&f.db.pool)
+        .await
+        .unwrap()
+    };
+    let before = saga().await;
+
+    // The same answer again under a new message id: not a redelivery, but
+    // nothing the saga (now authorizing) waits for.
+    let late = caused_by(
+        &f.commands().await[0],
+        &Source::service("participant"),
+        checkout_platform::clock::now(),
+        InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() },
+    );
+    assert_ne!(late.id, reserved.id);
+    f.deliver(&late).await;
+
+    assert_eq!(saga().await, before, "the saga row is not written");
+    let last: (Option<Uuid>, Option<String>, String) = sqlx::query_as(
+        "SELECT message_id, ignored, to_status FROM saga_transitions WHERE order_id = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(f.order.as_uuid())
+    .fetch_one(&f.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(last.0, Some(*late.id.as_uuid()), "the ignored input is the history's last entry");
+    assert!(last.1.is_some(), "with why it was ignored: {last:?}");
+    assert_eq!(last.2, "running");
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
 }
 
 #[tokio::test]

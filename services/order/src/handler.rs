@@ -3,11 +3,10 @@
 //! transaction.
 
 use checkout_domain::OrderId;
-use checkout_kafka::{Handler, HandlerError, Incoming};
+use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::{OrderCancelled, OrderConfirmed};
-use checkout_messages::{Envelope, Message, Source};
+use checkout_messages::{Envelope, Message, Source, Topic};
 use checkout_outbox::{Apply, UnitOfWork, caused_by};
-use checkout_platform::clock;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -18,7 +17,8 @@ use crate::store::{self, Lineage, Refusal, StoreError};
 const CONSUMER: &str = "order";
 
 /// Confirms and cancels orders for the orchestrator, and keeps each order's
-/// saga timeline from `SagaStepRecorded`.
+/// saga timeline from `SagaStepRecorded` (folding each report into the read
+/// model in the same transaction).
 #[derive(Debug, Clone)]
 pub struct OrderHandler {
     pool: PgPool,
@@ -53,16 +53,6 @@ pub(crate) fn announcement(event: &OrderEvent) -> Option<Message> {
     }
 }
 
-impl Handler for OrderHandler {
-    async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
-        checkout_outbox::apply_one(self, message, clock::now()).await
-    }
-
-    async fn handle_batch(&self, messages: &[Incoming]) -> Result<(), HandlerError> {
-        checkout_outbox::apply_all(self, messages, clock::now()).await
-    }
-}
-
 impl Apply for OrderHandler {
     type Committed = ();
 
@@ -80,10 +70,11 @@ impl Apply for OrderHandler {
         let unknown = || HandlerError::permanent(format!("no order {order_id}"));
         if let Message::SagaStepRecorded(recorded) = &envelope.payload {
             // A report of the saga's progress is appended whatever the
-            // order's state: only the stream's version is needed, not its fold.
-            let version = store::lock(work.conn(), order_id).await?.ok_or_else(unknown)?;
+            // order's state: no fold, not even the stream's version, needed.
             let event = Order::record_steps(recorded.entries().collect(), envelope.time);
-            store::append(work.conn(), order_id, version, lineage, &[event]).await?;
+            if store::append(work.conn(), order_id, lineage, &[event]).await?.is_empty() {
+                return Err(unknown());
+            }
             return Ok(());
         }
         let order = load_locked(work, order_id).await?.ok_or_else(unknown)?;
@@ -108,7 +99,7 @@ impl Apply for OrderHandler {
             }
             return Ok(());
         }
-        let sequences = store::append(work.conn(), order_id, order.version, lineage, &events).await?;
+        let sequences = store::append(work.conn(), order_id, lineage, &events).await?;
         for (event, sequence) in events.iter().zip(sequences) {
             match event {
                 OrderEvent::Confirmed { .. } => tracing::info!("order confirmed"),
@@ -122,6 +113,20 @@ impl Apply for OrderHandler {
             }
         }
         Ok(())
+    }
+
+    /// Every record of `orchestrator.events`, a redelivered one too, is
+    /// folded into the read model, which records how far it has read.
+    async fn observe(
+        &self,
+        work: &mut UnitOfWork,
+        message: &Incoming,
+        now: OffsetDateTime,
+    ) -> Result<(), HandlerError> {
+        if message.envelope.payload.message_type().topic() != Topic::OrchestratorEvents {
+            return Ok(());
+        }
+        crate::read_model::project_one(work.conn(), message, now).await
     }
 }
 

@@ -112,7 +112,7 @@ async fn place_order(
     };
     let message = first_message(&state.source, order_id, checkout_platform::clock::now(), placed).at_sequence(1);
     let lineage = Lineage { causation_id: None, correlation_id: *message.correlation_id.as_uuid() };
-    store::append(work.conn(), order_id, 0, lineage, &[Order::place(&order, trace_id.clone())])
+    store::append(work.conn(), order_id, lineage, &[Order::place(&order, trace_id.clone())])
         .await
         .map_err(Problem::storage)?;
     tracing::info!(order.id = %order_id, correlation.id = %message.correlation_id, lines = order.lines.len(), "order placed");
@@ -247,7 +247,7 @@ async fn cancel_order(
     match order.request_cancellation(reason) {
         CancelDecision::Request(event) => {
             let lineage = Lineage { causation_id: None, correlation_id: order.correlation_id };
-            let sequences = store::append(work.conn(), order_id, order.version, lineage, std::slice::from_ref(&event))
+            let sequences = store::append(work.conn(), order_id, lineage, std::slice::from_ref(&event))
                 .await
                 .map_err(Problem::storage)?;
             if let (Some(payload), Some(&sequence)) = (announcement(&event), sequences.first()) {

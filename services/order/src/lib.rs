@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use checkout_kafka::{ConsumerSettings, RecordOrdering};
 use checkout_messages::Topic;
-use checkout_platform::{RunningService, ServiceBuilder, StartupError};
+use checkout_platform::{Applied, RunningService, ServiceBuilder, StartupError};
 
 pub use config::Settings;
 pub use handler::OrderHandler;
@@ -30,16 +30,22 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     let topics = [Topic::OrderCommands, Topic::OrderEvents, Topic::OrchestratorEvents];
     let mut builder = ServiceBuilder::connect(settings.service.clone(), &MIGRATOR, &topics).await?;
     let pool = builder.pool().clone();
-    builder.consume_batched(&[Topic::OrderCommands, Topic::OrchestratorEvents], OrderHandler::new(pool.clone()))?;
-    // One transaction for the records a partition has queued (up to the
-    // batch), a partition's records in order whatever the service's
-    // ordering: the position it stores with them then means that everything
-    // before it is applied, which the staleness it states relies on.
+    // Both consumers fold into the read model: each handles a partition's
+    // records in order whatever the service's ordering, one transaction for
+    // those it has queued (up to its batch). The position stored with them
+    // then means that everything before it is applied, which the staleness
+    // the read model states relies on.
+    let service = builder.settings();
+    let handler = ConsumerSettings {
+        ordering: RecordOrdering::Partition,
+        ..service.batched_consumer([Topic::OrderCommands, Topic::OrchestratorEvents])
+    };
     let projection = ConsumerSettings {
         max_batch: settings.read_model_max_batch,
         ordering: RecordOrdering::Partition,
-        ..builder.settings().consumer(read_model::GROUP, read_model::TOPICS)
+        ..service.consumer(read_model::GROUP, read_model::OWN_TOPICS)
     };
+    builder.consume_with("consumer", handler, Applied(OrderHandler::new(pool.clone())))?;
     builder.consume_with("read model", projection, read_model::Projection::new(pool.clone()))?;
     let staleness = read_model::Staleness::default();
     let names = builder.kafka_settings().topic_names();

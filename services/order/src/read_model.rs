@@ -1,5 +1,8 @@
 //! The read model: a projection of `order.events` and `orchestrator.events`
-//! into `order_summaries`, in its own consumer group, and how stale it is.
+//! into `order_summaries`, and how stale it is. Its own consumer group folds
+//! `order.events`; the saga's step reports on `orchestrator.events` are
+//! folded by the order handler, in the transaction that appends them to the
+//! order's stream, so that each report is read and handled once, not twice.
 //! It never reads the order streams; `GET /orders` answers only from it.
 
 mod rebuild;
@@ -22,8 +25,11 @@ use crate::store::read_model as store;
 /// The read model's consumer group.
 pub const GROUP: &str = "order-read-model";
 
-/// The topics it folds.
+/// The topics it folds (a rebuild replays them all).
 pub const TOPICS: [Topic; 2] = [Topic::OrderEvents, Topic::OrchestratorEvents];
+
+/// The topics its own consumer group reads; the order handler folds the rest.
+pub const OWN_TOPICS: [Topic; 1] = [Topic::OrderEvents];
 
 #[derive(Debug, Clone)]
 pub struct Projection {
@@ -37,17 +43,16 @@ impl Projection {
 }
 
 /// Folds records into their orders' rows and records how far each
-/// partition is read, in the caller's transaction: one lock of the rows
-/// concerned, one write per row that changed and one per partition, however
-/// many records. `now` (when the records are live, not replayed) measures
-/// each record's delay.
+/// partition is read, in the caller's transaction: one statement that locks
+/// the rows concerned and one that writes those that changed and the
+/// positions, however many records. `now` (when the records are live, not
+/// replayed) measures each record's delay.
 pub(crate) async fn project<'a>(
     conn: &mut PgConnection,
     records: impl IntoIterator<Item = (&'a Envelope<Message>, &'a RecordPosition)>,
     now: Option<OffsetDateTime>,
 ) -> Result<(), sqlx::Error> {
     let records: Vec<_> = records.into_iter().collect();
-    store::hold_swap_lock_shared(conn).await?;
     let read: Vec<OrderId> =
         records.iter().filter(|(envelope, _)| Summary::reads(&envelope.payload)).map(|(e, _)| e.subject).collect();
     let mut summaries = if read.is_empty() { HashMap::new() } else { store::lock_all(conn, &read).await? };
@@ -67,15 +72,26 @@ pub(crate) async fn project<'a>(
         let read_to = positions.entry((position.topic.as_str(), position.partition)).or_insert(position.offset);
         *read_to = (*read_to).max(position.offset);
     }
-    for order in changed {
-        if let Some(summary) = summaries.get(&order) {
-            store::save(conn, summary).await?;
-        }
+    let read_to: Vec<(&str, i32, i64)> =
+        positions.into_iter().map(|((topic, partition), offset)| (topic, partition, offset)).collect();
+    let changed: Vec<&Summary> = changed.iter().filter_map(|order| summaries.get(order)).collect();
+    if changed.is_empty() {
+        // Only the positions' table: a statement that also named the
+        // summaries could lock the two tables in the other order than a
+        // rebuild's swap (see `store::lock_live_tables`).
+        store::advance(conn, &read_to).await
+    } else {
+        store::save(conn, &changed, &read_to).await
     }
-    for ((topic, partition), offset) in positions {
-        store::advance(conn, topic, partition, offset).await?;
-    }
-    Ok(())
+}
+
+/// Folds one delivered record in the caller's transaction (see `project`).
+pub(crate) async fn project_one(
+    conn: &mut PgConnection,
+    message: &Incoming,
+    now: OffsetDateTime,
+) -> Result<(), HandlerError> {
+    project(conn, [(&message.envelope, &message.position)], Some(now)).await.map_err(database)
 }
 
 /// Every failure of the projection is the database's: the row is always

@@ -131,46 +131,40 @@ pub struct Lineage {
     pub correlation_id: Uuid,
 }
 
-/// Appends `events` after `version` (the caller holds the stream's lock),
-/// stamped by the database's clock, strictly later than the stream's last
-/// event, in one statement. Returns their sequence numbers.
+/// Appends `events` at the head of the order's stream, stamped by the
+/// database's clock, strictly later than the stream's last event, in one
+/// statement that also takes the stream's lock: a caller that decided on a
+/// fold holds that lock already, and one that needs no fold (a saga's step
+/// reports) needs no other statement. Returns their sequence numbers, none
+/// when there is no such order.
 pub async fn append(
     conn: &mut PgConnection,
     order: OrderId,
-    version: u64,
     lineage: Lineage,
     events: &[OrderEvent],
 ) -> Result<Vec<u64>, StoreError> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let (mut ids, mut types, mut versions, mut data) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for event in events {
-        let stored = event.to_stored().map_err(StoreError::refused)?;
-        ids.push(Uuid::now_v7());
-        types.push(stored.event_type);
-        versions.push(stored.schema_version);
-        data.push(stored.data);
-    }
-    let after = i64::try_from(version).unwrap_or(i64::MAX);
-    sqlx::query!(
-        "WITH appended AS (
-             INSERT INTO order_events (order_id, seq, event_id, event_type, schema_version, data, at, causation_id, correlation_id)
-             SELECT $1, $2 + e.n, e.id, e.event_type, e.schema_version, e.data,
-                    GREATEST(clock_timestamp(), o.last_event_at + INTERVAL '1 microsecond')
-                        + (e.n - 1) * INTERVAL '1 microsecond',
-                    $7, $8
-               FROM UNNEST($3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[])
-                    WITH ORDINALITY AS e(id, event_type, schema_version, data, n),
-                    orders o
-              WHERE o.order_id = $1
-             RETURNING seq, at
+    let Columns { ids, types, versions, data } = Columns::of(events)?;
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let mut sequences = sqlx::query_scalar!(
+        "WITH head AS (
+             UPDATE orders
+                SET version = version + $2,
+                    last_event_at = GREATEST(clock_timestamp(), last_event_at + INTERVAL '1 microsecond')
+                        + ($2 - 1) * INTERVAL '1 microsecond'
+              WHERE order_id = $1
+          RETURNING version - $2 AS after, last_event_at - ($2 - 1) * INTERVAL '1 microsecond' AS first_at
          )
-         UPDATE orders SET version = a.seq, last_event_at = a.at
-           FROM (SELECT max(seq) AS seq, max(at) AS at FROM appended) a
-          WHERE order_id = $1",
+         INSERT INTO order_events (order_id, seq, event_id, event_type, schema_version, data, at, causation_id, correlation_id)
+         SELECT $1, h.after + e.n, e.id, e.event_type, e.schema_version, e.data,
+                h.first_at + (e.n - 1) * INTERVAL '1 microsecond', $7, $8
+           FROM head h, UNNEST($3::UUID[], $4::TEXT[], $5::INT[], $6::JSONB[])
+                WITH ORDINALITY AS e(id, event_type, schema_version, data, n)
+         RETURNING seq",
         order.as_uuid(),
-        after,
+        count,
         &ids,
         &types,
         &versions,
@@ -178,9 +172,32 @@ pub async fn append(
         lineage.causation_id,
         lineage.correlation_id,
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok((1..=events.len() as u64).map(|n| version + n).collect())
+    sequences.sort_unstable();
+    Ok(sequences.into_iter().map(|seq| u64::try_from(seq).unwrap_or_default()).collect())
+}
+
+/// Events as the columns of `order_events`, each with a fresh id.
+struct Columns {
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    versions: Vec<i32>,
+    data: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn of(events: &[OrderEvent]) -> Result<Self, StoreError> {
+        let mut columns = Self { ids: Vec::new(), types: Vec::new(), versions: Vec::new(), data: Vec::new() };
+        for event in events {
+            let stored = event.to_stored().map_err(StoreError::refused)?;
+            columns.ids.push(Uuid::now_v7());
+            columns.types.push(stored.event_type);
+            columns.versions.push(stored.schema_version);
+            columns.data.push(stored.data);
+        }
+        Ok(columns)
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use checkout_domain::OrderId;
 use checkout_kafka::Handler;
 use checkout_messages::payloads::order::{CancelOrder, CancellationCode, CancellationReason, ConfirmOrder};
-use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_messages::payloads::saga::{SagaStepName, StepOutcome};
 use checkout_messages::{Message, Source};
 use checkout_order::OrderHandler;
 use checkout_outbox::first_message;
@@ -19,7 +19,8 @@ use checkout_testkit::{eventually, incoming, outbox};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-use common::{Api, assert_matches_schema, checkout, pricing};
+use checkout_platform::Applied;
+use common::{Api, assert_matches_schema, checkout, pricing, step_report};
 
 #[tokio::test]
 async fn a_valid_checkout_is_accepted_and_its_event_stored_with_it() {
@@ -183,15 +184,8 @@ async fn unknown_and_malformed_order_ids_are_problems() {
 #[tokio::test]
 async fn a_confirmed_order_shows_its_prices_total_and_timeline() {
     let api = Api::new().await;
-    let accepted = api.post(&checkout(), None).await;
-    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
-    let step = SagaStepRecorded {
-        earlier: Vec::new(),
-        step: SagaStepName::ReserveInventory,
-        outcome: StepOutcome::Succeeded,
-        attempt: 1,
-        detail: None,
-    };
+    let order = api.place().await;
+    let step = step_report(SagaStepName::ReserveInventory, StepOutcome::Succeeded);
     api.deliver(order, step).await;
     api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
     api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
@@ -209,8 +203,7 @@ async fn a_confirmed_order_shows_its_prices_total_and_timeline() {
 #[tokio::test]
 async fn a_cancelled_order_shows_why_and_cannot_be_confirmed() {
     let api = Api::new().await;
-    let accepted = api.post(&checkout(), None).await;
-    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+    let order = api.place().await;
     let reason = CancellationReason { code: CancellationCode::PaymentDeclined, detail: "insufficient funds".into() };
     api.deliver(order, CancelOrder { reason, pricing: Some(pricing()) }).await;
 
@@ -225,7 +218,7 @@ async fn a_cancelled_order_shows_why_and_cannot_be_confirmed() {
         checkout_platform::clock::now(),
         ConfirmOrder { pricing: pricing() },
     );
-    let error = OrderHandler::new(api.db.pool.clone()).handle(&incoming(confirm)).await.unwrap_err();
+    let error = Applied(OrderHandler::new(api.db.pool.clone())).handle(&incoming(confirm)).await.unwrap_err();
     assert!(matches!(error, checkout_kafka::HandlerError::Permanent(_)), "{error}");
 }
 
@@ -236,8 +229,7 @@ fn waiting_get(path: &str, seconds: u64) -> Request<Body> {
 #[tokio::test]
 async fn a_waiting_read_is_answered_when_the_order_is_confirmed_not_when_the_wait_ends() {
     let api = std::sync::Arc::new(Api::new().await);
-    let accepted = api.post(&checkout(), None).await;
-    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+    let order = api.place().await;
 
     let waiting = tokio::spawn({
         let api = std::sync::Arc::clone(&api);
@@ -317,8 +309,7 @@ async fn the_openapi_document_is_served_and_describes_the_routes() {
 #[tokio::test]
 async fn the_history_and_a_past_state_answer_in_their_documented_shapes() {
     let api = Api::new().await;
-    let accepted = api.post(&checkout(), None).await;
-    let order: OrderId = accepted.body["order_id"].as_str().unwrap().parse().unwrap();
+    let order = api.place().await;
     api.deliver(order, ConfirmOrder { pricing: pricing() }).await;
 
     let history = api.get(&format!("/orders/{order}/events")).await;

@@ -12,15 +12,17 @@ use checkout_domain::OrderId;
 use checkout_kafka::{Handler, Incoming, RecordPosition};
 use checkout_messages::Source;
 use checkout_messages::payloads::order::{CancelOrder, CancellationCode, CancellationReason, ConfirmOrder};
-use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
+use checkout_messages::payloads::saga::{SagaStepName, StepOutcome};
 use checkout_order::domain::Summary;
 use checkout_order::read_model::Projection;
 use checkout_order::{MIGRATOR, OrderHandler};
 use checkout_outbox::first_message;
 use checkout_testkit::{TestDatabase, incoming, outbox};
 use serde_json::{Value, json};
+use std::time::Duration;
 
-use common::{Api, assert_matches_schema, checkout, pricing};
+use checkout_platform::Applied;
+use common::{Api, assert_matches_schema, checkout, pricing, step_report};
 
 /// The events of three orders as the read model receives them, each at a
 /// position of its topic (one partition per order, as keyed): the order
@@ -29,8 +31,7 @@ use common::{Api, assert_matches_schema, checkout, pricing};
 async fn three_histories(api: &Api) -> (Vec<OrderId>, Vec<(checkout_messages::Envelope, RecordPosition)>) {
     let mut orders = Vec::new();
     for _ in 0..3 {
-        let accepted = api.post(&checkout(), None).await;
-        orders.push(accepted.body["order_id"].as_str().unwrap().parse::<OrderId>().unwrap());
+        orders.push(api.place().await);
     }
     let mut reports = Vec::new();
     for order in &orders {
@@ -38,10 +39,10 @@ async fn three_histories(api: &Api) -> (Vec<OrderId>, Vec<(checkout_messages::En
             (SagaStepName::ReserveInventory, StepOutcome::Succeeded),
             (SagaStepName::AuthorizePayment, StepOutcome::Succeeded),
         ] {
-            let report = SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None };
+            let report = step_report(step, outcome);
             let envelope =
                 first_message(&Source::service("orchestrator"), *order, checkout_platform::clock::now(), report);
-            OrderHandler::new(api.db.pool.clone()).handle(&incoming(envelope.clone())).await.unwrap();
+            Applied(OrderHandler::new(api.db.pool.clone())).handle(&incoming(envelope.clone())).await.unwrap();
             reports.push(envelope);
         }
     }
@@ -66,6 +67,23 @@ async fn three_histories(api: &Api) -> (Vec<OrderId>, Vec<(checkout_messages::En
         *offset += 1;
     }
     (orders, records)
+}
+
+/// The `OrderPlaced` events of `count` checkouts, as the order service publishes them.
+async fn placed_orders(count: usize) -> Vec<checkout_messages::Envelope> {
+    let api = Api::new().await;
+    for _ in 0..count {
+        api.post(&checkout(), None).await;
+    }
+    outbox(&api.db.pool).await.into_iter().filter(|e| Summary::reads(&e.payload)).collect()
+}
+
+/// A database with the order service's tables and nothing in them, and a
+/// projection into it.
+async fn empty_read_model() -> (TestDatabase, Projection) {
+    let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
+    let projection = Projection::new(db.pool.clone());
+    (db, projection)
 }
 
 /// Projects `batches` into a fresh database; its rows and read positions.
@@ -157,22 +175,11 @@ async fn the_read_model_keeps_the_same_rows_whether_events_come_once_in_order_or
 /// later overwriting the earlier, kept only one of them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orders_first_events_folded_at_once_from_both_topics_are_both_kept() {
-    let api = Api::new().await;
-    for _ in 0..40 {
-        api.post(&checkout(), None).await;
-    }
-    let placed: Vec<_> = outbox(&api.db.pool).await.into_iter().filter(|e| Summary::reads(&e.payload)).collect();
+    let placed = placed_orders(40).await;
     assert_eq!(placed.len(), 40);
-    let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
-    let projection = Projection::new(db.pool.clone());
+    let (db, projection) = empty_read_model().await;
     for (offset, placed) in (0..).zip(&placed) {
-        let step = SagaStepRecorded {
-            earlier: Vec::new(),
-            step: SagaStepName::ReserveInventory,
-            outcome: StepOutcome::Started,
-            attempt: 1,
-            detail: None,
-        };
+        let step = step_report(SagaStepName::ReserveInventory, StepOutcome::Started);
         let step = first_message(&Source::service("orchestrator"), placed.subject, placed.time, step);
         let at = |topic: &str, envelope: &checkout_messages::Envelope| Incoming {
             position: RecordPosition { topic: topic.to_owned(), partition: 0, offset },
@@ -194,4 +201,126 @@ async fn an_orders_first_events_folded_at_once_from_both_topics_are_both_kept() 
     assert_eq!(incomplete, [], "rows that lost one of their first two events (order, placed kept, step kept)");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM order_summaries").fetch_one(&db.pool).await.unwrap();
     assert_eq!(rows, 40);
+}
+
+/// The read position of `orchestrator.events` partition 0, and the order's
+/// last step, as the read model has them.
+async fn step_and_position(pool: &sqlx::PgPool, order: OrderId) -> (Option<i64>, Option<Value>) {
+    let position =
+        sqlx::query_scalar("SELECT next_offset FROM read_model_positions WHERE topic = 'orchestrator.events'")
+            .fetch_optional(pool)
+            .await
+            .unwrap();
+    let step = sqlx::query_scalar("SELECT last_step FROM order_summaries WHERE order_id = $1")
+        .bind(order.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+        .flatten();
+    (position, step)
+}
+
+#[tokio::test]
+async fn the_order_handler_folds_a_step_report_with_its_append_and_a_redelivery_still_moves_the_position() {
+    let api = Api::new().await;
+    let order = api.place().await;
+    let report = step_report(SagaStepName::ReserveInventory, StepOutcome::Succeeded);
+    let envelope = first_message(&Source::service("orchestrator"), order, checkout_platform::clock::now(), report);
+    let at = |offset| Incoming {
+        position: RecordPosition { topic: "orchestrator.events".into(), partition: 0, offset },
+        ..incoming(envelope.clone())
+    };
+    let handler = Applied(OrderHandler::new(api.db.pool.clone()));
+    let appended = "SELECT count(*) FROM order_events WHERE event_type = 'SagaStepsRecorded'";
+
+    handler.handle(&at(4)).await.unwrap();
+    let (position, step) = step_and_position(&api.db.pool, order).await;
+    assert_eq!(position, Some(5), "the report's position is read");
+    assert_eq!(step.unwrap()["step"], "reserve_inventory", "and its step is folded in the same transaction");
+    assert_eq!(sqlx::query_scalar::<_, i64>(appended).fetch_one(&api.db.pool).await.unwrap(), 1);
+
+    // Redelivered further on (say, after a rebuild moved the positions
+    // back): appended once only, but read up to where it now sits.
+    sqlx::query("DELETE FROM read_model_positions").execute(&api.db.pool).await.unwrap();
+    handler.handle_batch(&[at(9)]).await.unwrap();
+    assert_eq!(step_and_position(&api.db.pool, order).await.0, Some(10), "a duplicate moves the position too");
+    assert_eq!(sqlx::query_scalar::<_, i64>(appended).fetch_one(&api.db.pool).await.unwrap(), 1, "not appended twice");
+
+    // A report for an order this service never had is refused whole.
+    let stranger = OrderId::from_uuid(uuid::Uuid::now_v7());
+    let report = step_report(SagaStepName::AuthorizePayment, StepOutcome::Started);
+    let unknown = first_message(&Source::service("orchestrator"), stranger, checkout_platform::clock::now(), report);
+    let refused = handler.handle(&incoming(unknown)).await;
+    assert!(matches!(refused, Err(checkout_kafka::HandlerError::Permanent(_))), "{refused:?}");
+    assert_eq!(step_and_position(&api.db.pool, stranger).await.1, None, "nothing of it is folded");
+}
+
+/// A rebuild's swap, as `read_model::rebuild` does it: the live tables
+/// locked `IN EXCLUSIVE MODE`, dropped, and the rebuilt ones moved into their
+/// place, in one transaction. A projection write that arrives meanwhile
+/// waits, then lands in the swapped-in tables (its statements prepared
+/// against the dropped ones re-resolve their names), not in the dropped ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_write_held_off_by_a_rebuilds_swap_lands_in_the_swapped_in_tables() {
+    let [before, during] = <[_; 2]>::try_from(placed_orders(2).await).unwrap();
+    let (db, projection) = empty_read_model().await;
+    let at = |offset: i64, envelope: &checkout_messages::Envelope| Incoming {
+        position: RecordPosition { topic: "order.events".to_owned(), partition: 0, offset },
+        ..incoming(envelope.clone())
+    };
+    // Prepares the projection's statements against the live tables.
+    projection.handle_batch(&[at(0, &before)]).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE SCHEMA rebuilt;
+         CREATE TABLE rebuilt.order_summaries (LIKE public.order_summaries INCLUDING ALL);
+         CREATE TABLE rebuilt.read_model_positions (LIKE public.read_model_positions INCLUDING ALL);",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    let mut swap = db.pool.begin().await.unwrap();
+    sqlx::raw_sql("LOCK TABLE public.order_summaries, public.read_model_positions IN EXCLUSIVE MODE")
+        .execute(&mut *swap)
+        .await
+        .unwrap();
+    let live = tokio::spawn({
+        let (projection, record) = (projection.clone(), at(1, &during));
+        async move { projection.handle_batch(&[record]).await }
+    });
+    checkout_testkit::eventually(Duration::from_secs(10), "the projection to wait for the swap", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(!live.is_finished(), "the projection wrote while the live tables were locked");
+    sqlx::raw_sql(
+        "DROP TABLE public.order_summaries, public.read_model_positions;
+         ALTER TABLE rebuilt.order_summaries SET SCHEMA public;
+         ALTER TABLE rebuilt.read_model_positions SET SCHEMA public;
+         DROP SCHEMA rebuilt;",
+    )
+    .execute(&mut *swap)
+    .await
+    .unwrap();
+    swap.commit().await.unwrap();
+    live.await.unwrap().unwrap();
+
+    let rows: Vec<(uuid::Uuid, bool)> =
+        sqlx::query_as("SELECT order_id, placed_at IS NOT NULL FROM public.order_summaries")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, [(*during.subject.as_uuid(), true)], "only the write that waited, in the swapped-in table");
+    let positions: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT topic, partition, next_offset FROM public.read_model_positions")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(positions, [("order.events".to_owned(), 0, 2)]);
 }

@@ -31,6 +31,20 @@ pub trait Apply: Send + Sync + 'static {
         message: &Incoming,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Self::Committed, HandlerError>> + Send;
+
+    /// What every delivery of a message does, a duplicate's too, in the same
+    /// transaction after [`apply`](Self::apply) (or after the claim found a
+    /// duplicate): e.g. a fold that records how far it has read each
+    /// partition, which a redelivery must move on as well. Nothing by default.
+    fn observe(
+        &self,
+        work: &mut UnitOfWork,
+        message: &Incoming,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (work, message, now);
+        async { Ok(()) }
+    }
 }
 
 /// Work left for after the commit.
@@ -42,41 +56,56 @@ impl Committed for () {
     fn done(self) {}
 }
 
-/// Handles one message in a transaction of its own; a duplicate changes nothing.
+/// Handles one message in a transaction of its own; a duplicate changes
+/// nothing but what [`Apply::observe`] does.
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
-    let Some(mut work) =
-        UnitOfWork::claim(handler.pool(), A::CONSUMER, &message.envelope).await.map_err(handler_error)?
-    else {
-        return Ok(());
-    };
-    let committed = handler.apply(&mut work, message, now).await?;
+    let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
+    let committed = claim_and_apply(handler, &mut work, message, now).await?;
     work.commit().await?;
     committed.done();
     Ok(())
 }
 
-/// Handles `messages` in order in one transaction: one commit (one WAL
-/// flush) and one outbox insert for all, each message still claimed in the
-/// inbox and applied in a transaction span of its own trace (so what it sends
-/// continues its checkout's trace, as without batching). Any failure rolls all of it back; the
-/// consumer runtime then handles each message on its own, so a bad one is
+/// One message's part of a transaction: claimed, applied unless a
+/// duplicate, observed.
+async fn claim_and_apply<A: Apply>(
+    handler: &A,
+    work: &mut UnitOfWork,
+    message: &Incoming,
+    now: OffsetDateTime,
+) -> Result<Option<A::Committed>, HandlerError> {
+    let applied = match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
+        Claim::First => Some(handler.apply(work, message, now).await?),
+        Claim::Duplicate => None,
+    };
+    handler.observe(work, message, now).await?;
+    Ok(applied)
+}
+
+/// Handles `messages` in one transaction: one commit (one WAL flush) and one
+/// outbox insert for all, each message still claimed in the inbox and applied
+/// in a transaction span of its own trace (so what it sends continues its
+/// checkout's trace, as without batching). Any failure rolls all of it back;
+/// the consumer runtime then handles each message on its own, so a bad one is
 /// dead-lettered alone.
+///
+/// The messages are applied in the order of their keys (order ids), each
+/// key's in the order given: every batch then locks the rows of its orders in
+/// one global order, so batches running at once (from other partitions or
+/// other topics) wait for each other but never deadlock. A deadlock would cost
+/// a second (PostgreSQL's `deadlock_timeout`), then the whole batch.
 pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: OffsetDateTime) -> Result<(), HandlerError> {
+    let mut ordered: Vec<&Incoming> = messages.iter().collect();
+    // Stable: one key's messages keep their order.
+    ordered.sort_by_key(|message| message.envelope.subject);
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
     let mut committed = Vec::with_capacity(messages.len());
-    for message in messages {
+    for message in ordered {
         // This message's part of the transaction, in the message's trace:
         // what it sends continues from there, as with a transaction of its own.
         let part = transaction_span(&message.span);
         let whole = work.replace_span(part.clone());
-        let applied = async {
-            match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
-                Claim::First => handler.apply(&mut work, message, now).await.map(Some),
-                Claim::Duplicate => Ok(None),
-            }
-        }
-        .instrument(part)
-        .await;
+        let applied = claim_and_apply(handler, &mut work, message, now).instrument(part).await;
         work.replace_span(whole);
         committed.extend(applied?);
     }

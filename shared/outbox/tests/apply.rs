@@ -19,7 +19,8 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 /// Counts each step report per order, answers each with a report of its
-/// own, and refuses attempt 0 (a message that can never be applied).
+/// own, and refuses attempt 0 (a message that can never be applied); notes
+/// every delivery, a duplicate's too, in `observed`.
 #[derive(Clone)]
 struct Steps {
     pool: PgPool,
@@ -69,6 +70,15 @@ impl Apply for Steps {
         work.send(caused_by(&message.envelope, &checkout_messages::Source::service("steps"), now, reply));
         Ok(Count(Arc::clone(&self.counted)))
     }
+
+    async fn observe(&self, work: &mut UnitOfWork, message: &Incoming, _: OffsetDateTime) -> Result<(), HandlerError> {
+        sqlx::query("INSERT INTO observed (message_id) VALUES ($1)")
+            .bind(message.envelope.id.as_uuid())
+            .execute(work.conn())
+            .await
+            .map_err(checkout_outbox::handler_error)?;
+        Ok(())
+    }
 }
 
 async fn effects(pool: &PgPool) -> Vec<(uuid::Uuid, i32, i32)> {
@@ -79,6 +89,7 @@ async fn rows(pool: &PgPool, table: &'static str) -> i64 {
     let sql = match table {
         "inbox_messages" => "SELECT count(*) FROM inbox_messages",
         "outbox_messages" => "SELECT count(*) FROM outbox_messages",
+        "observed" => "SELECT count(*) FROM observed",
         other => panic!("no count for {other}"),
     };
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
@@ -101,6 +112,7 @@ async fn a_batch_applies_each_message_once_in_order_with_one_commit() {
     assert_eq!(rows(&db.pool, "outbox_messages").await, 4, "every reply is in the outbox");
     assert_eq!(rows(&db.pool, "inbox_messages").await, 4);
     assert_eq!(steps.counted.load(Ordering::SeqCst), 4, "each applied message is counted after the commit");
+    assert_eq!(rows(&db.pool, "observed").await, 4, "each delivery is observed, in the same transaction");
 
     // Delivered again, with one new message among them: only that one applies.
     let mut again: Vec<Incoming> = batch.iter().map(|m| incoming(m.envelope.clone())).collect();
@@ -111,6 +123,12 @@ async fn a_batch_applies_each_message_once_in_order_with_one_commit() {
     assert_eq!(effects(&db.pool).await, expected);
     assert_eq!(rows(&db.pool, "outbox_messages").await, 5, "duplicates send nothing");
     assert_eq!(steps.counted.load(Ordering::SeqCst), 5, "duplicates are not counted");
+    assert_eq!(rows(&db.pool, "observed").await, 9, "but every delivery is observed, a duplicate's too");
+
+    // One at a time, a duplicate is observed as well, and applies nothing.
+    apply_one(&steps, &incoming(batch[0].envelope.clone()), OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(rows(&db.pool, "observed").await, 10);
+    assert_eq!(effects(&db.pool).await, expected);
 }
 
 #[tokio::test]
@@ -126,6 +144,7 @@ async fn a_message_that_fails_leaves_nothing_of_its_batch_and_the_rest_applies_o
     assert_eq!(effects(&db.pool).await, [], "the messages before the failure were rolled back with it");
     assert_eq!(rows(&db.pool, "inbox_messages").await, 0, "no message is claimed: each may be handled again");
     assert_eq!(rows(&db.pool, "outbox_messages").await, 0);
+    assert_eq!(rows(&db.pool, "observed").await, 0, "observations roll back with their batch");
     assert_eq!(steps.counted.load(Ordering::SeqCst), 0, "nothing is counted for a rolled-back batch");
 
     // What the consumer runtime does next: each message on its own.

@@ -210,6 +210,13 @@ impl ServiceSettings {
             ..ConsumerSettings::new(group_id, topics)
         }
     }
+
+    /// The settings of the service's own group for a handler that applies
+    /// the records a partition has ready in one transaction: up to
+    /// `CONSUMER_MAX_BATCH` of them.
+    pub fn batched_consumer(&self, topics: impl IntoIterator<Item = Topic>) -> ConsumerSettings {
+        ConsumerSettings { max_batch: self.max_batch, ..self.consumer(&self.service, topics) }
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! HTTP errors are RFC 9457 problem documents ([`http::Problem`]); every
 //! service serves `/healthz`, `/readyz` and `/metrics`.
 
+mod applied;
 pub mod clock;
 pub mod config;
 pub mod database;
@@ -19,6 +20,7 @@ mod service;
 mod shutdown;
 pub mod startup;
 
+pub use applied::Applied;
 pub use host::{HostError, ServiceHost};
 pub use service::{RunningService, ServiceBuilder, run};
 pub use shutdown::shutdown_on_signal;

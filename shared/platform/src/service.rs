@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use axum::Router;
 use checkout_kafka::{ConsumerRuntime, ConsumerSettings, ConsumerStatus, Handler, Publisher};
 use checkout_messages::Topic;
-use checkout_outbox::{Backlog, OutboxRelay};
+use checkout_outbox::{Apply, Backlog, OutboxRelay};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -18,7 +18,7 @@ use crate::config::{Env, ServiceSettings};
 use crate::http::{Readiness, ReadinessCheck, service_router};
 use crate::metrics::Collectors;
 use crate::startup::connect_messaging;
-use crate::{HostError, ServiceHost, StartupError, database};
+use crate::{Applied, HostError, ServiceHost, StartupError, database};
 
 /// A service being assembled: connected, migrated, its topics checked.
 #[derive(Debug)]
@@ -74,20 +74,12 @@ impl ServiceBuilder {
         self.consume_in("consumer", &group, topics, handler)
     }
 
-    /// Like [`consume`](Self::consume), for a handler whose `handle_batch`
-    /// applies a batch in one transaction: up to `CONSUMER_MAX_BATCH` ready
-    /// records go to one call (a handler that only loops over `handle` would
-    /// just lose concurrency).
-    pub fn consume_batched<H: Handler>(
-        &mut self,
-        topics: &[Topic],
-        handler: H,
-    ) -> Result<ConsumerStatus, StartupError> {
-        let settings = ConsumerSettings {
-            max_batch: self.settings.max_batch,
-            ..self.settings.consumer(&self.settings.service, topics.iter().copied())
-        };
-        self.consume_with("consumer", settings, handler)
+    /// Like [`consume`](Self::consume), for a handler that applies each
+    /// message in a transaction ([`Applied`]): up to `CONSUMER_MAX_BATCH`
+    /// ready records are applied in one.
+    pub fn consume_batched<A: Apply>(&mut self, topics: &[Topic], handler: A) -> Result<ConsumerStatus, StartupError> {
+        let settings = self.settings.batched_consumer(topics.iter().copied());
+        self.consume_with("consumer", settings, Applied(handler))
     }
 
     /// Runs `handler` as a member of another consumer group of this service

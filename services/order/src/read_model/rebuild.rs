@@ -1,6 +1,6 @@
 //! Rebuilding the read model by replay: every record of its topics from
 //! offset 0 is folded into fresh tables in a schema of their own; then, with
-//! the live projection held off (the swap lock), the fresh tables catch up
+//! the live projection held off (its tables locked), the fresh tables catch up
 //! to where the topics end at that moment and take the live tables' place,
 //! in one transaction. The live projection carries on from its own offsets
 //! afterwards; what it applies again is absorbed (the fold is idempotent).
@@ -79,7 +79,7 @@ pub async fn rebuild(
 
     // The swap: hold the live projection off, catch up, compare, replace.
     let mut tx = conn.begin().await?;
-    store::hold_swap_lock(&mut tx).await?;
+    store::lock_live_tables(&mut tx).await?;
     replay.extend().await?;
     records += fold_batch(&mut tx, &mut replay, usize::MAX).await?;
     let rebuilt = store::all(&mut *tx).await?;

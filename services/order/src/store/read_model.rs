@@ -10,18 +10,18 @@ use uuid::Uuid;
 
 use crate::domain::{Status, StepMark, Summary};
 
-/// Held (shared) by every projection transaction and (exclusive) by a
-/// rebuild while it swaps tables in, so that no projection write meets a
-/// table being swapped.
-const SWAP_LOCK: i64 = 0x6f72_6465_725f_726d; // "order_rm"
-
-pub async fn hold_swap_lock_shared(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query!("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK).execute(&mut *conn).await?;
-    Ok(())
-}
-
-pub async fn hold_swap_lock(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query!("SELECT pg_advisory_xact_lock($1)", SWAP_LOCK).execute(&mut *conn).await?;
+/// Keeps the live projection off both tables until the caller's transaction
+/// ends, for a rebuild's swap: every projection transaction's first write
+/// (a summary row's lock, or a position) waits, while queries read on. Each
+/// projection transaction locks `order_summaries` before
+/// `read_model_positions`, as this does, so the two never wait on each other
+/// in a cycle; a statement that waited re-resolves the tables' names, so
+/// after a swap it writes to the swapped-in tables. Named with their schema:
+/// the rebuild's connection has a search path of its own.
+pub async fn lock_live_tables(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("LOCK TABLE public.order_summaries, public.read_model_positions IN EXCLUSIVE MODE")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -73,81 +73,121 @@ fn decode(row: Row) -> Summary {
 /// write a row of their own, the later commit overwriting the earlier one's
 /// fields; so every missing row is first inserted empty (as
 /// [`Summary::new`] has it), and a concurrent insert of the same order waits
-/// for this transaction and then finds the row filled.
+/// for this transaction and then finds the row filled. Rows are read first:
+/// only an order's first fold pays for the insert and a second read.
 pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<HashMap<OrderId, Summary>, sqlx::Error> {
     let mut ids: Vec<Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
     ids.sort_unstable();
     ids.dedup();
-    let empty = Summary::new(OrderId::from_uuid(Uuid::nil()));
-    sqlx::query!(
-        "INSERT INTO order_summaries (order_id, status, version, updated_at)
-         SELECT id, $2, $3, $4 FROM UNNEST($1::UUID[]) AS id
-         ON CONFLICT (order_id) DO NOTHING",
-        &ids,
-        empty.status.as_str(),
-        i64::try_from(empty.version).unwrap_or_default(),
-        empty.updated_at,
-    )
-    .execute(&mut *conn)
-    .await?;
+    let mut found = select_for_update(conn, &ids).await?;
+    if found.len() < ids.len() {
+        let empty = Summary::new(OrderId::from_uuid(Uuid::nil()));
+        sqlx::query!(
+            "INSERT INTO order_summaries (order_id, status, version, updated_at)
+             SELECT id, $2, $3, $4 FROM UNNEST($1::UUID[]) AS id
+             ON CONFLICT (order_id) DO NOTHING",
+            &ids,
+            empty.status.as_str(),
+            i64::try_from(empty.version).unwrap_or_default(),
+            empty.updated_at,
+        )
+        .execute(&mut *conn)
+        .await?;
+        found = select_for_update(conn, &ids).await?;
+    }
+    Ok(found)
+}
+
+async fn select_for_update(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<OrderId, Summary>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Row,
         "SELECT order_id, customer_id, placed_at, status, total_minor, currency, cancellation_code,
                 cancel_requested_at, last_step, last_step_at, last_step_message_id, version, updated_at
            FROM order_summaries WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
-        &ids,
+        ids,
     )
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().map(decode).map(|summary| (summary.order_id, summary)).collect())
 }
 
-pub async fn save(conn: &mut PgConnection, summary: &Summary) -> Result<(), sqlx::Error> {
-    let step = summary.last_step.as_ref();
-    let entry = step.and_then(|mark| serde_json::to_value(&mark.entry).ok());
+/// How far a fold has read each partition: (topic, partition, offset of the
+/// last record folded).
+pub type ReadTo<'a> = [(&'a str, i32, i64)];
+
+/// Writes the rows that changed and how far each partition has been read,
+/// in one statement. The caller holds the rows' locks (from [`lock_all`]).
+pub async fn save(conn: &mut PgConnection, summaries: &[&Summary], read_to: &ReadTo<'_>) -> Result<(), sqlx::Error> {
+    let steps: Vec<Option<&StepMark>> = summaries.iter().map(|summary| summary.last_step.as_ref()).collect();
+    let (topics, partitions, offsets) = positions_columns(read_to);
     sqlx::query!(
-        "INSERT INTO order_summaries (order_id, customer_id, placed_at, status, total_minor, currency, cancellation_code,
-                                      cancel_requested_at, last_step, last_step_at, last_step_message_id, version, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         ON CONFLICT (order_id) DO UPDATE SET
-             customer_id = EXCLUDED.customer_id, placed_at = EXCLUDED.placed_at, status = EXCLUDED.status,
-             total_minor = EXCLUDED.total_minor, currency = EXCLUDED.currency,
-             cancellation_code = EXCLUDED.cancellation_code, cancel_requested_at = EXCLUDED.cancel_requested_at,
-             last_step = EXCLUDED.last_step, last_step_at = EXCLUDED.last_step_at,
-             last_step_message_id = EXCLUDED.last_step_message_id, version = EXCLUDED.version,
-             updated_at = EXCLUDED.updated_at",
-        summary.order_id.as_uuid(),
-        summary.customer_id,
-        summary.placed_at,
-        summary.status.as_str(),
-        summary.total.map(|m| m.amount_minor()),
-        summary.total.map(|m| m.currency().code().to_owned()),
-        summary.cancellation_code,
-        summary.cancel_requested_at,
-        entry,
-        step.map(|mark| mark.at),
-        step.map(|mark| mark.message_id),
-        i64::try_from(summary.version).unwrap_or(i64::MAX),
-        summary.updated_at,
+        "WITH saved AS (
+             INSERT INTO order_summaries (order_id, customer_id, placed_at, status, total_minor, currency,
+                                          cancellation_code, cancel_requested_at, last_step, last_step_at,
+                                          last_step_message_id, version, updated_at)
+             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TIMESTAMPTZ[], $4::TEXT[], $5::BIGINT[], $6::TEXT[],
+                                  $7::TEXT[], $8::TIMESTAMPTZ[], $9::JSONB[], $10::TIMESTAMPTZ[], $11::UUID[],
+                                  $12::BIGINT[], $13::TIMESTAMPTZ[])
+             ON CONFLICT (order_id) DO UPDATE SET
+                 customer_id = EXCLUDED.customer_id, placed_at = EXCLUDED.placed_at, status = EXCLUDED.status,
+                 total_minor = EXCLUDED.total_minor, currency = EXCLUDED.currency,
+                 cancellation_code = EXCLUDED.cancellation_code, cancel_requested_at = EXCLUDED.cancel_requested_at,
+                 last_step = EXCLUDED.last_step, last_step_at = EXCLUDED.last_step_at,
+                 last_step_message_id = EXCLUDED.last_step_message_id, version = EXCLUDED.version,
+                 updated_at = EXCLUDED.updated_at
+         )
+         INSERT INTO read_model_positions (topic, partition, next_offset)
+         SELECT topic, partition, last_offset + 1 FROM UNNEST($14::TEXT[], $15::INT[], $16::BIGINT[])
+             AS read_to (topic, partition, last_offset)
+         ON CONFLICT (topic, partition) DO UPDATE
+             SET next_offset = GREATEST(read_model_positions.next_offset, EXCLUDED.next_offset)",
+        &summaries.iter().map(|s| *s.order_id.as_uuid()).collect::<Vec<_>>(),
+        &summaries.iter().map(|s| s.customer_id.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &summaries.iter().map(|s| s.placed_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
+        &summaries.iter().map(|s| s.status.as_str()).collect::<Vec<_>>() as &[&str],
+        &summaries.iter().map(|s| s.total.map(|m| m.amount_minor())).collect::<Vec<_>>() as &[Option<i64>],
+        &summaries.iter().map(|s| s.total.map(|m| m.currency().code().to_owned())).collect::<Vec<_>>()
+            as &[Option<String>],
+        &summaries.iter().map(|s| s.cancellation_code.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &summaries.iter().map(|s| s.cancel_requested_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
+        &steps.iter().map(|step| step.and_then(|mark| serde_json::to_value(&mark.entry).ok())).collect::<Vec<_>>()
+            as &[Option<serde_json::Value>],
+        &steps.iter().map(|step| step.map(|mark| mark.at)).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
+        &steps.iter().map(|step| step.map(|mark| mark.message_id)).collect::<Vec<_>>() as &[Option<Uuid>],
+        &summaries.iter().map(|s| i64::try_from(s.version).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
+        &summaries.iter().map(|s| s.updated_at).collect::<Vec<_>>(),
+        &topics as &[&str],
+        &partitions,
+        &offsets,
     )
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Records that the projection has read `topic`/`partition` up to `offset`.
-pub async fn advance(conn: &mut PgConnection, topic: &str, partition: i32, offset: i64) -> Result<(), sqlx::Error> {
+/// Records how far each partition has been read, when no row changed.
+pub async fn advance(conn: &mut PgConnection, read_to: &ReadTo<'_>) -> Result<(), sqlx::Error> {
+    let (topics, partitions, offsets) = positions_columns(read_to);
     sqlx::query!(
-        "INSERT INTO read_model_positions (topic, partition, next_offset) VALUES ($1, $2, $3::BIGINT + 1)
+        "INSERT INTO read_model_positions (topic, partition, next_offset)
+         SELECT topic, partition, last_offset + 1 FROM UNNEST($1::TEXT[], $2::INT[], $3::BIGINT[])
+             AS read_to (topic, partition, last_offset)
          ON CONFLICT (topic, partition) DO UPDATE
              SET next_offset = GREATEST(read_model_positions.next_offset, EXCLUDED.next_offset)",
-        topic,
-        partition,
-        offset,
+        &topics as &[&str],
+        &partitions,
+        &offsets,
     )
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn positions_columns<'a>(read_to: &ReadTo<'a>) -> (Vec<&'a str>, Vec<i32>, Vec<i64>) {
+    let topics = read_to.iter().map(|(topic, _, _)| *topic).collect();
+    let partitions = read_to.iter().map(|(_, partition, _)| *partition).collect();
+    let offsets = read_to.iter().map(|(_, _, offset)| *offset).collect();
+    (topics, partitions, offsets)
 }
 
 /// How far the projection has read each partition (next offset).

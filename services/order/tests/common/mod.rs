@@ -9,10 +9,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use checkout_domain::{Currency, Money, OrderId, PricedLine, Pricing, Quantity, Sku};
 use checkout_kafka::Handler;
+use checkout_messages::payloads::saga::{SagaStepName, SagaStepRecorded, StepOutcome};
 use checkout_messages::{Message, Source};
 use checkout_order::read_model::Staleness;
 use checkout_order::{MIGRATOR, OrderHandler, http};
 use checkout_outbox::first_message;
+use checkout_platform::Applied;
 use checkout_platform::http::{Readiness, service_router};
 use checkout_platform::metrics::Collectors;
 use checkout_testkit::{TestDatabase, incoming};
@@ -62,6 +64,12 @@ impl Api {
         self.call(request.body(Body::from(body.to_string())).unwrap()).await
     }
 
+    /// Places the usual checkout; its order's id.
+    pub async fn place(&self) -> OrderId {
+        let accepted = self.post(&checkout(), None).await;
+        accepted.body["order_id"].as_str().unwrap().parse().unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Request::get(path).body(Body::empty()).unwrap()).await
     }
@@ -74,7 +82,7 @@ impl Api {
 
     pub async fn deliver(&self, order: OrderId, payload: impl Into<Message>) {
         let envelope = first_message(&Source::service("orchestrator"), order, checkout_platform::clock::now(), payload);
-        OrderHandler::new(self.db.pool.clone()).handle(&incoming(envelope)).await.unwrap();
+        Applied(OrderHandler::new(self.db.pool.clone())).handle(&incoming(envelope)).await.unwrap();
     }
 }
 
@@ -94,6 +102,11 @@ pub fn assert_matches_schema(value: &Value, schema: &str) {
     let validator = jsonschema::validator_for(&root).unwrap();
     let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{schema}: {errors:?}\n{value:#}");
+}
+
+/// The orchestrator's first-attempt report that `step` reached `outcome`.
+pub fn step_report(step: SagaStepName, outcome: StepOutcome) -> SagaStepRecorded {
+    SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None }
 }
 
 pub fn pricing() -> Pricing {

@@ -210,21 +210,9 @@ impl OutboxRelay {
     async fn pass(&self, mark: bool) -> Result<Pass, RelayError> {
         let began = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !locked {
+        let Some(rows) = self.lock_and_select(&mut tx).await? else {
             return Ok(Pass::Busy);
-        }
-        let rows = sqlx::query_as!(
-            Row,
-            "SELECT position, message_id, topic, message_key, payload, headers, created_at
-             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
-             ORDER BY position LIMIT $1",
-            self.settings.batch_size,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+        };
         if rows.is_empty() {
             // End the transaction now: dropped, it would give the lock back
             // only when its connection is next used, and until then every
@@ -302,6 +290,36 @@ impl OutboxRelay {
         metrics::counter!("checkout_outbox_published_total").increment(published.len() as u64);
         let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
         Ok(Pass::Published { count: published.len(), full })
+    }
+
+    /// Takes the relay lock, then reads the next batch; `None` when another
+    /// relay holds the lock.
+    ///
+    /// Two statements, not one: under READ COMMITTED a statement sees the
+    /// commits made before it began, so a single statement that took the lock
+    /// and read could start before the previous holder's marking commit and
+    /// win the lock just after it, and publish that batch again, out of order
+    /// (caught by `two_relays_on_one_database_publish_each_keys_messages_in_commit_order`).
+    async fn lock_and_select(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<Option<Vec<Row>>, sqlx::Error> {
+        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK)
+            .fetch_one(&mut **tx)
+            .await?;
+        if !locked {
+            return Ok(None);
+        }
+        let rows = sqlx::query_as!(
+            Row,
+            "SELECT position, message_id, topic, message_key, payload, headers, created_at
+             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
+             ORDER BY position LIMIT $1",
+            self.settings.batch_size,
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(Some(rows))
     }
 
     /// Sets a row that can never be published aside, with the reason.

@@ -20,10 +20,13 @@ pub const TOPIC: Topic = Topic::OrchestratorEvents;
 
 pub async fn database() -> TestDatabase {
     let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR]).await;
-    sqlx::raw_sql("CREATE TABLE effects (order_id UUID PRIMARY KEY, applied INT NOT NULL, last_seq INT NOT NULL)")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE effects (order_id UUID PRIMARY KEY, applied INT NOT NULL, last_seq INT NOT NULL);
+         CREATE TABLE observed (message_id UUID NOT NULL)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     db
 }
 

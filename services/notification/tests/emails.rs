@@ -37,19 +37,23 @@ impl Fixture {
     }
 
     fn confirmed(&self) -> Envelope {
-        let pricing = Pricing::new(vec![PricedLine {
-            sku: Sku::parse("MUG-BLACK").unwrap(),
-            quantity: Quantity::new(2).unwrap(),
-            unit_price: Money::new(1250, Currency::EUR).unwrap(),
-        }])
-        .unwrap();
-        first_message(
-            &Source::service("orchestrator"),
-            self.order,
-            checkout_platform::clock::now(),
-            NotifyOrderConfirmed { email: ada(), pricing },
-        )
+        confirmation(self.order)
     }
+}
+
+fn confirmation(order: OrderId) -> Envelope {
+    let pricing = Pricing::new(vec![PricedLine {
+        sku: Sku::parse("MUG-BLACK").unwrap(),
+        quantity: Quantity::new(2).unwrap(),
+        unit_price: Money::new(1250, Currency::EUR).unwrap(),
+    }])
+    .unwrap();
+    first_message(
+        &Source::service("orchestrator"),
+        order,
+        checkout_platform::clock::now(),
+        NotifyOrderConfirmed { email: ada(), pricing },
+    )
 }
 
 fn ada() -> EmailAddress {
@@ -142,4 +146,27 @@ async fn a_cancellation_email_says_why() {
     let mail = f.smtp.mail();
     assert!(mail[0].header("Subject").unwrap().ends_with("was cancelled"));
     assert!(mail[0].data.contains("Reason: TEE-M: 1 requested, 0 available"));
+}
+
+/// Sends confirmations of `count` new orders, one after another, through one handler.
+async fn confirm_in_turn(f: &Fixture, count: usize) {
+    let handler = f.handler(Duration::from_secs(5));
+    for _ in 0..count {
+        handler.handle(&incoming(confirmation(OrderId::from_uuid(Uuid::now_v7())))).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn emails_sent_one_after_another_share_one_connection() {
+    let f = Fixture::new().await;
+    confirm_in_turn(&f, 3).await;
+    assert_eq!((f.smtp.mail().len(), f.smtp.connections()), (3, 1), "(emails, connections)");
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_while_idle_is_replaced_and_the_email_still_goes_out() {
+    let f = Fixture::new().await;
+    f.smtp.hang_up_after_each_message(true);
+    confirm_in_turn(&f, 3).await;
+    assert_eq!((f.smtp.mail().len(), f.smtp.connections()), (3, 3), "(emails, connections)");
 }

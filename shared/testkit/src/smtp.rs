@@ -40,6 +40,9 @@ struct Shared {
     delay: Mutex<Duration>,
     sessions: AtomicUsize,
     peak_sessions: AtomicUsize,
+    connections: AtomicUsize,
+    /// Whether each session is closed right after its first message.
+    hang_up_after_message: AtomicBool,
 }
 
 /// The server; it runs on a thread of its own until the process ends.
@@ -104,6 +107,17 @@ impl SmtpSink {
         self.shared.peak_sessions.load(Ordering::SeqCst)
     }
 
+    /// How many connections the server has accepted.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// While set, the server closes each connection right after answering
+    /// its message, without a word, as one that drops idle clients at once.
+    pub fn hang_up_after_each_message(&self, hang_up: bool) {
+        self.shared.hang_up_after_message.store(hang_up, Ordering::SeqCst);
+    }
+
     /// Answers `550` (a permanent failure) to `RCPT TO` for this address.
     pub fn reject_mailbox(&self, address: &str) {
         self.shared.unknown_mailboxes.lock().unwrap().push(address.to_owned());
@@ -116,6 +130,7 @@ impl SmtpSink {
 }
 
 async fn serve(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    shared.connections.fetch_add(1, Ordering::SeqCst);
     let open = shared.sessions.fetch_add(1, Ordering::SeqCst) + 1;
     shared.peak_sessions.fetch_max(open, Ordering::SeqCst);
     let served = converse(stream, &shared).await;
@@ -167,6 +182,10 @@ async fn converse(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 tokio::time::sleep(delay).await;
             }
             shared.mail.lock().unwrap().push(ReceivedMail { from: from.clone(), to: std::mem::take(&mut to), data });
+            if shared.hang_up_after_message.load(Ordering::SeqCst) {
+                writer.write_all(b"250 OK queued\r\n").await?;
+                return Ok(());
+            }
             b"250 OK queued\r\n"
         } else if upper == "QUIT" {
             writer.write_all(b"221 Bye\r\n").await?;

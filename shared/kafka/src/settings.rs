@@ -24,7 +24,10 @@ pub struct KafkaSettings {
     pub session_timeout: Duration,
     /// How a group shares partitions out (`partition.assignment.strategy`).
     pub assignment_strategy: String,
-    /// How long the producer waits to fill a batch before sending it.
+    /// How long the producer waits to fill a batch before sending it. None by
+    /// default: the relay enqueues a whole batch before awaiting it, and what
+    /// queues while a request is in flight goes out together anyway, so a
+    /// linger only adds its length to every hop of a checkout.
     pub linger: Duration,
     /// How long the producer keeps retrying a record before failing its delivery.
     pub delivery_timeout: Duration,
@@ -39,7 +42,7 @@ impl Default for KafkaSettings {
             fetch_wait_max: Duration::from_millis(100),
             session_timeout: Duration::from_secs(10),
             assignment_strategy: "cooperative-sticky".into(),
-            linger: Duration::from_millis(1),
+            linger: Duration::ZERO,
             delivery_timeout: Duration::from_secs(30),
         }
     }

@@ -86,6 +86,14 @@ async fn empty_read_model() -> (TestDatabase, Projection) {
     (db, projection)
 }
 
+/// `envelope` delivered from `topic`, partition 0, at `offset`.
+fn at(topic: &str, offset: i64, envelope: &checkout_messages::Envelope) -> Incoming {
+    Incoming {
+        position: RecordPosition { topic: topic.to_owned(), partition: 0, offset },
+        ..incoming(envelope.clone())
+    }
+}
+
 /// Projects `batches` into a fresh database; its rows and read positions.
 async fn project(batches: &[Vec<&(checkout_messages::Envelope, RecordPosition)>]) -> (Value, Value) {
     let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
@@ -181,11 +189,8 @@ async fn an_orders_first_events_folded_at_once_from_both_topics_are_both_kept() 
     for (offset, placed) in (0..).zip(&placed) {
         let step = step_report(SagaStepName::ReserveInventory, StepOutcome::Started);
         let step = first_message(&Source::service("orchestrator"), placed.subject, placed.time, step);
-        let at = |topic: &str, envelope: &checkout_messages::Envelope| Incoming {
-            position: RecordPosition { topic: topic.to_owned(), partition: 0, offset },
-            ..incoming(envelope.clone())
-        };
-        let (order_events, orchestrator_events) = ([at("order.events", placed)], [at("orchestrator.events", &step)]);
+        let (order_events, orchestrator_events) =
+            ([at("order.events", offset, placed)], [at("orchestrator.events", offset, &step)]);
         let (a, b) =
             tokio::join!(projection.handle_batch(&order_events), projection.handle_batch(&orchestrator_events));
         a.unwrap();
@@ -226,14 +231,10 @@ async fn the_order_handler_folds_a_step_report_with_its_append_and_a_redelivery_
     let order = api.place().await;
     let report = step_report(SagaStepName::ReserveInventory, StepOutcome::Succeeded);
     let envelope = first_message(&Source::service("orchestrator"), order, checkout_platform::clock::now(), report);
-    let at = |offset| Incoming {
-        position: RecordPosition { topic: "orchestrator.events".into(), partition: 0, offset },
-        ..incoming(envelope.clone())
-    };
     let handler = Applied(OrderHandler::new(api.db.pool.clone()));
     let appended = "SELECT count(*) FROM order_events WHERE event_type = 'SagaStepsRecorded'";
 
-    handler.handle(&at(4)).await.unwrap();
+    handler.handle(&at("orchestrator.events", 4, &envelope)).await.unwrap();
     let (position, step) = step_and_position(&api.db.pool, order).await;
     assert_eq!(position, Some(5), "the report's position is read");
     assert_eq!(step.unwrap()["step"], "reserve_inventory", "and its step is folded in the same transaction");
@@ -242,7 +243,7 @@ async fn the_order_handler_folds_a_step_report_with_its_append_and_a_redelivery_
     // Redelivered further on (say, after a rebuild moved the positions
     // back): appended once only, but read up to where it now sits.
     sqlx::query("DELETE FROM read_model_positions").execute(&api.db.pool).await.unwrap();
-    handler.handle_batch(&[at(9)]).await.unwrap();
+    handler.handle_batch(&[at("orchestrator.events", 9, &envelope)]).await.unwrap();
     assert_eq!(step_and_position(&api.db.pool, order).await.0, Some(10), "a duplicate moves the position too");
     assert_eq!(sqlx::query_scalar::<_, i64>(appended).fetch_one(&api.db.pool).await.unwrap(), 1, "not appended twice");
 
@@ -264,12 +265,8 @@ async fn the_order_handler_folds_a_step_report_with_its_append_and_a_redelivery_
 async fn a_projection_write_held_off_by_a_rebuilds_swap_lands_in_the_swapped_in_tables() {
     let [before, during] = <[_; 2]>::try_from(placed_orders(2).await).unwrap();
     let (db, projection) = empty_read_model().await;
-    let at = |offset: i64, envelope: &checkout_messages::Envelope| Incoming {
-        position: RecordPosition { topic: "order.events".to_owned(), partition: 0, offset },
-        ..incoming(envelope.clone())
-    };
     // Prepares the projection's statements against the live tables.
-    projection.handle_batch(&[at(0, &before)]).await.unwrap();
+    projection.handle_batch(&[at("order.events", 0, &before)]).await.unwrap();
     sqlx::raw_sql(
         "CREATE SCHEMA rebuilt;
          CREATE TABLE rebuilt.order_summaries (LIKE public.order_summaries INCLUDING ALL);
@@ -285,7 +282,7 @@ async fn a_projection_write_held_off_by_a_rebuilds_swap_lands_in_the_swapped_in_
         .await
         .unwrap();
     let live = tokio::spawn({
-        let (projection, record) = (projection.clone(), at(1, &during));
+        let (projection, record) = (projection.clone(), at("order.events", 1, &during));
         async move { projection.handle_batch(&[record]).await }
     });
     checkout_testkit::eventually(Duration::from_secs(10), "the projection to wait for the swap", || async {

@@ -118,7 +118,7 @@ pub type ReadTo<'a> = [(&'a str, i32, i64)];
 /// Writes the rows that changed and how far each partition has been read,
 /// in one statement. The caller holds the rows' locks (from [`lock_all`]).
 pub async fn save(conn: &mut PgConnection, summaries: &[&Summary], read_to: &ReadTo<'_>) -> Result<(), sqlx::Error> {
-    let steps: Vec<Option<&StepMark>> = summaries.iter().map(|summary| summary.last_step.as_ref()).collect();
+    let rows = SummaryColumns::of(summaries);
     let (topics, partitions, offsets) = positions_columns(read_to);
     sqlx::query!(
         "WITH saved AS (
@@ -141,21 +141,19 @@ pub async fn save(conn: &mut PgConnection, summaries: &[&Summary], read_to: &Rea
              AS read_to (topic, partition, last_offset)
          ON CONFLICT (topic, partition) DO UPDATE
              SET next_offset = GREATEST(read_model_positions.next_offset, EXCLUDED.next_offset)",
-        &summaries.iter().map(|s| *s.order_id.as_uuid()).collect::<Vec<_>>(),
-        &summaries.iter().map(|s| s.customer_id.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &summaries.iter().map(|s| s.placed_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
-        &summaries.iter().map(|s| s.status.as_str()).collect::<Vec<_>>() as &[&str],
-        &summaries.iter().map(|s| s.total.map(|m| m.amount_minor())).collect::<Vec<_>>() as &[Option<i64>],
-        &summaries.iter().map(|s| s.total.map(|m| m.currency().code().to_owned())).collect::<Vec<_>>()
-            as &[Option<String>],
-        &summaries.iter().map(|s| s.cancellation_code.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &summaries.iter().map(|s| s.cancel_requested_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
-        &steps.iter().map(|step| step.and_then(|mark| serde_json::to_value(&mark.entry).ok())).collect::<Vec<_>>()
-            as &[Option<serde_json::Value>],
-        &steps.iter().map(|step| step.map(|mark| mark.at)).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
-        &steps.iter().map(|step| step.map(|mark| mark.message_id)).collect::<Vec<_>>() as &[Option<Uuid>],
-        &summaries.iter().map(|s| i64::try_from(s.version).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
-        &summaries.iter().map(|s| s.updated_at).collect::<Vec<_>>(),
+        &rows.order_ids,
+        &rows.customer_ids as &[Option<String>],
+        &rows.placed_at as &[Option<OffsetDateTime>],
+        &rows.statuses as &[&str],
+        &rows.totals as &[Option<i64>],
+        &rows.currencies as &[Option<String>],
+        &rows.cancellation_codes as &[Option<String>],
+        &rows.cancel_requested_at as &[Option<OffsetDateTime>],
+        &rows.last_steps as &[Option<serde_json::Value>],
+        &rows.last_step_at as &[Option<OffsetDateTime>],
+        &rows.last_step_message_ids as &[Option<Uuid>],
+        &rows.versions,
+        &rows.updated_at,
         &topics as &[&str],
         &partitions,
         &offsets,
@@ -163,6 +161,47 @@ pub async fn save(conn: &mut PgConnection, summaries: &[&Summary], read_to: &Rea
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Summaries as the columns of `order_summaries`, for one `UNNEST` insert.
+#[derive(Default)]
+struct SummaryColumns<'a> {
+    order_ids: Vec<Uuid>,
+    customer_ids: Vec<Option<String>>,
+    placed_at: Vec<Option<OffsetDateTime>>,
+    statuses: Vec<&'a str>,
+    totals: Vec<Option<i64>>,
+    currencies: Vec<Option<String>>,
+    cancellation_codes: Vec<Option<String>>,
+    cancel_requested_at: Vec<Option<OffsetDateTime>>,
+    last_steps: Vec<Option<serde_json::Value>>,
+    last_step_at: Vec<Option<OffsetDateTime>>,
+    last_step_message_ids: Vec<Option<Uuid>>,
+    versions: Vec<i64>,
+    updated_at: Vec<OffsetDateTime>,
+}
+
+impl<'a> SummaryColumns<'a> {
+    fn of(summaries: &[&'a Summary]) -> Self {
+        let mut columns = Self::default();
+        for summary in summaries {
+            let step: Option<&StepMark> = summary.last_step.as_ref();
+            columns.order_ids.push(*summary.order_id.as_uuid());
+            columns.customer_ids.push(summary.customer_id.clone());
+            columns.placed_at.push(summary.placed_at);
+            columns.statuses.push(summary.status.as_str());
+            columns.totals.push(summary.total.map(|m| m.amount_minor()));
+            columns.currencies.push(summary.total.map(|m| m.currency().code().to_owned()));
+            columns.cancellation_codes.push(summary.cancellation_code.clone());
+            columns.cancel_requested_at.push(summary.cancel_requested_at);
+            columns.last_steps.push(step.and_then(|mark| serde_json::to_value(&mark.entry).ok()));
+            columns.last_step_at.push(step.map(|mark| mark.at));
+            columns.last_step_message_ids.push(step.map(|mark| mark.message_id));
+            columns.versions.push(i64::try_from(summary.version).unwrap_or(i64::MAX));
+            columns.updated_at.push(summary.updated_at);
+        }
+        columns
+    }
 }
 
 /// Records how far each partition has been read, when no row changed.

@@ -116,17 +116,18 @@ impl Apply for OrderHandler {
     }
 
     /// Every record of `orchestrator.events`, a redelivered one too, is
-    /// folded into the read model, which records how far it has read.
+    /// folded into the read model, which records how far it has read: a
+    /// batch's in two statements.
     async fn observe(
         &self,
         work: &mut UnitOfWork,
-        message: &Incoming,
+        messages: &[&Incoming],
         now: OffsetDateTime,
     ) -> Result<(), HandlerError> {
-        if message.envelope.payload.message_type().topic() != Topic::OrchestratorEvents {
-            return Ok(());
-        }
-        crate::read_model::project_one(work.conn(), message, now).await
+        let reports = messages
+            .iter()
+            .filter(|message| message.envelope.payload.message_type().topic() == Topic::OrchestratorEvents);
+        crate::read_model::project_live(work.conn(), reports, now).await
     }
 }
 

@@ -42,6 +42,7 @@ pub async fn start(settings: Settings) -> Result<RunningService, StartupError> {
     };
     let projection = ConsumerSettings {
         max_batch: settings.read_model_max_batch,
+        concurrent_batches: service.concurrent_batches,
         ordering: RecordOrdering::Partition,
         ..service.consumer(read_model::GROUP, read_model::OWN_TOPICS)
     };

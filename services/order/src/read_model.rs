@@ -85,13 +85,18 @@ pub(crate) async fn project<'a>(
     }
 }
 
-/// Folds one delivered record in the caller's transaction (see `project`).
-pub(crate) async fn project_one(
+/// Folds delivered records in the caller's transaction (see `project`);
+/// none is no statement.
+pub(crate) async fn project_live<'a>(
     conn: &mut PgConnection,
-    message: &Incoming,
+    messages: impl IntoIterator<Item = &'a &'a Incoming>,
     now: OffsetDateTime,
 ) -> Result<(), HandlerError> {
-    project(conn, [(&message.envelope, &message.position)], Some(now)).await.map_err(database)
+    let records: Vec<_> = messages.into_iter().map(|message| (&message.envelope, &message.position)).collect();
+    if records.is_empty() {
+        return Ok(());
+    }
+    project(conn, records, Some(now)).await.map_err(database)
 }
 
 /// Every failure of the projection is the database's: the row is always

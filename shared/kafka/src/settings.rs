@@ -131,6 +131,15 @@ pub struct ConsumerSettings {
     ///
     /// [`Handler::handle_batch`]: crate::Handler::handle_batch
     pub max_batch: usize,
+    /// With `max_batch` above 1: when above 0, the ready records of all
+    /// partitions go to the handler together, at most this many
+    /// [`Handler::handle_batch`] calls at once, and records that become ready
+    /// meanwhile join the next call (group commit; see the runtime's
+    /// documentation). 0: a call per partition's batch, as many at once as
+    /// `max_in_flight` allows.
+    ///
+    /// [`Handler::handle_batch`]: crate::Handler::handle_batch
+    pub concurrent_batches: usize,
     pub retry: RetryPolicy,
 }
 
@@ -143,6 +152,7 @@ impl ConsumerSettings {
             max_in_flight: 64,
             partition_buffer: 64,
             max_batch: 1,
+            concurrent_batches: 0,
             retry: RetryPolicy::default(),
         }
     }

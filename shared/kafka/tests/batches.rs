@@ -1,7 +1,8 @@
 //! Records a partition has ready are handed to the handler in batches
 //! (different orders, and the records waiting behind them); each order's
 //! records still go in order, and a batch that fails is handled record by
-//! record so only the bad one is dead-lettered.
+//! record so only the bad one is dead-lettered. With `concurrent_batches`,
+//! the ready records of several partitions go to the handler together.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -32,6 +33,8 @@ type Batch = Vec<(OrderId, u32)>;
 struct Batching {
     /// Every successful call, with the records it handled (order, sequence number).
     calls: Arc<Mutex<Vec<Batch>>>,
+    /// The partitions of each successful call's records.
+    partitions: Arc<Mutex<Vec<HashSet<i32>>>>,
 }
 
 impl Batching {
@@ -57,27 +60,49 @@ impl Handler for Batching {
         }
         let batch = messages.iter().map(|message| (message.envelope.subject, sequence_number(message))).collect();
         self.calls.lock().unwrap().push(batch);
+        self.partitions.lock().unwrap().push(messages.iter().map(|message| message.position.partition).collect());
         Ok(())
     }
 }
 
+/// How the consumer is set for batches.
+#[derive(Clone, Copy)]
+struct Shape {
+    ordering: RecordOrdering,
+    /// `ConsumerSettings::concurrent_batches`.
+    concurrent_batches: usize,
+    max_in_flight: usize,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_key_ordering_ready_orders_are_batched_each_in_order_and_a_bad_record_is_dead_lettered_alone() {
-    batches_keep_order_and_isolate_a_bad_record(RecordOrdering::Key, "batches-by-key").await;
+    let shape = Shape { ordering: RecordOrdering::Key, concurrent_batches: 0, max_in_flight: 1 };
+    batches_keep_order_and_isolate_a_bad_record(shape, "batches-by-key").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_partition_ordering_a_partitions_next_records_are_batched_in_order() {
-    batches_keep_order_and_isolate_a_bad_record(RecordOrdering::Partition, "batches-by-partition").await;
+    let shape = Shape { ordering: RecordOrdering::Partition, concurrent_batches: 0, max_in_flight: 1 };
+    batches_keep_order_and_isolate_a_bad_record(shape, "batches-by-partition").await;
 }
 
-async fn batches_keep_order_and_isolate_a_bad_record(ordering: RecordOrdering, group: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_partitions_share_calls_each_order_in_order_and_a_bad_record_is_dead_lettered_alone() {
+    let shape = Shape { ordering: RecordOrdering::Key, concurrent_batches: 1, max_in_flight: 8 };
+    let handler = batches_keep_order_and_isolate_a_bad_record(shape, "batches-coalesced").await;
+    let partitions = handler.partitions.lock().unwrap().clone();
+    let widest = partitions.iter().map(HashSet::len).max().unwrap_or(0);
+    assert!(widest > 1, "no call ever had the records of more than one partition: {partitions:?}");
+}
+
+async fn batches_keep_order_and_isolate_a_bad_record(shape: Shape, group: &str) -> Batching {
     let kafka = TestKafka::with_topics(&[TOPIC], 3).await;
     let handler = Batching::default();
     let group = checkout_kafka::ConsumerSettings {
-        ordering,
-        max_in_flight: 1,
+        ordering: shape.ordering,
+        max_in_flight: shape.max_in_flight,
         max_batch: MAX_BATCH,
+        concurrent_batches: shape.concurrent_batches,
         ..settings(group, fast_retries())
     };
     let runtime = ConsumerRuntime::new(&kafka.settings, group, kafka.publisher(), handler.clone()).unwrap();
@@ -120,4 +145,5 @@ async fn batches_keep_order_and_isolate_a_bad_record(ordering: RecordOrdering, g
     }
     let expected: HashSet<u32> = (1..=RECORDS).filter(|&seq| seq != POISON).collect();
     assert_eq!(seen, expected, "every good record handled once, the poison one never");
+    handler
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::unit_of_work::transaction_span;
-use crate::{Claim, UnitOfWork, claim, handler_error};
+use crate::{Claim, UnitOfWork, claim, claim_all, handler_error};
 
 /// A consumer's logic for one message, inside a transaction it is given.
 pub trait Apply: Send + Sync + 'static {
@@ -32,17 +32,18 @@ pub trait Apply: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Self::Committed, HandlerError>> + Send;
 
-    /// What every delivery of a message does, a duplicate's too, in the same
-    /// transaction after [`apply`](Self::apply) (or after the claim found a
-    /// duplicate): e.g. a fold that records how far it has read each
-    /// partition, which a redelivery must move on as well. Nothing by default.
+    /// What every delivery of the messages does, a duplicate's too, in the
+    /// same transaction after they are applied (or found to be duplicates),
+    /// all of a batch's at once, in the order they were applied: e.g. a fold
+    /// that records how far it has read each partition, which a redelivery
+    /// must move on as well. Nothing by default.
     fn observe(
         &self,
         work: &mut UnitOfWork,
-        message: &Incoming,
+        messages: &[&Incoming],
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        let _ = (work, message, now);
+        let _ = (work, messages, now);
         async { Ok(()) }
     }
 }
@@ -60,33 +61,22 @@ impl Committed for () {
 /// nothing but what [`Apply::observe`] does.
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
-    let committed = claim_and_apply(handler, &mut work, message, now).await?;
+    let applied = match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
+        Claim::First => Some(handler.apply(&mut work, message, now).await?),
+        Claim::Duplicate => None,
+    };
+    handler.observe(&mut work, &[message], now).await?;
     work.commit().await?;
-    committed.done();
+    applied.done();
     Ok(())
 }
 
-/// One message's part of a transaction: claimed, applied unless a
-/// duplicate, observed.
-async fn claim_and_apply<A: Apply>(
-    handler: &A,
-    work: &mut UnitOfWork,
-    message: &Incoming,
-    now: OffsetDateTime,
-) -> Result<Option<A::Committed>, HandlerError> {
-    let applied = match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
-        Claim::First => Some(handler.apply(work, message, now).await?),
-        Claim::Duplicate => None,
-    };
-    handler.observe(work, message, now).await?;
-    Ok(applied)
-}
-
-/// Handles `messages` in one transaction: one commit (one WAL flush) and one
-/// outbox insert for all, each message still claimed in the inbox and applied
-/// in a transaction span of its own trace (so what it sends continues its
-/// checkout's trace, as without batching). Any failure rolls all of it back;
-/// the consumer runtime then handles each message on its own, so a bad one is
+/// Handles `messages` in one transaction: one inbox statement claims them
+/// all, then each new one is applied in a transaction span of its own trace
+/// (so what it sends continues its checkout's trace, as without batching),
+/// then [`Apply::observe`] sees them all; one outbox insert and one commit
+/// (one WAL flush) follow. Any failure rolls all of it back; the consumer
+/// runtime then handles each message on its own, so a bad one is
 /// dead-lettered alone.
 ///
 /// The messages are applied in the order of their keys (order ids), each
@@ -99,16 +89,22 @@ pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: Offset
     // Stable: one key's messages keep their order.
     ordered.sort_by_key(|message| message.envelope.subject);
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
+    let envelopes: Vec<_> = ordered.iter().map(|message| &message.envelope).collect();
+    let claims = claim_all(work.conn(), A::CONSUMER, &envelopes).await.map_err(handler_error)?;
     let mut committed = Vec::with_capacity(messages.len());
-    for message in ordered {
+    for (message, claim) in ordered.iter().zip(claims) {
+        if claim == Claim::Duplicate {
+            continue;
+        }
         // This message's part of the transaction, in the message's trace:
         // what it sends continues from there, as with a transaction of its own.
         let part = transaction_span(&message.span);
         let whole = work.replace_span(part.clone());
-        let applied = claim_and_apply(handler, &mut work, message, now).instrument(part).await;
+        let applied = handler.apply(&mut work, message, now).instrument(part).await;
         work.replace_span(whole);
-        committed.extend(applied?);
+        committed.push(applied?);
     }
+    handler.observe(&mut work, &ordered, now).await?;
     work.commit().await?;
     committed.into_iter().for_each(Committed::done);
     Ok(())

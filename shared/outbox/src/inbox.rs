@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+
 use checkout_messages::{Envelope, Message};
 use sqlx::PgConnection;
 
@@ -45,6 +47,51 @@ pub async fn claim(
         count_duplicate(consumer);
         Ok(Claim::Duplicate)
     }
+}
+
+/// Claims a batch's messages for `consumer` in one statement: for each
+/// envelope, in the order given, whether it is new. A message given twice is
+/// new only the first time.
+///
+/// The rows are inserted in message-id order, so two batches claiming some
+/// of the same messages (a redelivery racing its original) wait for each
+/// other and never deadlock.
+pub async fn claim_all(
+    conn: &mut PgConnection,
+    consumer: &str,
+    envelopes: &[&Envelope<Message>],
+) -> Result<Vec<Claim>, sqlx::Error> {
+    let mut order: Vec<usize> = (0..envelopes.len()).collect();
+    order.sort_by_key(|&index| envelopes[index].id.as_uuid());
+    let ids: Vec<uuid::Uuid> = order.iter().map(|&index| *envelopes[index].id.as_uuid()).collect();
+    let types: Vec<&str> = order.iter().map(|&index| envelopes[index].payload.message_type().name()).collect();
+    let mut inserted: HashSet<uuid::Uuid> = sqlx::query_scalar!(
+        "INSERT INTO inbox_messages (consumer, message_id, message_type)
+         SELECT $1, id, message_type FROM UNNEST($2::UUID[], $3::TEXT[]) WITH ORDINALITY AS m(id, message_type, n)
+          ORDER BY n
+         ON CONFLICT DO NOTHING
+         RETURNING message_id",
+        consumer,
+        &ids,
+        &types as &[&str],
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .collect();
+    let claims = envelopes
+        .iter()
+        .map(|envelope| {
+            if inserted.remove(envelope.id.as_uuid()) {
+                Claim::First
+            } else {
+                tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
+                count_duplicate(consumer);
+                Claim::Duplicate
+            }
+        })
+        .collect();
+    Ok(claims)
 }
 
 /// Whether `consumer` has processed `envelope` already. A read-only check for

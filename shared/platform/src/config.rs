@@ -126,6 +126,9 @@ pub struct ServiceSettings {
     /// handlers apply a batch in one transaction (see
     /// [`ServiceBuilder::consume_batched`](crate::ServiceBuilder::consume_batched)).
     pub max_batch: usize,
+    /// How many of those batches a consumer runs at once, records of all its
+    /// partitions together (group commit): `ConsumerSettings::concurrent_batches`.
+    pub concurrent_batches: usize,
     pub retry: RetryPolicy,
     pub relay: RelaySettings,
     /// How long in-flight work may take to finish after SIGTERM.
@@ -180,6 +183,7 @@ impl ServiceSettings {
                 .unwrap_or(1),
             partition_buffer: usize::try_from(env.count("CONSUMER_PARTITION_BUFFER", 64)?).unwrap_or(64),
             max_batch: usize::try_from(env.count("CONSUMER_MAX_BATCH", 32)?).unwrap_or(32),
+            concurrent_batches: usize::try_from(env.count("CONSUMER_CONCURRENT_BATCHES", 2)?).unwrap_or(2),
             retry,
             relay: RelaySettings {
                 batch_size: i64::from(env.count("OUTBOX_BATCH_SIZE", 500)?),
@@ -215,7 +219,11 @@ impl ServiceSettings {
     /// the records a partition has ready in one transaction: up to
     /// `CONSUMER_MAX_BATCH` of them.
     pub fn batched_consumer(&self, topics: impl IntoIterator<Item = Topic>) -> ConsumerSettings {
-        ConsumerSettings { max_batch: self.max_batch, ..self.consumer(&self.service, topics) }
+        ConsumerSettings {
+            max_batch: self.max_batch,
+            concurrent_batches: self.concurrent_batches,
+            ..self.consumer(&self.service, topics)
+        }
     }
 }
 

@@ -26,6 +26,7 @@
 //! partition next. A new worker for a partition waits for its predecessor, so
 //! one process never handles two records of a key at once.
 
+mod coalesce;
 mod context;
 mod lanes;
 mod process;
@@ -342,6 +343,7 @@ fn export_zeroes(group: &str, topics: &[String]) {
         }
     }
     metrics::gauge!("checkout_consumer_paused_partitions", "group" => group.to_owned()).set(0.0);
+    metrics::counter!("checkout_consumer_handler_calls_total", "group" => group.to_owned()).absolute(0);
 }
 
 /// What every worker of one consumer shares.
@@ -353,6 +355,9 @@ pub(crate) struct Shared<H> {
     /// One per record being processed, across all partitions.
     pub permits: Arc<Semaphore>,
     pub status: ConsumerStatus,
+    /// Present when the partitions' ready records go to the handler together
+    /// (`concurrent_batches` above 0 with `max_batch` above 1).
+    pub coalescer: Option<Arc<coalesce::Coalescer>>,
 }
 
 /// A consumer group member running a [`Handler`] over its topics.
@@ -388,6 +393,8 @@ impl<H: Handler> ConsumerRuntime<H> {
             publisher,
             topics: kafka.topic_names(),
             permits: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
+            coalescer: (settings.concurrent_batches > 0 && settings.max_batch > 1)
+                .then(|| Arc::new(coalesce::Coalescer::new(settings.concurrent_batches, settings.max_batch))),
             settings,
             status: status.clone(),
         });

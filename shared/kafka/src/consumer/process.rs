@@ -51,51 +51,104 @@ pub(crate) async fn process_batch<H: Handler>(
     records: Vec<OwnedMessage>,
     stop: &CancellationToken,
 ) -> Vec<(OwnedMessage, Outcome)> {
-    let mut done = Vec::with_capacity(records.len());
-    let (mut checked, mut incoming) = (Vec::with_capacity(records.len()), Vec::with_capacity(records.len()));
+    let (mut done, checked) = check_all(shared, records, stop).await;
+    match handle_together(shared, checked).await {
+        Ok(handled) => done.extend(handled),
+        Err(checked) => done.extend(one_by_one(shared, checked, stop).await),
+    }
+    done
+}
+
+/// A record that decoded and belongs where it was found, ready for its handler.
+pub(crate) struct Checked {
+    record: OwnedMessage,
+    span: tracing::Span,
+    incoming: Incoming,
+}
+
+/// Checks each record; dead-letters (and so finishes) those that cannot be
+/// handled, and gives back the others.
+pub(crate) async fn check_all<H>(
+    shared: &Shared<H>,
+    records: Vec<OwnedMessage>,
+    stop: &CancellationToken,
+) -> (Vec<(OwnedMessage, Outcome)>, Vec<Checked>) {
+    let (mut done, mut checked) = (Vec::new(), Vec::with_capacity(records.len()));
     for record in records {
         let (span, headers) = record_span(shared, &record);
         match span.in_scope(|| check(shared, &record, headers)) {
-            Ok(message) => {
-                checked.push((record, span));
-                incoming.push(message);
-            }
+            Ok(incoming) => checked.push(Checked { record, span, incoming }),
             Err(failure) => {
                 let outcome = dead_letter(shared, &record, failure, stop).instrument(span).await;
                 done.push((record, outcome));
             }
         }
     }
-    if incoming.is_empty() {
-        return done;
+    (done, checked)
+}
+
+/// Hands the records to one [`Handler::handle_batch`] call: every one of
+/// them handled, in the order given; or, if the call failed, all of them
+/// back, nothing of the call durable.
+pub(crate) async fn handle_together<H: Handler>(
+    shared: &Shared<H>,
+    checked: Vec<Checked>,
+) -> Result<Vec<(OwnedMessage, Outcome)>, Vec<Checked>> {
+    if checked.is_empty() {
+        return Ok(Vec::new());
     }
-    let batch_span = tracing::info_span!("kafka.process_batch", messaging.batch.message_count = incoming.len());
-    for (_, span) in &checked {
-        batch_span.follows_from(span);
+    let batch_span = tracing::info_span!("kafka.process_batch", messaging.batch.message_count = checked.len());
+    for entry in &checked {
+        batch_span.follows_from(&entry.span);
     }
+    let (records, incoming): (Vec<(OwnedMessage, tracing::Span)>, Vec<Incoming>) =
+        checked.into_iter().map(|entry| ((entry.record, entry.span), entry.incoming)).unzip();
     let started = Instant::now();
+    count_call(shared);
     let result = AssertUnwindSafe(shared.handler.handle_batch(&incoming)).catch_unwind().instrument(batch_span).await;
     if matches!(result, Ok(Ok(()))) {
         let elapsed = started.elapsed().as_secs_f64();
-        for ((record, _), message) in checked.into_iter().zip(incoming) {
+        let mut done = Vec::with_capacity(records.len());
+        for ((record, _), message) in records.into_iter().zip(incoming) {
             metrics::histogram!("checkout_consumer_handler_duration_seconds",
                 "group" => shared.settings.group_id.clone(), "type" => message.envelope.payload.message_type().name())
             .record(elapsed);
             count(shared, &record, "handled");
             done.push((record, Outcome::Done));
         }
-        return done;
+        return Ok(done);
     }
     if let Ok(Err(error)) = result {
         tracing::debug!(%error, "batch failed; handling its records one by one");
     } else {
         tracing::warn!("batch handler panicked; handling its records one by one");
     }
-    for ((record, span), message) in checked.into_iter().zip(incoming) {
-        let outcome = handle(shared, &record, message, stop).instrument(span).await;
+    Err(records
+        .into_iter()
+        .zip(incoming)
+        .map(|((record, span), incoming)| Checked { record, span, incoming })
+        .collect())
+}
+
+/// Handles each record on its own, in order, as [`process_record`] would.
+pub(crate) async fn one_by_one<H: Handler>(
+    shared: &Shared<H>,
+    checked: Vec<Checked>,
+    stop: &CancellationToken,
+) -> Vec<(OwnedMessage, Outcome)> {
+    let mut done = Vec::with_capacity(checked.len());
+    for Checked { record, span, incoming } in checked {
+        let outcome = handle(shared, &record, incoming, stop).instrument(span).await;
         done.push((record, outcome));
     }
     done
+}
+
+/// Counts a call of the handler (a batch is one call, a retry another):
+/// with `checkout_consumer_records_total`, how many records a call handles.
+fn count_call<H>(shared: &Shared<H>) {
+    metrics::counter!("checkout_consumer_handler_calls_total", "group" => shared.settings.group_id.clone())
+        .increment(1);
 }
 
 /// The span of one record, a child of the context the record carries (so
@@ -188,6 +241,7 @@ async fn handle<H: Handler>(
         "group" => shared.settings.group_id.clone(), "type" => message_type.name());
     let failure = loop {
         let started = Instant::now();
+        count_call(shared);
         let result = AssertUnwindSafe(shared.handler.handle(&incoming)).catch_unwind().await;
         handler_duration.record(started.elapsed().as_secs_f64());
         let (class, message) = match result {

@@ -15,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::coalesce::{JobOutcomes, process_job};
 use super::context::{PartitionKey, RebalanceEvent};
 use super::lanes::Lanes;
 use super::process::{Outcome, process_batch, process_record};
@@ -267,7 +268,7 @@ struct Partition {
     /// Records that may start, waiting for a permit.
     ready: VecDeque<OwnedMessage>,
     /// Each task processes one record or a batch (see `next_batch`).
-    running: JoinSet<Vec<(OwnedMessage, Outcome)>>,
+    running: JoinSet<JobOutcomes>,
     /// What the status was last told of the oldest unfinished record.
     oldest_reported: Option<i64>,
 }
@@ -303,13 +304,15 @@ impl Partition {
     ) {
         let (shared, stop) = (Arc::clone(shared), stop.clone());
         self.running.spawn(async move {
-            let outcomes = if records.len() == 1 {
-                let Some(record) = records.pop() else { return Vec::new() };
-                let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
-                vec![(record, outcome.unwrap_or(Outcome::Abandoned))]
-            } else {
+            let outcomes = match &shared.coalescer {
+                Some(coalescer) => process_job(&shared, coalescer, records, stop).await,
+                None if records.len() == 1 => {
+                    let Some(record) = records.pop() else { return Ok(Vec::new()) };
+                    let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
+                    Ok(vec![(record, outcome.unwrap_or(Outcome::Abandoned))])
+                }
                 // The batch catches its handler's panics itself.
-                process_batch(&shared, records, &stop).await
+                None => Ok(process_batch(&shared, records, &stop).await),
             };
             drop(permit);
             outcomes
@@ -344,9 +347,9 @@ impl Partition {
         shared: &Shared<H>,
         consumer: &GroupConsumer,
         backlog: &Backlog,
-        joined: Result<Vec<(OwnedMessage, Outcome)>, tokio::task::JoinError>,
+        joined: Result<JobOutcomes, tokio::task::JoinError>,
     ) -> bool {
-        let outcomes = match joined {
+        let outcomes = match joined.map_err(|error| error.to_string()).and_then(|outcomes| outcomes) {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::error!(%error, "a record's task failed; its partition waits for a restart");

@@ -15,7 +15,7 @@ use opentelemetry::trace::TraceContextExt;
 use time::OffsetDateTime;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::store::{self, Census, StoreError, StoredSaga, TransitionRecord};
+use crate::store::{Census, Pending, StoredSaga, TransitionRecord};
 
 /// What caused a transition, for the lineage of the messages it sends.
 #[derive(Clone, Debug)]
@@ -138,15 +138,19 @@ pub fn export(census: &Census) {
     metrics::gauge!("checkout_sagas_stuck").set(census.stuck as f64);
 }
 
-pub async fn record(
+/// Makes a transition happen in `work`: sends its commands and its timeline,
+/// and gives back the move to count after the commit and what to write
+/// ([`store::add_transitions`], once for all the transitions of a
+/// transaction).
+pub fn record(
     work: &mut UnitOfWork,
     from: Option<SagaStatus>,
     transition: Transition,
     input: &str,
-    cause: Cause,
+    cause: &Cause,
     source: &Source,
     now: OffsetDateTime,
-) -> Result<Moved, StoreError> {
+) -> (Moved, Pending) {
     let saga = transition.saga;
     let moved = Moved { from, to: saga.status(), started_at: saga.started_at, at: now };
     let order = saga.order_id;
@@ -192,7 +196,6 @@ pub async fn record(
         traceparent: RecordHeaders::current_traceparent(),
         failure_traceparent,
     });
-    store::add_transition(work.conn(), order, saved.as_ref(), &history).await?;
     for payload in commands {
         work.send(cause.envelope(source, order, now, payload));
     }
@@ -201,7 +204,7 @@ pub async fn record(
     if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline) {
         work.send(cause.envelope(source, order, now, recorded.into()));
     }
-    Ok(moved)
+    (moved, Pending { order, saved, history })
 }
 
 /// The message that carries a saga's command.

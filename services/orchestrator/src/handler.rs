@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use checkout_domain::OrderId;
 use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
@@ -10,7 +12,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::engine::{self, Cause, Moved};
-use crate::store;
+use crate::store::{self, Pending, StoredSaga};
 
 /// The orchestrator's name in the inbox.
 const CONSUMER: &str = "orchestrator";
@@ -54,9 +56,18 @@ enum Received<'a> {
     Input(Input),
 }
 
+/// The sagas a transaction's messages are for, locked, each as the
+/// messages applied so far left it; and the transitions to write.
+#[derive(Debug, Default)]
+pub struct Sagas {
+    current: HashMap<OrderId, StoredSaga>,
+    pending: Vec<Pending>,
+}
+
 impl Apply for SagaHandler {
     /// The saga's move, counted once it is durable.
     type Committed = Option<Moved>;
+    type Batch = Sagas;
 
     const CONSUMER: &'static str = CONSUMER;
 
@@ -64,9 +75,21 @@ impl Apply for SagaHandler {
         &self.pool
     }
 
+    /// Locks the sagas of all the messages in one statement.
+    async fn prepare(&self, work: &mut UnitOfWork, messages: &[&Incoming]) -> Result<Sagas, HandlerError> {
+        let orders: Vec<OrderId> = messages.iter().map(|message| message.envelope.subject).collect();
+        Ok(Sagas { current: store::lock_all(work.conn(), &orders).await?, pending: Vec::new() })
+    }
+
+    /// Writes every transition and every saga moved in one statement.
+    async fn flush(&self, work: &mut UnitOfWork, sagas: Sagas) -> Result<(), HandlerError> {
+        Ok(store::add_transitions(work.conn(), &sagas.pending).await?)
+    }
+
     async fn apply(
         &self,
         work: &mut UnitOfWork,
+        sagas: &mut Sagas,
         message: &Incoming,
         now: OffsetDateTime,
     ) -> Result<Option<Moved>, HandlerError> {
@@ -87,8 +110,8 @@ impl Apply for SagaHandler {
         };
         async {
             let order = envelope.subject;
-            let existing = store::lock(work.conn(), order).await?;
-            let cause = Cause::message(envelope, &message.headers, existing.as_ref());
+            let existing = sagas.current.get(&order);
+            let cause = Cause::message(envelope, &message.headers, existing);
             let (from, transition) = match (received, existing) {
                 (Received::Placed(placed), None) => (None, Saga::start(order, placed, now, &self.policy)),
                 (Received::Placed(_), Some(_)) => {
@@ -102,7 +125,13 @@ impl Apply for SagaHandler {
                     return Err(HandlerError::permanent(format!("no saga for order {order}")));
                 }
             };
-            Ok(Some(engine::record(work, from, transition, input_name, cause, &self.source, now).await?))
+            let (moved, pending) = engine::record(work, from, transition, input_name, &cause, &self.source, now);
+            if let Some(saved) = &pending.saved {
+                // The batch's next message for this saga finds it as this one left it.
+                sagas.current.insert(order, saved.clone());
+            }
+            sagas.pending.push(pending);
+            Ok(Some(moved))
         }
         .instrument(transition_span(input_name, envelope.subject, envelope.correlation_id, envelope.id))
         .await

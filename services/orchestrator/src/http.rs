@@ -217,7 +217,8 @@ async fn act(
     let from = Some(stored.saga.status());
     let moved = async {
         tracing::info!(operator = operator.as_str(), reason, "operator action");
-        engine::record(&mut work, from, transition, operation.as_str(), cause, &source, now).await
+        let (moved, pending) = engine::record(&mut work, from, transition, operation.as_str(), &cause, &source, now);
+        store::add_transitions(work.conn(), &[pending]).await.map(|()| moved)
     }
     .instrument(span)
     .await

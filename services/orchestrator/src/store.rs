@@ -1,5 +1,7 @@
 //! The saga tables: state, history, and the queries the timer and the API need.
 
+use std::collections::HashMap;
+
 use checkout_domain::OrderId;
 use checkout_messages::{CorrelationId, MessageId};
 use checkout_saga::{Saga, SagaStatus};
@@ -49,6 +51,24 @@ pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<Stor
     .fetch_optional(&mut *conn)
     .await?;
     row.map(decode).transpose()
+}
+
+/// The sagas of `orders` that exist, locked until the caller's transaction
+/// ends, in order-id order (as every batch takes them, so batches never
+/// deadlock), in one statement.
+pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<HashMap<OrderId, StoredSaga>, StoreError> {
+    let mut ids: Vec<uuid::Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
+         FROM sagas WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+        &ids,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter().map(|row| Ok((OrderId::from_uuid(row.order_id), decode(row)?))).collect()
 }
 
 /// Sagas due at `now`, locked, and the due rows that could not be decoded.
@@ -154,27 +174,39 @@ pub struct TransitionRecord {
     pub reason: Option<String>,
 }
 
-/// Adds a transition to its saga's history and, when it moved the saga,
-/// saves the saga (inserted or updated) as well, in one statement (one round
-/// trip): what every input a saga receives writes.
-pub async fn add_transition(
-    conn: &mut PgConnection,
-    order: OrderId,
-    moved: Option<&StoredSaga>,
-    record: &TransitionRecord,
-) -> Result<(), StoreError> {
-    let saga = moved.map(|stored| &stored.saga);
-    let state = saga
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(|e| StoreError::corrupt(format!("saga state does not encode: {e}")))?;
+/// A transition to write: its history entry, and the saga as it left it
+/// (`None` when the input changed nothing).
+#[derive(Debug)]
+pub struct Pending {
+    pub order: OrderId,
+    pub saved: Option<StoredSaga>,
+    pub history: TransitionRecord,
+}
+
+/// Adds transitions to their sagas' histories, in the order given, and saves
+/// each saga they moved (inserted or updated, as the last of its transitions
+/// left it), in one statement however many: what the inputs a batch of
+/// messages (or the timer) applies write.
+pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Result<(), StoreError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut last: HashMap<OrderId, &StoredSaga> = HashMap::new();
+    for write in pending {
+        if let Some(saved) = &write.saved {
+            last.insert(write.order, saved);
+        }
+    }
+    let mut sagas: Vec<&StoredSaga> = last.into_values().collect();
+    sagas.sort_unstable_by_key(|stored| stored.saga.order_id);
+    let s = SagaColumns::of(&sagas)?;
+    let t = TransitionColumns::of(pending);
     sqlx::query!(
         "WITH saved AS (
              INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id,
                                 traceparent, failure_traceparent, started_at, updated_at)
-             SELECT $1, $2::TEXT, $3::TEXT, $4::TIMESTAMPTZ, $5::JSONB, $6::UUID, $7::UUID, $8::TEXT, $9::TEXT,
-                    $10::TIMESTAMPTZ, $11::TIMESTAMPTZ
-              WHERE $2::TEXT IS NOT NULL
+             SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::JSONB[], $6::UUID[],
+                                  $7::UUID[], $8::TEXT[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[])
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, current_step = EXCLUDED.current_step,
                  deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
                  traceparent = EXCLUDED.traceparent, failure_traceparent = EXCLUDED.failure_traceparent,
@@ -182,32 +214,115 @@ pub async fn add_transition(
          )
          INSERT INTO saga_transitions
              (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
-         VALUES ($1, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        order.as_uuid(),
-        saga.map(|saga| saga.status().as_str()),
-        saga.and_then(Saga::active).map(|active| active.step.as_str()),
-        saga.and_then(Saga::deadline),
-        state,
-        moved.map(|stored| *stored.correlation_id.as_uuid()),
-        moved.map(|stored| *stored.last_message_id.as_uuid()),
-        moved.and_then(|stored| stored.traceparent.as_deref()),
-        moved.and_then(|stored| stored.failure_traceparent.as_deref()),
-        saga.map(|saga| saga.started_at),
-        saga.map(|saga| saga.updated_at),
-        record.at,
-        record.input,
-        record.message_id,
-        record.from_status,
-        record.to_status,
-        record.step,
-        &record.commands,
-        record.ignored,
-        record.operator,
-        record.reason,
+         SELECT t.order_id, t.at, t.input, t.message_id, t.from_status, t.to_status, t.step,
+                ARRAY(SELECT jsonb_array_elements_text(t.commands)), t.ignored, t.operator, t.reason
+           FROM UNNEST($12::UUID[], $13::TIMESTAMPTZ[], $14::TEXT[], $15::UUID[], $16::TEXT[], $17::TEXT[],
+                       $18::TEXT[], $19::JSONB[], $20::TEXT[], $21::TEXT[], $22::TEXT[]) WITH ORDINALITY
+                AS t(order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator,
+                     reason, n)
+          ORDER BY t.n",
+        &s.orders,
+        &s.statuses as &[&str],
+        &s.steps as &[Option<&str>],
+        &s.deadlines as &[Option<OffsetDateTime>],
+        &s.states,
+        &s.correlations,
+        &s.last_messages,
+        &s.traceparents as &[Option<&str>],
+        &s.failure_traceparents as &[Option<&str>],
+        &s.started,
+        &s.updated,
+        &t.orders,
+        &t.at,
+        &t.inputs as &[&str],
+        &t.message_ids as &[Option<uuid::Uuid>],
+        &t.from as &[Option<&str>],
+        &t.to as &[&str],
+        &t.steps as &[Option<&str>],
+        &t.commands,
+        &t.ignored as &[Option<&str>],
+        &t.operators as &[Option<&str>],
+        &t.reasons as &[Option<&str>],
     )
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Sagas as the columns of `sagas`, for one `UNNEST`.
+#[derive(Default)]
+struct SagaColumns<'a> {
+    orders: Vec<uuid::Uuid>,
+    statuses: Vec<&'static str>,
+    steps: Vec<Option<&'static str>>,
+    deadlines: Vec<Option<OffsetDateTime>>,
+    states: Vec<serde_json::Value>,
+    correlations: Vec<uuid::Uuid>,
+    last_messages: Vec<uuid::Uuid>,
+    traceparents: Vec<Option<&'a str>>,
+    failure_traceparents: Vec<Option<&'a str>>,
+    started: Vec<OffsetDateTime>,
+    updated: Vec<OffsetDateTime>,
+}
+
+impl<'a> SagaColumns<'a> {
+    fn of(sagas: &[&'a StoredSaga]) -> Result<Self, StoreError> {
+        let mut columns = Self::default();
+        for stored in sagas {
+            let saga = &stored.saga;
+            let state = serde_json::to_value(saga)
+                .map_err(|e| StoreError::corrupt(format!("saga state does not encode: {e}")))?;
+            columns.orders.push(*saga.order_id.as_uuid());
+            columns.statuses.push(saga.status().as_str());
+            columns.steps.push(saga.active().map(|active| active.step.as_str()));
+            columns.deadlines.push(saga.deadline());
+            columns.states.push(state);
+            columns.correlations.push(*stored.correlation_id.as_uuid());
+            columns.last_messages.push(*stored.last_message_id.as_uuid());
+            columns.traceparents.push(stored.traceparent.as_deref());
+            columns.failure_traceparents.push(stored.failure_traceparent.as_deref());
+            columns.started.push(saga.started_at);
+            columns.updated.push(saga.updated_at);
+        }
+        Ok(columns)
+    }
+}
+
+/// History entries as the columns of `saga_transitions`, for one `UNNEST`.
+#[derive(Default)]
+struct TransitionColumns<'a> {
+    orders: Vec<uuid::Uuid>,
+    at: Vec<OffsetDateTime>,
+    inputs: Vec<&'a str>,
+    message_ids: Vec<Option<uuid::Uuid>>,
+    from: Vec<Option<&'a str>>,
+    to: Vec<&'a str>,
+    steps: Vec<Option<&'a str>>,
+    /// Each entry's commands, a JSON array (`UNNEST` cannot take an array of arrays of unequal lengths).
+    commands: Vec<serde_json::Value>,
+    ignored: Vec<Option<&'a str>>,
+    operators: Vec<Option<&'a str>>,
+    reasons: Vec<Option<&'a str>>,
+}
+
+impl<'a> TransitionColumns<'a> {
+    fn of(pending: &'a [Pending]) -> Self {
+        let mut columns = Self::default();
+        for Pending { order, history, .. } in pending {
+            columns.orders.push(*order.as_uuid());
+            columns.at.push(history.at);
+            columns.inputs.push(&history.input);
+            columns.message_ids.push(history.message_id);
+            columns.from.push(history.from_status.as_deref());
+            columns.to.push(&history.to_status);
+            columns.steps.push(history.step.as_deref());
+            columns.commands.push(serde_json::Value::from(history.commands.clone()));
+            columns.ignored.push(history.ignored.as_deref());
+            columns.operators.push(history.operator.as_deref());
+            columns.reasons.push(history.reason.as_deref());
+        }
+        columns
+    }
 }
 
 pub async fn history(pool: &PgPool, order: OrderId) -> Result<Vec<TransitionRecord>, StoreError> {

@@ -12,7 +12,6 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::engine::{self, Cause};
@@ -141,7 +140,7 @@ impl Timer {
             tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
             metrics::counter!("checkout_saga_quarantined_total").increment(1);
         }
-        let mut moves = Vec::with_capacity(due.sagas.len());
+        let (mut moves, mut pending) = (Vec::with_capacity(due.sagas.len()), Vec::with_capacity(due.sagas.len()));
         for stored in &due.sagas {
             // Continue the checkout's trace: a timeout belongs to the saga it ends.
             let cause = Cause::timer(stored);
@@ -156,12 +155,13 @@ impl Timer {
             }
             let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
             let from = Some(stored.saga.status());
-            let moved =
-                engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), cause, &self.source, now)
-                    .instrument(span)
-                    .await?;
+            let (moved, write) = span.in_scope(|| {
+                engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), &cause, &self.source, now)
+            });
             moves.push(moved);
+            pending.push(write);
         }
+        store::add_transitions(work.conn(), &pending).await?;
         work.commit().await?;
         moves.into_iter().for_each(engine::Moved::count);
         Ok(due.sagas.len() + due.quarantined.len())

@@ -330,6 +330,19 @@ async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transactio
     .await
     .unwrap();
     assert_eq!(writers, [2, 1], "both transitions, their commands and inbox rows were written by one transaction");
+    let history: Vec<(String, Option<String>, Vec<String>)> =
+        sqlx::query_as("SELECT input, from_status, commands FROM saga_transitions ORDER BY id")
+            .fetch_all(&f.db.pool)
+            .await
+            .unwrap();
+    let expected = [
+        ("OrderPlaced".to_owned(), None, vec!["ReserveInventory".to_owned()]),
+        ("InventoryReserved".to_owned(), Some("running".to_owned()), vec!["AuthorizePayment".to_owned()]),
+    ];
+    assert_eq!(history, expected, "the history in the order the batch applied its messages, each with its commands");
+    let step: Option<String> =
+        sqlx::query_scalar("SELECT current_step FROM sagas").fetch_one(&f.db.pool).await.unwrap();
+    assert_eq!(step.as_deref(), Some("authorize_payment"), "the saga saved as the last message left it");
 
     // Delivered again in another batch: nothing moves twice.
     f.handler().handle_batch(&batch).await.unwrap();

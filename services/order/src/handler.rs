@@ -55,6 +55,7 @@ pub(crate) fn announcement(event: &OrderEvent) -> Option<Message> {
 
 impl Apply for OrderHandler {
     type Committed = ();
+    type Batch = ();
 
     const CONSUMER: &'static str = CONSUMER;
 
@@ -62,7 +63,13 @@ impl Apply for OrderHandler {
         &self.pool
     }
 
-    async fn apply(&self, work: &mut UnitOfWork, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
+    async fn apply(
+        &self,
+        work: &mut UnitOfWork,
+        (): &mut (),
+        message: &Incoming,
+        now: OffsetDateTime,
+    ) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
         let order_id = envelope.subject;
         let lineage =

@@ -17,20 +17,50 @@ pub trait Apply: Send + Sync + 'static {
     /// a rolled-back or retried transaction does nothing of it.
     type Committed: Committed;
 
+    /// What the new messages of one transaction share: what
+    /// [`prepare`](Self::prepare) reads for all of them before the first is
+    /// applied, and what they leave for [`flush`](Self::flush) to write for
+    /// all of them after the last. `()` when they share nothing.
+    type Batch: Default + Send;
+
     /// The consumer's name in the inbox.
     const CONSUMER: &'static str;
 
     fn pool(&self) -> &PgPool;
 
+    /// Reads, for all of `messages` (new to the inbox) at once, what applying
+    /// them needs, before the first is applied. Nothing by default.
+    fn prepare(
+        &self,
+        work: &mut UnitOfWork,
+        messages: &[&Incoming],
+    ) -> impl Future<Output = Result<Self::Batch, HandlerError>> + Send {
+        let _ = (work, messages);
+        async { Ok(Self::Batch::default()) }
+    }
+
     /// Applies `message`, already claimed in `work`'s inbox, at `now`: the
-    /// state change and the messages it sends (with [`UnitOfWork::send`]).
-    /// An error rolls back the whole transaction.
+    /// state change and the messages it sends (with [`UnitOfWork::send`]),
+    /// reading what `prepare` read and leaving in `batch` what `flush`
+    /// writes. An error rolls back the whole transaction.
     fn apply(
         &self,
         work: &mut UnitOfWork,
+        batch: &mut Self::Batch,
         message: &Incoming,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Self::Committed, HandlerError>> + Send;
+
+    /// Writes what the applied messages left in `batch`, after the last of
+    /// them. Nothing by default.
+    fn flush(
+        &self,
+        work: &mut UnitOfWork,
+        batch: Self::Batch,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (work, batch);
+        async { Ok(()) }
+    }
 
     /// What every delivery of the messages does, a duplicate's too, in the
     /// same transaction after they are applied (or found to be duplicates),
@@ -62,7 +92,12 @@ impl Committed for () {
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
     let applied = match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
-        Claim::First => Some(handler.apply(&mut work, message, now).await?),
+        Claim::First => {
+            let mut batch = handler.prepare(&mut work, &[message]).await?;
+            let applied = handler.apply(&mut work, &mut batch, message, now).await?;
+            handler.flush(&mut work, batch).await?;
+            Some(applied)
+        }
         Claim::Duplicate => None,
     };
     handler.observe(&mut work, &[message], now).await?;
@@ -72,9 +107,10 @@ pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDat
 }
 
 /// Handles `messages` in one transaction: one inbox statement claims them
-/// all, then each new one is applied in a transaction span of its own trace
-/// (so what it sends continues its checkout's trace, as without batching),
-/// then [`Apply::observe`] sees them all; one outbox insert and one commit
+/// all, [`Apply::prepare`] reads for the new ones, each is applied in a
+/// transaction span of its own trace (so what it sends continues its
+/// checkout's trace, as without batching), [`Apply::flush`] writes what they
+/// left, then [`Apply::observe`] sees them all; one outbox insert and one commit
 /// (one WAL flush) follow. Any failure rolls all of it back; the consumer
 /// runtime then handles each message on its own, so a bad one is
 /// dead-lettered alone.
@@ -91,18 +127,21 @@ pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: Offset
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
     let envelopes: Vec<_> = ordered.iter().map(|message| &message.envelope).collect();
     let claims = claim_all(work.conn(), A::CONSUMER, &envelopes).await.map_err(handler_error)?;
-    let mut committed = Vec::with_capacity(messages.len());
-    for (message, claim) in ordered.iter().zip(claims) {
-        if claim == Claim::Duplicate {
-            continue;
+    let new: Vec<&Incoming> =
+        ordered.iter().zip(claims).filter(|(_, claim)| *claim == Claim::First).map(|(message, _)| *message).collect();
+    let mut committed = Vec::with_capacity(new.len());
+    if !new.is_empty() {
+        let mut batch = handler.prepare(&mut work, &new).await?;
+        for message in &new {
+            // This message's part of the transaction, in the message's trace:
+            // what it sends continues from there, as with a transaction of its own.
+            let part = transaction_span(&message.span);
+            let whole = work.replace_span(part.clone());
+            let applied = handler.apply(&mut work, &mut batch, message, now).instrument(part).await;
+            work.replace_span(whole);
+            committed.push(applied?);
         }
-        // This message's part of the transaction, in the message's trace:
-        // what it sends continues from there, as with a transaction of its own.
-        let part = transaction_span(&message.span);
-        let whole = work.replace_span(part.clone());
-        let applied = handler.apply(&mut work, message, now).instrument(part).await;
-        work.replace_span(whole);
-        committed.push(applied?);
+        handler.flush(&mut work, batch).await?;
     }
     handler.observe(&mut work, &ordered, now).await?;
     work.commit().await?;

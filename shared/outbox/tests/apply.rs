@@ -37,6 +37,7 @@ impl Committed for Count {
 
 impl Apply for Steps {
     type Committed = Count;
+    type Batch = ();
 
     const CONSUMER: &'static str = "steps";
 
@@ -47,6 +48,7 @@ impl Apply for Steps {
     async fn apply(
         &self,
         work: &mut UnitOfWork,
+        (): &mut (),
         message: &Incoming,
         now: OffsetDateTime,
     ) -> Result<Count, HandlerError> {

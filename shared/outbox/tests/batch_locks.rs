@@ -22,6 +22,7 @@ struct Hold {
 
 impl Apply for Hold {
     type Committed = ();
+    type Batch = ();
 
     const CONSUMER: &'static str = "hold";
 
@@ -29,7 +30,13 @@ impl Apply for Hold {
         &self.pool
     }
 
-    async fn apply(&self, work: &mut UnitOfWork, message: &Incoming, _: OffsetDateTime) -> Result<(), HandlerError> {
+    async fn apply(
+        &self,
+        work: &mut UnitOfWork,
+        (): &mut (),
+        message: &Incoming,
+        _: OffsetDateTime,
+    ) -> Result<(), HandlerError> {
         sqlx::query(
             "INSERT INTO effects (order_id, applied, last_seq) VALUES ($1, 1, 0)
              ON CONFLICT (order_id) DO UPDATE SET applied = effects.applied + 1",

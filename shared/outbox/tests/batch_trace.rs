@@ -25,6 +25,7 @@ struct Echo {
 
 impl Apply for Echo {
     type Committed = ();
+    type Batch = ();
 
     const CONSUMER: &'static str = "echo";
 
@@ -32,7 +33,13 @@ impl Apply for Echo {
         &self.pool
     }
 
-    async fn apply(&self, work: &mut UnitOfWork, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
+    async fn apply(
+        &self,
+        work: &mut UnitOfWork,
+        (): &mut (),
+        message: &Incoming,
+        now: OffsetDateTime,
+    ) -> Result<(), HandlerError> {
         let reply = numbered(message.envelope.subject, 100).payload;
         work.send(caused_by(&message.envelope, &checkout_messages::Source::service("echo"), now, reply));
         Ok(())

@@ -42,15 +42,7 @@ fn decode(row: Row) -> Result<StoredSaga, StoreError> {
 
 /// The order's saga, locked until the caller's transaction ends.
 pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
-    let row = sqlx::query_as!(
-        Row,
-        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
-         FROM sagas WHERE order_id = $1 FOR UPDATE",
-        order.as_uuid(),
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(decode).transpose()
+    Ok(lock_all(conn, &[order]).await?.remove(&order))
 }
 
 /// The sagas of `orders` that exist, locked until the caller's transaction

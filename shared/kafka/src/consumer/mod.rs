@@ -21,6 +21,11 @@
 //! number of records and stops no other key, and the consumer keeps polling
 //! (so it is never evicted from its group for being slow).
 //!
+//! A handler that applies a batch in one transaction gets the records a
+//! partition has ready together (`max_batch`); with `concurrent_batches`, a
+//! coalescer puts the ready records of all partitions into as few calls as
+//! that many at once allow (group commit: see `coalesce`).
+//!
 //! When partitions are revoked their workers finish the records in hand and
 //! stop; records they had queued are fetched again by whoever owns the
 //! partition next. A new worker for a partition waits for its predecessor, so

@@ -31,22 +31,9 @@ pub async fn claim(
     consumer: &str,
     envelope: &Envelope<Message>,
 ) -> Result<Claim, sqlx::Error> {
-    let inserted = sqlx::query!(
-        "INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        consumer,
-        envelope.id.as_uuid(),
-        envelope.payload.message_type().name(),
-    )
-    .execute(conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        Ok(Claim::First)
-    } else {
-        tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
-        count_duplicate(consumer);
-        Ok(Claim::Duplicate)
-    }
+    // One statement for one message or many: a claim is a batch of one.
+    let claims = claim_all(conn, consumer, &[envelope]).await?;
+    Ok(claims.into_iter().next().unwrap_or(Claim::Duplicate))
 }
 
 /// Claims a batch's messages for `consumer` in one statement: for each

@@ -14,15 +14,13 @@
 //! failure holds only its own partition's job.
 
 use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt as _;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::process::{Checked, Outcome, check_all, handle_together, one_by_one, process_batch, process_record};
+use super::process::{Checked, Outcome, check_all, handle_together, one_by_one, process_records};
 use super::{Handler, Shared};
 
 /// The outcomes of a job's records; an error if they were lost (a bug: the
@@ -106,18 +104,9 @@ async fn drain<H: Handler>(shared: Arc<Shared<H>>, coalescer: Arc<Coalescer>) {
 
 async fn run_call<H: Handler>(shared: &Shared<H>, mut call: Vec<Job>) {
     if call.len() == 1
-        && let Some(job) = call.pop()
+        && let Some(Job { records, stop, reply }) = call.pop()
     {
-        let Job { mut records, stop, reply } = job;
-        let outcomes = if records.len() == 1
-            && let Some(record) = records.pop()
-        {
-            let outcome = AssertUnwindSafe(process_record(shared, &record, &stop)).catch_unwind().await;
-            vec![(record, outcome.unwrap_or(Outcome::Abandoned))]
-        } else {
-            process_batch(shared, records, &stop).await
-        };
-        let _ = reply.send(outcomes);
+        let _ = reply.send(process_records(shared, records, &stop).await);
         return;
     }
     // Several partitions' records: dead-letter what does not decode, then one call for the rest.

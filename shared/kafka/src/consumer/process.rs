@@ -42,6 +42,22 @@ pub(crate) async fn process_record<H: Handler>(
     .await
 }
 
+/// Processes a partition's ready records: one on its own, several as a batch.
+pub(crate) async fn process_records<H: Handler>(
+    shared: &Shared<H>,
+    mut records: Vec<OwnedMessage>,
+    stop: &CancellationToken,
+) -> Vec<(OwnedMessage, Outcome)> {
+    if records.len() == 1
+        && let Some(record) = records.pop()
+    {
+        let outcome = AssertUnwindSafe(process_record(shared, &record, stop)).catch_unwind().await;
+        return vec![(record, outcome.unwrap_or(Outcome::Abandoned))];
+    }
+    // The batch catches its handler's panics itself.
+    process_batch(shared, records, stop).await
+}
+
 /// Processes records (in the order given) with one call
 /// of [`Handler::handle_batch`]. If that fails, nothing of it is durable and
 /// each record is processed on its own as [`process_record`] would, so a

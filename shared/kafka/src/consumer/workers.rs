@@ -1,9 +1,6 @@
 use std::collections::{HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-use futures::FutureExt as _;
 
 use rdkafka::Message as _;
 use rdkafka::consumer::Consumer;
@@ -18,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use super::coalesce::{JobOutcomes, process_job};
 use super::context::{PartitionKey, RebalanceEvent};
 use super::lanes::Lanes;
-use super::process::{Outcome, process_batch, process_record};
+use super::process::{Outcome, process_records};
 use super::{GroupConsumer, Handler, Shared};
 use crate::RecordOrdering;
 
@@ -300,19 +297,13 @@ impl Partition {
         shared: &Arc<Shared<H>>,
         stop: &CancellationToken,
         permit: OwnedSemaphorePermit,
-        mut records: Vec<OwnedMessage>,
+        records: Vec<OwnedMessage>,
     ) {
         let (shared, stop) = (Arc::clone(shared), stop.clone());
         self.running.spawn(async move {
             let outcomes = match &shared.coalescer {
                 Some(coalescer) => process_job(&shared, coalescer, records, stop).await,
-                None if records.len() == 1 => {
-                    let Some(record) = records.pop() else { return Ok(Vec::new()) };
-                    let outcome = AssertUnwindSafe(process_record(&shared, &record, &stop)).catch_unwind().await;
-                    Ok(vec![(record, outcome.unwrap_or(Outcome::Abandoned))])
-                }
-                // The batch catches its handler's panics itself.
-                None => Ok(process_batch(&shared, records, &stop).await),
+                None => Ok(process_records(&shared, records, &stop).await),
             };
             drop(permit);
             outcomes

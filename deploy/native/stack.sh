@@ -84,8 +84,8 @@ ensure_postgres() {
 #   (tests/budgets) reads it, and so can whoever profiles the stack;
 # - max_connections covers every pool the stack may open. The chaos suite runs
 #   ten service processes (two of each), each with a pool of
-#   DATABASE_MAX_CONNECTIONS (10) and one or two listener connections: about
-#   120, over PostgreSQL's default of 100. Past the limit a pool's connects are
+#   DATABASE_MAX_CONNECTIONS (10), one or two listener connections and a relay connection: about
+#   130, over PostgreSQL's default of 100. Past the limit a pool's connects are
 #   refused ("too many clients") until its acquire times out, so a service
 #   whose neighbours hold the connections stalls although its own database
 #   shows few.

@@ -166,6 +166,50 @@ async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
     shutdown.cancel();
 }
 
+/// The backends of this database holding an advisory lock: the relay's lease.
+async fn lease_holders(pool: &sqlx::PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_relay_holding_the_outbox_loses_its_connection_the_lease_passes_on_and_nothing_is_lost() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let topic = kafka.names().physical(TOPIC);
+    let settings = RelaySettings { poll_interval: Duration::from_millis(200), ..RelaySettings::default() };
+    let (_, first) = run_relay(&db.pool, &kafka, settings.clone());
+    let (_, second) = run_relay(&db.pool, &kafka, settings);
+    publish_two_in_turn(&db.pool, &kafka).await;
+    let holders = lease_holders(&db.pool).await;
+    assert_eq!(holders.len(), 1, "one relay holds the outbox, and keeps holding it between passes");
+
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(holders[0]).execute(&db.pool).await.unwrap();
+    let order = new_order();
+    for seq in 3..=12 {
+        commit_to_outbox(&db.pool, &[numbered(order, seq)]).await;
+    }
+    let records = kafka.read(&topic, 12, Duration::from_secs(20)).await;
+    let seqs: Vec<u32> = records[2..].iter().map(|record| sequence(record).1).collect();
+    assert_eq!(seqs, (3..=12).collect::<Vec<_>>(), "published once each, in commit order, after the holder died");
+    let taken_over = eventually(Duration::from_secs(10), "a new lease holder", || async {
+        let now = lease_holders(&db.pool).await;
+        (now.len() == 1 && now[0] != holders[0]).then_some(())
+    });
+    taken_over.await;
+    eventually(Duration::from_secs(10), "every message marked published", || async {
+        (unpublished(&db.pool).await == 0).then_some(())
+    })
+    .await;
+    first.cancel();
+    second.cancel();
+}
+
 async fn unpublished_positions(pool: &sqlx::PgPool) -> Vec<i64> {
     sqlx::query_scalar(
         "SELECT position FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL ORDER BY position",

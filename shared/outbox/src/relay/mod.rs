@@ -1,11 +1,16 @@
 //! Publishes committed outbox rows to Kafka.
 //!
-//! One relay at a time publishes from a database: each pass takes a
-//! transaction-scoped advisory lock, so several instances of a service can run
-//! relays without interleaving one key's messages. A pass enqueues a batch
-//! in position order, waits for all acknowledgements together, then marks the
-//! acknowledged rows, per key only up to its first failure (the rest are
-//! published again after it). A crash before the mark republishes the batch.
+//! One relay at a time publishes from a database: the relay that takes a
+//! session advisory lock on a connection of its own keeps it (a lease) for as
+//! long as that connection lives, so several instances of a service can run
+//! relays without interleaving one key's messages, and the holder's passes
+//! need no transaction: a pass reads a batch in position order, enqueues it,
+//! waits for all acknowledgements together, then marks the acknowledged rows,
+//! per key only up to its first failure (the rest are published again after
+//! it). Two statements a pass, where a transaction-scoped lock took five
+//! (`BEGIN`, lock, read, mark, `COMMIT`). A crash before the mark republishes
+//! the batch. When the holder dies or its connection breaks, PostgreSQL
+//! releases the lock and the next relay to try takes the lease over.
 //! A row that can never be published is quarantined, not retried for ever.
 //!
 //! The relay is woken by `NOTIFY` at commit and polls as a fallback. Each
@@ -21,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
 use checkout_messages::Topic;
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -34,9 +39,9 @@ use self::status::Wake;
 use crate::listen::Listener;
 use crate::writer::headers_from_json;
 
-/// Advisory lock held by the relay publishing from a database.
 /// The channel the outbox trigger notifies on commit.
 const CHANNEL: &str = "outbox_messages";
+/// Advisory lock held by the relay publishing from a database.
 const RELAY_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
 
 #[derive(Clone, Debug)]
@@ -114,6 +119,7 @@ pub struct OutboxRelay {
     topics: TopicNames,
     settings: RelaySettings,
     status: RelayStatus,
+    lease: Arc<Mutex<Lease>>,
     /// Positions whose delivery a test makes fail.
     #[cfg(feature = "fault-injection")]
     failing: Arc<std::sync::Mutex<HashSet<i64>>>,
@@ -127,6 +133,15 @@ struct Row {
     payload: Vec<u8>,
     headers: serde_json::Value,
     created_at: OffsetDateTime,
+}
+
+/// The connection a relay tries the outbox lock on, and whether it holds it.
+/// A connection of its own, outside the pool: returned to the pool, it would
+/// keep the lock for whoever borrowed it next.
+#[derive(Debug, Default)]
+struct Lease {
+    conn: Option<PgConnection>,
+    held: bool,
 }
 
 /// What to do after a pass.
@@ -147,6 +162,7 @@ impl OutboxRelay {
             topics,
             settings,
             status: RelayStatus::default(),
+            lease: Arc::default(),
             #[cfg(feature = "fault-injection")]
             failing: Arc::default(),
         }
@@ -208,16 +224,35 @@ impl OutboxRelay {
     }
 
     async fn pass(&self, mark: bool) -> Result<Pass, RelayError> {
+        let mut lease = self.lease.lock().await;
+        let passed = self.pass_on(&mut lease, mark).await;
+        if let Err(RelayError::Database(_)) = &passed {
+            // The connection may be broken, and the lock gone with it: close
+            // it (giving the lock back if it is still held) and take the lease
+            // anew on the next pass.
+            let dropped = std::mem::take(&mut *lease);
+            if let Some(conn) = dropped.conn {
+                let _ = conn.close().await;
+            }
+        }
+        passed
+    }
+
+    async fn pass_on(&self, lease: &mut Lease, mark: bool) -> Result<Pass, RelayError> {
         let began = Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let Some(rows) = self.lock_and_select(&mut tx).await? else {
+        let Some(conn) = self.hold(lease).await? else {
             return Ok(Pass::Busy);
         };
+        let rows = sqlx::query_as!(
+            Row,
+            "SELECT position, message_id, topic, message_key, payload, headers, created_at
+             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
+             ORDER BY position LIMIT $1",
+            self.settings.batch_size,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         if rows.is_empty() {
-            // End the transaction now: dropped, it would give the lock back
-            // only when its connection is next used, and until then every
-            // relay of this database (this one included) would find it busy.
-            tx.commit().await?;
             return Ok(Pass::Published { count: 0, full: false });
         }
 
@@ -232,7 +267,7 @@ impl OutboxRelay {
                     in_flight.push((row, span, delivery));
                 }
                 // One bad row never stops the relay: set it aside and go on.
-                Err(error) => self.quarantine(&mut tx, row.position, &error).await?,
+                Err(error) => self.quarantine(conn, row.position, &error).await?,
             }
         }
         let mut published = Vec::with_capacity(rows.len());
@@ -277,9 +312,8 @@ impl OutboxRelay {
         let published_in = publishing.elapsed();
         if mark {
             sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &published)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-            tx.commit().await?;
         }
         tracing::debug!(
             rows = rows.len(),
@@ -292,43 +326,31 @@ impl OutboxRelay {
         Ok(Pass::Published { count: published.len(), full })
     }
 
-    /// Takes the relay lock, then reads the next batch; `None` when another
-    /// relay holds the lock.
+    /// The lease's connection once it holds the outbox lock; `None` while
+    /// another relay holds it. A relay that does not hold the lock tries it
+    /// again on every pass, on the same connection.
     ///
-    /// Two statements, not one: under READ COMMITTED a statement sees the
-    /// commits made before it began, so a single statement that took the lock
-    /// and read could start before the previous holder's marking commit and
-    /// win the lock just after it, and publish that batch again, out of order
-    /// (caught by `two_relays_on_one_database_publish_each_keys_messages_in_commit_order`).
-    async fn lock_and_select(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    ) -> Result<Option<Vec<Row>>, sqlx::Error> {
-        let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#, RELAY_LOCK)
-            .fetch_one(&mut **tx)
-            .await?;
-        if !locked {
-            return Ok(None);
+    /// The lock is taken in a statement of its own before anything is read:
+    /// the previous holder's last mark committed before its lock was released,
+    /// so every read after the lock is taken sees it.
+    async fn hold<'a>(&self, lease: &'a mut Lease) -> Result<Option<&'a mut PgConnection>, sqlx::Error> {
+        let conn = match &mut lease.conn {
+            Some(conn) => conn,
+            empty @ None => empty.insert(PgConnection::connect_with(&self.pool.connect_options()).await?),
+        };
+        if !lease.held {
+            lease.held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, RELAY_LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+            if lease.held {
+                tracing::info!("this relay now publishes the outbox");
+            }
         }
-        let rows = sqlx::query_as!(
-            Row,
-            "SELECT position, message_id, topic, message_key, payload, headers, created_at
-             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
-             ORDER BY position LIMIT $1",
-            self.settings.batch_size,
-        )
-        .fetch_all(&mut **tx)
-        .await?;
-        Ok(Some(rows))
+        Ok(lease.held.then_some(conn))
     }
 
     /// Sets a row that can never be published aside, with the reason.
-    async fn quarantine(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-        position: i64,
-        error: &RelayError,
-    ) -> Result<(), RelayError> {
+    async fn quarantine(&self, conn: &mut PgConnection, position: i64, error: &RelayError) -> Result<(), RelayError> {
         let reason = error.to_string();
         tracing::error!(outbox.position = position, error = %reason, "outbox row quarantined: it can never be published");
         sqlx::query!(
@@ -336,7 +358,7 @@ impl OutboxRelay {
             position,
             reason,
         )
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         self.status.quarantined_one();
         Ok(())

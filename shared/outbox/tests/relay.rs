@@ -166,6 +166,36 @@ async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
     shutdown.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_relay_marks_what_it_published_later_in_one_go_and_never_publishes_it_twice() {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let topic = kafka.names().physical(TOPIC);
+    // Marks fall due only after an hour, or at shutdown.
+    let settings = RelaySettings { mark_interval: Duration::from_hours(1), ..RelaySettings::default() };
+    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+
+    // The second commit's pass reads the outbox again: the first row is
+    // still unmarked there, and must not go out a second time.
+    let order = new_order();
+    commit_to_outbox(&db.pool, &[numbered(order, 1)]).await;
+    kafka.read(&topic, 1, Duration::from_secs(20)).await;
+    commit_to_outbox(&db.pool, &[numbered(order, 2)]).await;
+    kafka.read(&topic, 2, Duration::from_secs(20)).await;
+    commit_to_outbox(&db.pool, &[numbered(order, 3)]).await;
+    let records = kafka.read(&topic, 3, Duration::from_secs(20)).await;
+    let seqs: Vec<u32> = records.iter().map(|record| sequence(record).1).collect();
+    // A republished first row would be among the first three records.
+    assert_eq!(seqs, [1, 2, 3], "each published once, in order");
+    assert_eq!(unpublished(&db.pool).await, 3, "published rows wait to be marked");
+
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(unpublished(&db.pool).await, 0, "a relay that stops marks what it published");
+}
+
 /// The backends of this database holding an advisory lock: the relay's lease.
 async fn lease_holders(pool: &sqlx::PgPool) -> Vec<i32> {
     sqlx::query_scalar(
@@ -186,6 +216,11 @@ async fn when_the_relay_holding_the_outbox_loses_its_connection_the_lease_passes
     let (_, first) = run_relay(&db.pool, &kafka, settings.clone());
     let (_, second) = run_relay(&db.pool, &kafka, settings);
     publish_two_in_turn(&db.pool, &kafka).await;
+    // Marked, so the next holder has nothing of them to publish again.
+    eventually(Duration::from_secs(10), "the first two marked published", || async {
+        (unpublished(&db.pool).await == 0).then_some(())
+    })
+    .await;
     let holders = lease_holders(&db.pool).await;
     assert_eq!(holders.len(), 1, "one relay holds the outbox, and keeps holding it between passes");
 

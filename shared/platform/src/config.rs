@@ -188,6 +188,7 @@ impl ServiceSettings {
             relay: RelaySettings {
                 batch_size: i64::from(env.count("OUTBOX_BATCH_SIZE", 500)?),
                 poll_interval: env.millis("OUTBOX_POLL_INTERVAL_MS", relay_defaults.poll_interval)?,
+                mark_interval: env.millis("OUTBOX_MARK_INTERVAL_MS", relay_defaults.mark_interval)?,
                 ..relay_defaults
             },
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", Duration::from_secs(20))?,

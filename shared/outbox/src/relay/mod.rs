@@ -18,6 +18,7 @@
 //! without waking the relay means its notifications stopped arriving, and
 //! after a few such polls in a row the relay says so and listens anew.
 
+mod lease;
 mod status;
 
 use std::collections::HashSet;
@@ -26,14 +27,14 @@ use std::time::{Duration, Instant};
 
 use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header_names};
 use checkout_messages::Topic;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use uuid::Uuid;
 
+use self::lease::{Lease, Marking, Row};
 pub use self::status::RelayStatus;
 use self::status::Wake;
 use crate::listen::Listener;
@@ -50,6 +51,10 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Fallback poll, for notifications lost while the listener reconnects.
     pub poll_interval: Duration,
+    /// How long the running relay lets rows it published wait before it
+    /// marks them, to mark many in one commit (a crash meanwhile publishes
+    /// them again). `relay_once` and `drain` mark at once.
+    pub mark_interval: Duration,
     /// Published rows are kept this long for inspection, then deleted.
     pub published_retention: Duration,
     /// Inbox rows are kept this long: longer than any redelivery can come late.
@@ -62,6 +67,7 @@ impl Default for RelaySettings {
         Self {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
+            mark_interval: Duration::from_millis(100),
             published_retention: Duration::from_hours(24),
             inbox_retention: Duration::from_hours(14 * 24),
             prune_interval: Duration::from_mins(10),
@@ -125,25 +131,6 @@ pub struct OutboxRelay {
     failing: Arc<std::sync::Mutex<HashSet<i64>>>,
 }
 
-struct Row {
-    position: i64,
-    message_id: Uuid,
-    topic: String,
-    message_key: String,
-    payload: Vec<u8>,
-    headers: serde_json::Value,
-    created_at: OffsetDateTime,
-}
-
-/// The connection a relay tries the outbox lock on, and whether it holds it.
-/// A connection of its own, outside the pool: returned to the pool, it would
-/// keep the lock for whoever borrowed it next.
-#[derive(Debug, Default)]
-struct Lease {
-    conn: Option<PgConnection>,
-    held: bool,
-}
-
 /// What to do after a pass.
 enum Pass {
     Published {
@@ -195,7 +182,7 @@ impl OutboxRelay {
     /// Publishes one batch; returns how many rows it published (0 when the
     /// outbox is empty or another relay is publishing).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        match self.pass(true).await? {
+        match self.pass(Marking::Now).await? {
             Pass::Published { count, .. } => Ok(count),
             Pass::Busy => Ok(0),
         }
@@ -205,7 +192,7 @@ impl OutboxRelay {
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
         loop {
-            match self.pass(true).await? {
+            match self.pass(Marking::Now).await? {
                 Pass::Published { count, full: true } => total += count,
                 Pass::Published { count, full: false } => return Ok(total + count),
                 Pass::Busy => return Ok(total),
@@ -217,42 +204,29 @@ impl OutboxRelay {
     /// the broker's acknowledgement and the database update.
     #[cfg(feature = "fault-injection")]
     pub async fn relay_once_then_crash_before_marking(&self) -> Result<usize, RelayError> {
-        match self.pass(false).await? {
+        match self.pass(Marking::Never).await? {
             Pass::Published { count, .. } => Ok(count),
             Pass::Busy => Ok(0),
         }
     }
 
-    async fn pass(&self, mark: bool) -> Result<Pass, RelayError> {
+    async fn pass(&self, marking: Marking) -> Result<Pass, RelayError> {
         let mut lease = self.lease.lock().await;
-        let passed = self.pass_on(&mut lease, mark).await;
+        let passed = self.pass_on(&mut lease, marking).await;
         if let Err(RelayError::Database(_)) = &passed {
-            // The connection may be broken, and the lock gone with it: close
-            // it (giving the lock back if it is still held) and take the lease
-            // anew on the next pass.
-            let dropped = std::mem::take(&mut *lease);
-            if let Some(conn) = dropped.conn {
-                let _ = conn.close().await;
-            }
+            lease.give_up().await;
         }
         passed
     }
 
-    async fn pass_on(&self, lease: &mut Lease, mark: bool) -> Result<Pass, RelayError> {
+    async fn pass_on(&self, lease: &mut Lease, marking: Marking) -> Result<Pass, RelayError> {
         let began = Instant::now();
-        let Some(conn) = self.hold(lease).await? else {
+        let Some(mut held) = lease.hold(&self.pool).await? else {
             return Ok(Pass::Busy);
         };
-        let rows = sqlx::query_as!(
-            Row,
-            "SELECT position, message_id, topic, message_key, payload, headers, created_at
-             FROM outbox_messages WHERE published_at IS NULL AND quarantined_at IS NULL
-             ORDER BY position LIMIT $1",
-            self.settings.batch_size,
-        )
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = held.next_batch(self.settings.batch_size).await?;
         if rows.is_empty() {
+            held.published(Vec::new(), marking).await?;
             return Ok(Pass::Published { count: 0, full: false });
         }
 
@@ -267,7 +241,12 @@ impl OutboxRelay {
                     in_flight.push((row, span, delivery));
                 }
                 // One bad row never stops the relay: set it aside and go on.
-                Err(error) => self.quarantine(conn, row.position, &error).await?,
+                Err(error) => {
+                    let reason = error.to_string();
+                    tracing::error!(outbox.position = row.position, error = %reason, "outbox row quarantined: it can never be published");
+                    held.quarantine(row.position, &reason).await?;
+                    self.status.quarantined_one();
+                }
             }
         }
         let mut published = Vec::with_capacity(rows.len());
@@ -310,58 +289,17 @@ impl OutboxRelay {
             }
         }
         let published_in = publishing.elapsed();
-        if mark {
-            sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &published)
-                .execute(&mut *conn)
-                .await?;
-        }
         tracing::debug!(
             rows = rows.len(),
             publish_ms = millis(published_in),
             pass_ms = millis(began.elapsed()),
             "outbox relay pass"
         );
-        metrics::counter!("checkout_outbox_published_total").increment(published.len() as u64);
+        let count = published.len();
+        metrics::counter!("checkout_outbox_published_total").increment(count as u64);
+        held.published(published, marking).await?;
         let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
-        Ok(Pass::Published { count: published.len(), full })
-    }
-
-    /// The lease's connection once it holds the outbox lock; `None` while
-    /// another relay holds it. A relay that does not hold the lock tries it
-    /// again on every pass, on the same connection.
-    ///
-    /// The lock is taken in a statement of its own before anything is read:
-    /// the previous holder's last mark committed before its lock was released,
-    /// so every read after the lock is taken sees it.
-    async fn hold<'a>(&self, lease: &'a mut Lease) -> Result<Option<&'a mut PgConnection>, sqlx::Error> {
-        let conn = match &mut lease.conn {
-            Some(conn) => conn,
-            empty @ None => empty.insert(PgConnection::connect_with(&self.pool.connect_options()).await?),
-        };
-        if !lease.held {
-            lease.held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, RELAY_LOCK)
-                .fetch_one(&mut *conn)
-                .await?;
-            if lease.held {
-                tracing::info!("this relay now publishes the outbox");
-            }
-        }
-        Ok(lease.held.then_some(conn))
-    }
-
-    /// Sets a row that can never be published aside, with the reason.
-    async fn quarantine(&self, conn: &mut PgConnection, position: i64, error: &RelayError) -> Result<(), RelayError> {
-        let reason = error.to_string();
-        tracing::error!(outbox.position = position, error = %reason, "outbox row quarantined: it can never be published");
-        sqlx::query!(
-            "UPDATE outbox_messages SET quarantined_at = now(), quarantine_reason = $2 WHERE position = $1",
-            position,
-            reason,
-        )
-        .execute(&mut *conn)
-        .await?;
-        self.status.quarantined_one();
-        Ok(())
+        Ok(Pass::Published { count, full })
     }
 
     /// The record for a row, and the producer span that publishes it: a child
@@ -452,13 +390,12 @@ impl OutboxRelay {
             let failing = failures > 0;
             let wait =
                 if failing { self.settings.poll_interval * failures.clamp(1, 10) } else { self.settings.poll_interval };
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                () = woken.notified(), if !failing => wake = Wake::Notification,
-                () = tokio::time::sleep(wait) => wake = Wake::Poll,
-            }
+            let Some(woke) = self.wait(&shutdown, &woken, failing, wait).await else { break };
+            wake = woke;
             self.status.woke(wake);
+        }
+        if let Err(error) = self.lease.lock().await.mark().await {
+            tracing::warn!(%error, "marking published outbox rows on shutdown failed; they will be published again");
         }
         if let Err(error) = self.publisher.flush(Duration::from_secs(10)).await {
             tracing::warn!(%error, "producer flush on shutdown failed");
@@ -466,12 +403,39 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Drains the outbox; returns whether another relay was busy, and how
-    /// many rows were published.
+    /// Waits for a notification (unless `failing`), or `wait`, marking what
+    /// was published whenever it falls due meanwhile; `None` at shutdown.
+    async fn wait(&self, shutdown: &CancellationToken, woken: &Notify, failing: bool, wait: Duration) -> Option<Wake> {
+        let poll_at = tokio::time::Instant::now() + wait;
+        loop {
+            let marks_due = self.lease.lock().await.marks_due_in(self.settings.mark_interval);
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return None,
+                () = woken.notified(), if !failing => return Some(Wake::Notification),
+                () = tokio::time::sleep_until(poll_at) => return Some(Wake::Poll),
+                () = tokio::time::sleep(marks_due.unwrap_or_default()), if marks_due.is_some() => {
+                    let mut lease = self.lease.lock().await;
+                    if let Err(error) = lease.mark().await {
+                        tracing::warn!(%error, "marking published outbox rows failed; they will be published again");
+                        lease.give_up().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains the outbox, marking what it published when that falls due;
+    /// returns whether another relay was busy, and how many rows were
+    /// published.
     async fn drain_reporting(&self) -> Result<(bool, usize), RelayError> {
+        let marking = Marking::WhenDue {
+            interval: self.settings.mark_interval,
+            batch: usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX),
+        };
         let mut published = 0;
         loop {
-            match self.pass(true).await? {
+            match self.pass(marking).await? {
                 Pass::Published { count, full: true } => published += count,
                 Pass::Published { count, full: false } => return Ok((false, published + count)),
                 Pass::Busy => return Ok((true, published)),

@@ -1,0 +1,185 @@
+//! A relay's hold on its database's outbox, and every statement it runs
+//! there while holding it.
+//!
+//! The hold is a session advisory lock on a connection of its own, outside
+//! the pool (returned to the pool, a connection would keep the lock for
+//! whoever borrowed it next), kept for as long as that connection lives.
+//!
+//! The lease also remembers the rows it published and has not marked yet.
+//! Marking them is a write, so a commit and a WAL flush; done after every
+//! pass it was about a third of the commits of a checkout. So the running
+//! relay marks what it published at most every `mark_interval` (or once a
+//! batch's worth waits), and leaves the rows it remembers out of its reads
+//! meanwhile. A crash before the mark republishes them: duplicates, which the
+//! consumers' inboxes absorb, never a loss, as with a crash between publish
+//! and mark before.
+
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::RELAY_LOCK;
+
+/// One row to publish.
+pub(super) struct Row {
+    pub position: i64,
+    pub message_id: Uuid,
+    pub topic: String,
+    pub message_key: String,
+    pub payload: Vec<u8>,
+    pub headers: serde_json::Value,
+    pub created_at: time::OffsetDateTime,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Lease {
+    conn: Option<PgConnection>,
+    held: bool,
+    /// Published, acknowledged and not marked yet, and since when the oldest
+    /// of them waits.
+    unmarked: Vec<i64>,
+    unmarked_since: Option<Instant>,
+}
+
+/// When a pass marks what it published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Marking {
+    /// Now, with everything published before it.
+    Now,
+    /// When the oldest unmarked row has waited `mark_interval`, or a batch's
+    /// worth waits.
+    WhenDue { interval: Duration, batch: usize },
+    /// Never: the pass behaves as if the process died before the mark.
+    #[cfg(feature = "fault-injection")]
+    Never,
+}
+
+/// A lease that holds the lock: the statements of a pass.
+pub(super) struct Held<'a> {
+    conn: &'a mut PgConnection,
+    unmarked: &'a mut Vec<i64>,
+    unmarked_since: &'a mut Option<Instant>,
+}
+
+impl Lease {
+    /// The lease, once it holds the outbox lock (taking it if it is free);
+    /// `None` while another relay holds it. A lease that does not hold it
+    /// tries again on every call, on the same connection.
+    ///
+    /// The lock is taken in a statement of its own before anything is read:
+    /// the previous holder's last mark committed before its lock was released,
+    /// so every read after the lock is taken sees it.
+    pub async fn hold(&mut self, pool: &PgPool) -> Result<Option<Held<'_>>, sqlx::Error> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            empty @ None => empty.insert(PgConnection::connect_with(&pool.connect_options()).await?),
+        };
+        if !self.held {
+            self.held = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, RELAY_LOCK)
+                .fetch_one(&mut *conn)
+                .await?;
+            if self.held {
+                tracing::info!("this relay now publishes the outbox");
+            }
+        }
+        Ok(self.held.then_some(Held { conn, unmarked: &mut self.unmarked, unmarked_since: &mut self.unmarked_since }))
+    }
+
+    /// How long until the oldest unmarked row is due to be marked; `None`
+    /// when none waits.
+    pub fn marks_due_in(&self, interval: Duration) -> Option<Duration> {
+        due_in(self.unmarked_since.as_ref(), interval)
+    }
+
+    /// Marks what this lease published and has not marked yet.
+    pub async fn mark(&mut self) -> Result<(), sqlx::Error> {
+        match (&mut self.conn, self.held) {
+            (Some(conn), true) => {
+                Held { conn, unmarked: &mut self.unmarked, unmarked_since: &mut self.unmarked_since }.mark().await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives the lease up after a database error: the connection may be
+    /// broken and the lock gone with it. Closing it gives the lock back if
+    /// it is still held; what was published and not marked is published
+    /// again by whoever holds the lease next (this relay, on its next pass,
+    /// included).
+    pub async fn give_up(&mut self) {
+        if let Some(conn) = std::mem::take(self).conn {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+fn due_in(since: Option<&Instant>, interval: Duration) -> Option<Duration> {
+    since.map(|since| interval.saturating_sub(since.elapsed()))
+}
+
+impl Held<'_> {
+    /// The next rows to publish, in position order: neither published nor
+    /// set aside, nor published by this lease and waiting to be marked.
+    pub async fn next_batch(&mut self, limit: i64) -> Result<Vec<Row>, sqlx::Error> {
+        sqlx::query_as!(
+            Row,
+            "SELECT position, message_id, topic, message_key, payload, headers, created_at
+             FROM outbox_messages
+             WHERE published_at IS NULL AND quarantined_at IS NULL AND position <> ALL($2)
+             ORDER BY position LIMIT $1",
+            limit,
+            &*self.unmarked,
+        )
+        .fetch_all(&mut *self.conn)
+        .await
+    }
+
+    /// Sets a row that can never be published aside, with the reason.
+    pub async fn quarantine(&mut self, position: i64, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE outbox_messages SET quarantined_at = now(), quarantine_reason = $2 WHERE position = $1",
+            position,
+            reason,
+        )
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Remembers `positions` as published, and marks everything published
+    /// when `marking` says so.
+    pub async fn published(&mut self, positions: Vec<i64>, marking: Marking) -> Result<(), sqlx::Error> {
+        #[cfg(feature = "fault-injection")]
+        if marking == Marking::Never {
+            return Ok(());
+        }
+        if !positions.is_empty() {
+            self.unmarked_since.get_or_insert_with(Instant::now);
+            self.unmarked.extend(positions);
+        }
+        let due = match marking {
+            Marking::Now => true,
+            Marking::WhenDue { interval, batch } => {
+                self.unmarked.len() >= batch || due_in(self.unmarked_since.as_ref(), interval) == Some(Duration::ZERO)
+            }
+            #[cfg(feature = "fault-injection")]
+            Marking::Never => false,
+        };
+        if due { self.mark().await } else { Ok(()) }
+    }
+
+    /// Marks every row this lease published and has not marked, in one
+    /// statement.
+    async fn mark(&mut self) -> Result<(), sqlx::Error> {
+        if self.unmarked.is_empty() {
+            return Ok(());
+        }
+        sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &*self.unmarked)
+            .execute(&mut *self.conn)
+            .await?;
+        self.unmarked.clear();
+        *self.unmarked_since = None;
+        Ok(())
+    }
+}

@@ -60,7 +60,12 @@ impl KafkaSettings {
             .set("client.id", &self.client_id)
             // Reconnect to a restarted broker within a second; the default
             // backoff grows to 10 s, which a short outage turns into 10 s more.
-            .set("reconnect.backoff.max.ms", "1000");
+            .set("reconnect.backoff.max.ms", "1000")
+            // Send each request at once. With Nagle's algorithm (librdkafka's
+            // default) a small request waits while an earlier one on the same
+            // connection is unacknowledged, and every hop of a checkout is a
+            // few small requests.
+            .set("socket.nagle.disable", "true");
         config
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use checkout_messages::{Message, decode};
 use checkout_outbox::{OutboxRelay, RelaySettings, RelayStatus};
-use checkout_testkit::{TestKafka, eventually};
+use checkout_testkit::{TestDatabase, TestKafka, eventually};
 use common::{TOPIC, commit_to_outbox, database, new_order, numbered, unpublished};
 use rdkafka::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -78,6 +78,21 @@ fn run_relay(pool: &sqlx::PgPool, kafka: &TestKafka, settings: RelaySettings) ->
     (status, shutdown)
 }
 
+/// A database, a topic of one partition, and two relays with `settings`
+/// publishing from the one to the other; the relays stop when the token is
+/// cancelled.
+async fn two_relays(settings: RelaySettings) -> (TestDatabase, TestKafka, String, CancellationToken) {
+    let db = database().await;
+    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
+    let topic = kafka.names().physical(TOPIC);
+    let shutdown = CancellationToken::new();
+    for _ in 0..2 {
+        let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings.clone());
+        tokio::spawn(relay.run(shutdown.clone()));
+    }
+    (db, kafka, topic, shutdown)
+}
+
 /// Commits message 1, waits for it on the topic, then message 2; returns both records.
 async fn publish_two_in_turn(pool: &sqlx::PgPool, kafka: &TestKafka) -> Vec<rdkafka::message::OwnedMessage> {
     let topic = kafka.names().physical(TOPIC);
@@ -103,13 +118,9 @@ async fn a_commit_wakes_the_relay_without_waiting_for_a_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_one_database_never_leave_a_commit_waiting_for_a_poll() {
-    let db = database().await;
-    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
-    let topic = kafka.names().physical(TOPIC);
     // As above: with an hour between polls, every publish is a notification's doing.
     let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
-    let (_, first) = run_relay(&db.pool, &kafka, settings.clone());
-    let (_, second) = run_relay(&db.pool, &kafka, settings);
+    let (db, kafka, topic, shutdown) = two_relays(settings).await;
     // Bursts of concurrent commits: each wakes both relays, again and again
     // after the rows are gone, so passes find the outbox taken or empty;
     // then one commit alone, which only a relay still listening (and a lock
@@ -130,16 +141,31 @@ async fn two_relays_on_one_database_never_leave_a_commit_waiting_for_a_poll() {
         let records = kafka.read(&topic, published, Duration::from_secs(20)).await;
         assert_eq!(records.len(), published, "burst {burst}: a commit waited for a poll");
     }
-    first.cancel();
-    second.cancel();
+    shutdown.cancel();
 }
 
-/// The backends listening on this database, by pid.
-async fn listening_backends(pool: &sqlx::PgPool) -> Vec<i32> {
-    sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'")
-        .fetch_all(pool)
-        .await
-        .unwrap()
+/// The backends of this database listening, by pid.
+const LISTENING: &str = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'";
+/// The backends of this database holding an advisory lock (the relay's lease), by pid.
+const LEASE_HOLDING: &str = "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+     WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()";
+
+/// The pids `query` selects.
+async fn backends(pool: &sqlx::PgPool, query: &'static str) -> Vec<i32> {
+    sqlx::query_scalar(query).fetch_all(pool).await.unwrap()
+}
+
+async fn terminate(pool: &sqlx::PgPool, pid: i32) {
+    sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(pool).await.unwrap();
+}
+
+/// Waits until `query` selects exactly one backend, and not `old`.
+async fn another_backend(pool: &sqlx::PgPool, query: &'static str, old: i32, what: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        let now = backends(pool, query).await;
+        (now.len() == 1 && now[0] != old).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,15 +177,11 @@ async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
     let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
     let (_, shutdown) = run_relay(&db.pool, &kafka, settings);
     publish_two_in_turn(&db.pool, &kafka).await;
-    let before = listening_backends(&db.pool).await;
+    let before = backends(&db.pool, LISTENING).await;
     assert_eq!(before.len(), 1, "one listening connection, outside the service's pool");
 
-    sqlx::query("SELECT pg_terminate_backend($1)").bind(before[0]).execute(&db.pool).await.unwrap();
-    let again = eventually(Duration::from_secs(10), "a new listening connection", || async {
-        let now = listening_backends(&db.pool).await;
-        (now.len() == 1 && now[0] != before[0]).then_some(())
-    });
-    again.await;
+    terminate(&db.pool, before[0]).await;
+    another_backend(&db.pool, LISTENING, before[0], "a new listening connection").await;
     commit_to_outbox(&db.pool, &[numbered(new_order(), 3)]).await;
     let records = kafka.read(&topic, 3, Duration::from_secs(20)).await;
     assert_eq!(sequence(&records[2]).1, 3);
@@ -196,35 +218,20 @@ async fn a_running_relay_marks_what_it_published_later_in_one_go_and_never_publi
     assert_eq!(unpublished(&db.pool).await, 0, "a relay that stops marks what it published");
 }
 
-/// The backends of this database holding an advisory lock: the relay's lease.
-async fn lease_holders(pool: &sqlx::PgPool) -> Vec<i32> {
-    sqlx::query_scalar(
-        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-         WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_relay_holding_the_outbox_loses_its_connection_the_lease_passes_on_and_nothing_is_lost() {
-    let db = database().await;
-    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
-    let topic = kafka.names().physical(TOPIC);
     let settings = RelaySettings { poll_interval: Duration::from_millis(200), ..RelaySettings::default() };
-    let (_, first) = run_relay(&db.pool, &kafka, settings.clone());
-    let (_, second) = run_relay(&db.pool, &kafka, settings);
+    let (db, kafka, topic, shutdown) = two_relays(settings).await;
     publish_two_in_turn(&db.pool, &kafka).await;
     // Marked, so the next holder has nothing of them to publish again.
     eventually(Duration::from_secs(10), "the first two marked published", || async {
         (unpublished(&db.pool).await == 0).then_some(())
     })
     .await;
-    let holders = lease_holders(&db.pool).await;
+    let holders = backends(&db.pool, LEASE_HOLDING).await;
     assert_eq!(holders.len(), 1, "one relay holds the outbox, and keeps holding it between passes");
 
-    sqlx::query("SELECT pg_terminate_backend($1)").bind(holders[0]).execute(&db.pool).await.unwrap();
+    terminate(&db.pool, holders[0]).await;
     let order = new_order();
     for seq in 3..=12 {
         commit_to_outbox(&db.pool, &[numbered(order, seq)]).await;
@@ -232,17 +239,12 @@ async fn when_the_relay_holding_the_outbox_loses_its_connection_the_lease_passes
     let records = kafka.read(&topic, 12, Duration::from_secs(20)).await;
     let seqs: Vec<u32> = records[2..].iter().map(|record| sequence(record).1).collect();
     assert_eq!(seqs, (3..=12).collect::<Vec<_>>(), "published once each, in commit order, after the holder died");
-    let taken_over = eventually(Duration::from_secs(10), "a new lease holder", || async {
-        let now = lease_holders(&db.pool).await;
-        (now.len() == 1 && now[0] != holders[0]).then_some(())
-    });
-    taken_over.await;
+    another_backend(&db.pool, LEASE_HOLDING, holders[0], "a new lease holder").await;
     eventually(Duration::from_secs(10), "every message marked published", || async {
         (unpublished(&db.pool).await == 0).then_some(())
     })
     .await;
-    first.cancel();
-    second.cancel();
+    shutdown.cancel();
 }
 
 async fn unpublished_positions(pool: &sqlx::PgPool) -> Vec<i64> {

@@ -85,9 +85,10 @@ pub enum RelayError {
     Publish(#[from] PublishError),
 }
 
-/// What waits in an outbox: rows committed and not yet published (those
-/// set aside as unpublishable not counted), and the age of the oldest, by
-/// the database's clock.
+/// What waits in an outbox: rows committed and not yet marked published
+/// (those set aside as unpublishable not counted; a published row counts
+/// until the relay marks it, within `mark_interval`), and the age of the
+/// oldest, by the database's clock.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backlog {
     pub rows: i64,

@@ -7,9 +7,11 @@
 //! need no transaction: a pass reads a batch in position order, enqueues it,
 //! waits for all acknowledgements together, then marks the acknowledged rows,
 //! per key only up to its first failure (the rest are published again after
-//! it). Two statements a pass, where a transaction-scoped lock took five
-//! (`BEGIN`, lock, read, mark, `COMMIT`). A crash before the mark republishes
-//! the batch. When the holder dies or its connection breaks, PostgreSQL
+//! it). The running relay marks at most every `mark_interval`, many passes'
+//! rows in one statement (see `lease`), so under load a pass is one read,
+//! where a transaction-scoped lock took five statements (`BEGIN`, lock, read,
+//! mark, `COMMIT`). A crash before the mark republishes what it had not
+//! marked. When the holder dies or its connection breaks, PostgreSQL
 //! releases the lock and the next relay to try takes the lease over.
 //! A row that can never be published is quarantined, not retried for ever.
 //!

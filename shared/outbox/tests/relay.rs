@@ -78,13 +78,19 @@ fn run_relay(pool: &sqlx::PgPool, kafka: &TestKafka, settings: RelaySettings) ->
     (status, shutdown)
 }
 
-/// A database, a topic of one partition, and two relays with `settings`
-/// publishing from the one to the other; the relays stop when the token is
-/// cancelled.
-async fn two_relays(settings: RelaySettings) -> (TestDatabase, TestKafka, String, CancellationToken) {
+/// A database with an outbox, and a topic of one partition to publish it
+/// to, by its physical name.
+async fn outbox_and_topic() -> (TestDatabase, TestKafka, String) {
     let db = database().await;
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
     let topic = kafka.names().physical(TOPIC);
+    (db, kafka, topic)
+}
+
+/// [`outbox_and_topic`], and two relays with `settings` publishing from the
+/// one to the other; the relays stop when the token is cancelled.
+async fn two_relays(settings: RelaySettings) -> (TestDatabase, TestKafka, String, CancellationToken) {
+    let (db, kafka, topic) = outbox_and_topic().await;
     let shutdown = CancellationToken::new();
     for _ in 0..2 {
         let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings.clone());
@@ -170,9 +176,7 @@ async fn another_backend(pool: &sqlx::PgPool, query: &'static str, old: i32, wha
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
-    let db = database().await;
-    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
-    let topic = kafka.names().physical(TOPIC);
+    let (db, kafka, topic) = outbox_and_topic().await;
     // With an hour between polls only the listener can get these published.
     let settings = RelaySettings { poll_interval: Duration::from_hours(1), ..RelaySettings::default() };
     let (_, shutdown) = run_relay(&db.pool, &kafka, settings);
@@ -190,9 +194,7 @@ async fn a_listener_whose_connection_is_killed_listens_again_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_relay_marks_what_it_published_later_in_one_go_and_never_publishes_it_twice() {
-    let db = database().await;
-    let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
-    let topic = kafka.names().physical(TOPIC);
+    let (db, kafka, topic) = outbox_and_topic().await;
     // Marks fall due only after an hour, or at shutdown.
     let settings = RelaySettings { mark_interval: Duration::from_hours(1), ..RelaySettings::default() };
     let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);

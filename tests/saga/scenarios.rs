@@ -283,13 +283,13 @@ async fn operate(
     (status, headers, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Waits until the saga waits on `step`; returns its view.
+/// Waits until the saga waits on `step` alone; returns its view.
 async fn wait_for_step(stack: &Arc<Stack>, order: checkout_domain::OrderId, step: &str) -> Value {
     eventually(std::time::Duration::from_secs(30), &format!("the saga of {order} to wait on {step}"), || {
         let stack = Arc::clone(stack);
         async move {
             let saga = get(&stack, "orchestrator", &format!("/sagas/{order}")).await.body;
-            (saga["current_step"]["step"] == step).then_some(saga)
+            (saga["current_step"]["step"] == step && saga["alongside_step"].is_null()).then_some(saga)
         }
     })
     .await

@@ -58,6 +58,9 @@ struct SagaView {
     order_id: OrderId,
     status: &'static str,
     current_step: Option<ActiveView>,
+    /// The step awaited beside `current_step`, when two run side by side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alongside_step: Option<ActiveView>,
     inventory: String,
     payment: String,
     total: Option<checkout_domain::Money>,
@@ -75,6 +78,12 @@ struct ActiveView {
     attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
     deadline: OffsetDateTime,
+}
+
+impl ActiveView {
+    fn of(active: &checkout_saga::ActiveStep) -> Self {
+        Self { step: active.step.as_str(), attempt: active.attempt, deadline: active.deadline }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -139,11 +148,8 @@ async fn view(pool: &PgPool, order: OrderId) -> Result<SagaView, Problem> {
     Ok(SagaView {
         order_id: order,
         status: saga.status().as_str(),
-        current_step: saga.active().map(|a| ActiveView {
-            step: a.step.as_str(),
-            attempt: a.attempt,
-            deadline: a.deadline,
-        }),
+        current_step: saga.awaiting().next().map(ActiveView::of),
+        alongside_step: saga.awaiting().nth(1).map(ActiveView::of),
         inventory: snake(saga.inventory),
         payment: snake(saga.payment),
         total: saga.phase.pricing().map(checkout_domain::Pricing::total),

@@ -77,6 +77,8 @@ pub struct DueDeadline {
     pub order: OrderId,
     /// The step waiting for its reply (`Step::as_str`).
     pub step: Option<String>,
+    /// The step awaited beside it, if any.
+    pub alongside: Option<String>,
     pub deadline: OffsetDateTime,
 }
 
@@ -88,8 +90,8 @@ pub async fn due_deadlines(
     limit: i64,
 ) -> Result<Vec<DueDeadline>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT order_id, current_step, deadline AS "deadline!" FROM sagas
-           WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2"#,
+        r#"SELECT order_id, current_step, state #>> '{state,alongside,step}' AS alongside, deadline AS "deadline!"
+           FROM sagas WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2"#,
         now,
         limit,
     )
@@ -100,6 +102,7 @@ pub async fn due_deadlines(
         .map(|row| DueDeadline {
             order: OrderId::from_uuid(row.order_id),
             step: row.current_step,
+            alongside: row.alongside,
             deadline: row.deadline,
         })
         .collect())

@@ -41,8 +41,8 @@ pub struct Timer {
 /// A step times out only if no reply was produced before its deadline. The
 /// reply to a saga's step travels on the participant's event topic, keyed by
 /// the order, so it is on one known partition; the deadline fires only once
-/// this member owns that partition and has processed it through the
-/// deadline. So an orchestrator (or its database, or its consumer) that was
+/// this member owns that partition (each of them, when two steps are awaited
+/// side by side) and has processed it through the deadline. So an orchestrator (or its database, or its consumer) that was
 /// down or had no partitions applies the replies that queued up meanwhile
 /// before it times anything out, and with several orchestrators each wakes
 /// only the sagas whose replies it consumes. A partition nobody consumes
@@ -71,11 +71,13 @@ impl DeadlineGate {
     }
 
     fn allows(&self, due: &store::DueDeadline, partitions: i32) -> bool {
-        // A step this build does not know is not held back.
-        let Some(step) = due.step.as_deref().and_then(Step::parse) else { return true };
-        let topic = self.kafka.topic_names().physical(reply_topic(step));
         let partition = partition_for_key(due.order.to_string().as_bytes(), partitions);
-        self.consumer.processed_through(&topic, partition).is_some_and(|through| through >= due.deadline)
+        // A step this build does not know is not held back.
+        let awaited = [&due.step, &due.alongside].into_iter().filter_map(|step| step.as_deref().and_then(Step::parse));
+        awaited.map(reply_topic).all(|topic| {
+            let topic = self.kafka.topic_names().physical(topic);
+            self.consumer.processed_through(&topic, partition).is_some_and(|through| through >= due.deadline)
+        })
     }
 }
 

@@ -134,9 +134,9 @@ async fn a_placed_order_starts_a_saga_that_reserves_inventory() {
 async fn the_happy_path_completes_and_every_command_continues_the_conversation() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
-    f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
-    let authorized = f.reply(PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(2500) }).await;
-    f.reply(InventoryCommitted {}).await;
+    let reserved = f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    f.reply(PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(2500) }).await;
+    let committed = f.reply(InventoryCommitted {}).await;
     f.reply(OrderConfirmed { total: eur(2500) }).await;
     f.reply(PaymentCaptured { amount: eur(2500) }).await;
     f.reply(CustomerNotified { kind: NotificationKind::OrderConfirmed }).await;
@@ -154,7 +154,9 @@ async fn the_happy_path_completes_and_every_command_continues_the_conversation()
     );
     let commands = f.commands().await;
     assert!(commands.iter().all(|c| c.correlation_id == f.placed.correlation_id && c.subject == f.order));
-    assert_eq!(commands[2].causation_id, authorized.id, "CommitInventory was caused by PaymentAuthorized");
+    assert_eq!(commands[1].causation_id, reserved.id, "AuthorizePayment was caused by InventoryReserved");
+    assert_eq!(commands[2].causation_id, reserved.id, "and CommitInventory, sent beside it");
+    assert_eq!(commands[3].causation_id, committed.id, "ConfirmOrder by the later of the two replies");
     let transitions: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM saga_transitions").fetch_one(&f.db.pool).await.unwrap();
     assert_eq!(transitions, 7);
@@ -165,10 +167,19 @@ async fn a_payment_that_never_answers_is_timed_out_by_the_timer_and_compensated(
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
     f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    f.reply(InventoryCommitted {}).await;
     f.time_out().await;
     f.time_out().await;
     let types = f.command_types().await;
-    assert_eq!(types[1..], [MessageType::AuthorizePayment, MessageType::AuthorizePayment, MessageType::VoidPayment]);
+    assert_eq!(
+        types[1..],
+        [
+            MessageType::AuthorizePayment,
+            MessageType::CommitInventory,
+            MessageType::AuthorizePayment,
+            MessageType::VoidPayment
+        ]
+    );
     let void = f.commands().await.pop().unwrap();
     assert_eq!(void.correlation_id, f.placed.correlation_id, "timer-driven commands keep the conversation");
 
@@ -226,7 +237,10 @@ async fn an_input_the_saga_ignores_is_recorded_in_its_history_and_leaves_the_sag
     assert_eq!(last.0, Some(*late.id.as_uuid()), "the ignored input is the history's last entry");
     assert!(last.1.is_some(), "with why it was ignored: {last:?}");
     assert_eq!(last.2, "running");
-    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+    assert_eq!(
+        f.command_types().await,
+        [MessageType::ReserveInventory, MessageType::AuthorizePayment, MessageType::CommitInventory]
+    );
 }
 
 #[tokio::test]
@@ -236,7 +250,10 @@ async fn a_redelivered_message_changes_nothing() {
     let reserved = f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
     f.deliver(&reserved).await;
     f.deliver(&f.placed).await;
-    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+    assert_eq!(
+        f.command_types().await,
+        [MessageType::ReserveInventory, MessageType::AuthorizePayment, MessageType::CommitInventory]
+    );
 }
 
 #[tokio::test]
@@ -309,6 +326,36 @@ async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
 }
 
 #[tokio::test]
+async fn two_steps_awaited_side_by_side_time_out_only_once_both_reply_partitions_are_processed() {
+    let f = Fixture::new().await;
+    f.deliver(&f.placed).await;
+    f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
+    let deadline: time::OffsetDateTime =
+        sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
+            .fetch_one(&f.db.pool)
+            .await
+            .unwrap();
+    let consumer = checkout_kafka::ConsumerStatus::default();
+    let gate = checkout_orchestrator::DeadlineGate::with_partitions(
+        consumer.clone(),
+        checkout_kafka::KafkaSettings::default(),
+        3,
+    );
+    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate);
+    let now = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let partition = checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3);
+    // The authorization's reply comes on payment.events, the commit's on inventory.events.
+    consumer.own("payment.events", partition);
+    consumer.record_progress("payment.events", partition, deadline);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "the commit's reply may still be queued");
+    consumer.own("inventory.events", partition);
+    consumer.record_progress("inventory.events", partition, deadline);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 1, "neither reply was produced by the deadline: timed out");
+    let types = f.command_types().await;
+    assert_eq!(types[3..], [MessageType::AuthorizePayment, MessageType::CommitInventory], "both sent again");
+}
+
+#[tokio::test]
 async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transaction() {
     let f = Fixture::new().await;
     let now = checkout_platform::clock::now();
@@ -320,7 +367,10 @@ async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transactio
     );
     let batch = [incoming(f.placed.clone()), incoming(reserved)];
     f.handler().handle_batch(&batch).await.unwrap();
-    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+    assert_eq!(
+        f.command_types().await,
+        [MessageType::ReserveInventory, MessageType::AuthorizePayment, MessageType::CommitInventory]
+    );
     let writers: Vec<i64> = sqlx::query_scalar(
         "SELECT count(*) FROM saga_transitions GROUP BY xmin::TEXT
          UNION ALL SELECT count(DISTINCT xmin::TEXT) FROM (SELECT xmin FROM saga_transitions
@@ -337,7 +387,11 @@ async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transactio
             .unwrap();
     let expected = [
         ("OrderPlaced".to_owned(), None, vec!["ReserveInventory".to_owned()]),
-        ("InventoryReserved".to_owned(), Some("running".to_owned()), vec!["AuthorizePayment".to_owned()]),
+        (
+            "InventoryReserved".to_owned(),
+            Some("running".to_owned()),
+            vec!["AuthorizePayment".to_owned(), "CommitInventory".to_owned()],
+        ),
     ];
     assert_eq!(history, expected, "the history in the order the batch applied its messages, each with its commands");
     let step: Option<String> =
@@ -346,7 +400,10 @@ async fn a_batch_moves_the_saga_as_one_by_one_deliveries_would_in_one_transactio
 
     // Delivered again in another batch: nothing moves twice.
     f.handler().handle_batch(&batch).await.unwrap();
-    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::AuthorizePayment]);
+    assert_eq!(
+        f.command_types().await,
+        [MessageType::ReserveInventory, MessageType::AuthorizePayment, MessageType::CommitInventory]
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,13 @@
 //! | capture payment   | `CapturePayment`     | `PaymentCaptured`    | retried, then needs attention |
 //! | notify customer   | `NotifyOrderConfirmed` | `CustomerNotified` | retried, then needs attention |
 //!
+//! Authorizing the payment and committing the inventory need nothing of
+//! each other, only the prices the reservation quoted, so they are sent
+//! together and the saga waits for both ([`SagaState::Running`]'s
+//! `alongside`): the order is confirmed after the later reply. A failure of
+//! either compensates whatever both may hold; the other's reply, when it
+//! comes, is late.
+//!
 //! Confirming the order is the pivot: before it, any failure compensates, in
 //! reverse, whatever may be held — void the payment (also when its
 //! authorization merely timed out, as it may still succeed), release the
@@ -30,7 +37,8 @@
 //! can never run out once the customer has been promised the order: a saga
 //! cannot end charged without its stock. A reservation that expired before
 //! the commit is committed anyway while its stock is still free, and
-//! otherwise cancels the order like any failure before the pivot.
+//! otherwise cancels the order like any failure before the pivot; so once
+//! the commit is sent, the saga leaves news of the expiry to its reply.
 //!
 //! `NeedsAttention` is not a dead end: a reply that arrives after its step
 //! was given up is applied and the saga carries on (forward, or with the

@@ -136,8 +136,15 @@ pub struct ActiveStep {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SagaState {
-    /// Moving forward: waiting for `active`'s reply.
-    Running { active: ActiveStep },
+    /// Moving forward: waiting for `active`'s reply, and for `alongside`'s
+    /// when two steps that need nothing of each other were sent together
+    /// (authorizing the payment and committing the stock).
+    Running {
+        active: ActiveStep,
+        /// Optional in storage: sagas saved before steps ran side by side have none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alongside: Option<ActiveStep>,
+    },
     /// Undoing: waiting for `active`'s reply, then the `remaining` compensations.
     Compensating { active: ActiveStep, remaining: Vec<Step>, reason: CancellationReason },
     /// The order is confirmed, paid, committed and the customer emailed.
@@ -218,16 +225,24 @@ impl Saga {
         }
     }
 
-    /// The step waiting for a reply, if any.
+    /// The step waiting for a reply, if any: the first, when two are.
     pub fn active(&self) -> Option<&ActiveStep> {
-        match &self.state {
-            SagaState::Running { active } | SagaState::Compensating { active, .. } => Some(active),
-            _ => None,
-        }
+        self.awaiting().next()
     }
 
-    /// When the orchestrator's timer must wake this saga.
+    /// Every step waiting for a reply.
+    pub fn awaiting(&self) -> impl Iterator<Item = &ActiveStep> {
+        let (active, alongside) = match &self.state {
+            SagaState::Running { active, alongside } => (Some(active), alongside.as_ref()),
+            SagaState::Compensating { active, .. } => (Some(active), None),
+            _ => (None, None),
+        };
+        active.into_iter().chain(alongside)
+    }
+
+    /// When the orchestrator's timer must wake this saga: the earliest
+    /// deadline of the steps it waits on.
     pub fn deadline(&self) -> Option<OffsetDateTime> {
-        self.active().map(|active| active.deadline)
+        self.awaiting().map(|active| active.deadline).min()
     }
 }

@@ -9,7 +9,8 @@ pub enum Step {
     AuthorizePayment,
     /// Before the pivot, so that no reservation can expire once the order is
     /// confirmed: the stock is sold before the customer is promised it, and
-    /// a compensation that follows puts it back.
+    /// a compensation that follows puts it back. Sent beside
+    /// `AuthorizePayment`, as neither needs the other.
     CommitInventory,
     /// The pivot: once the order is confirmed the saga only moves forward.
     ConfirmOrder,
@@ -39,7 +40,9 @@ impl Step {
         Self::FORWARD.into_iter().chain(Self::COMPENSATIONS).find(|step| step.as_str() == text)
     }
 
-    /// The forward step after this one, `None` after the last.
+    /// The forward step after this one in [`Step::FORWARD`], `None` after
+    /// the last. (The saga sends `AuthorizePayment` and `CommitInventory`
+    /// together; see `Saga::apply`.)
     pub fn next_forward(self) -> Option<Self> {
         let index = Self::FORWARD.iter().position(|&s| s == self)?;
         Self::FORWARD.get(index + 1).copied()

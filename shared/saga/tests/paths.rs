@@ -32,10 +32,18 @@ fn cancellation(driver: &Driver) -> (CancellationCode, String) {
     }
 }
 
-/// Drives a saga to the point where the payment is being authorized.
+/// Drives a saga to the point where the payment is being authorized and,
+/// beside it, the stock committed.
 fn reserved() -> Driver {
     let mut driver = Driver::start();
-    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment", "CommitInventory"]);
+    driver
+}
+
+/// A reserved saga whose stock is committed: it waits for the payment alone.
+fn authorizing() -> Driver {
+    let mut driver = reserved();
+    assert!(driver.apply(Input::InventoryCommitted).is_empty(), "the payment is still awaited");
     driver
 }
 
@@ -43,9 +51,9 @@ fn reserved() -> Driver {
 fn the_happy_path_runs_every_step_in_order_and_completes() {
     let mut driver = Driver::start();
     assert_eq!(command_names(&driver.last.commands), ["ReserveInventory"]);
-    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment"]);
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment", "CommitInventory"]);
     assert!(matches!(&driver.last.commands[0], Command::AuthorizePayment { amount, .. } if *amount == eur(4499)));
-    assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
+    assert_eq!(driver.apply(authorized()), Vec::<&str>::new(), "the commit is still awaited");
     assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
     assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
     assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["NotifyOrderConfirmed"]);
@@ -69,6 +77,42 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
 
 fn command_names(commands: &[Command]) -> Vec<&'static str> {
     common::command_names(commands)
+}
+
+#[test]
+fn the_payment_and_the_commit_run_side_by_side_and_the_order_is_confirmed_after_the_later() {
+    let mut driver = reserved();
+    let awaited: Vec<Step> = driver.saga.awaiting().map(|active| active.step).collect();
+    assert_eq!(awaited, [Step::AuthorizePayment, Step::CommitInventory]);
+    assert_eq!((driver.saga.payment, driver.saga.inventory), (PaymentHold::Requested, InventoryHold::CommitRequested));
+    assert!(driver.apply(Input::InventoryCommitted).is_empty(), "the payment is still awaited");
+    assert_eq!(driver.saga.active().map(|active| active.step), Some(Step::AuthorizePayment));
+    assert!(driver.apply(Input::InventoryCommitted).is_empty(), "a second copy changes nothing");
+    assert_eq!(driver.last.ignored, Some(Ignored::NotAwaited));
+    assert_eq!(driver.apply(authorized()), ["ConfirmOrder"]);
+    assert_eq!(driver.saga.awaiting().count(), 1);
+}
+
+#[test]
+fn two_steps_that_time_out_together_are_resent_together_and_the_later_deadline_waits() {
+    let mut driver = reserved();
+    assert_eq!(driver.time_out(), ["AuthorizePayment", "CommitInventory"]);
+    let attempts: Vec<(Step, u32)> = driver.saga.awaiting().map(|active| (active.step, active.attempt)).collect();
+    assert_eq!(attempts, [(Step::AuthorizePayment, 2), (Step::CommitInventory, 2)]);
+    // The commit answers; the payment's deadline alone wakes the saga now.
+    driver.apply(Input::InventoryCommitted);
+    assert_eq!(driver.saga.deadline(), driver.saga.active().map(|active| active.deadline));
+    // Its last attempt runs out: void it, and put back the stock committed beside it.
+    assert_eq!(driver.time_out(), ["VoidPayment"]);
+    assert_eq!(driver.apply(Input::PaymentVoided), ["ReleaseInventory"]);
+}
+
+#[test]
+fn an_operator_retry_resends_both_steps_awaited_side_by_side() {
+    let mut driver = reserved();
+    assert_eq!(driver.operate(Operation::Retry, "nudge"), Ok(vec!["AuthorizePayment", "CommitInventory"]));
+    assert!(driver.saga.awaiting().all(|active| active.attempt == 1));
+    assert_eq!(driver.saga.awaiting().count(), 2);
 }
 
 #[test]
@@ -104,6 +148,9 @@ fn a_declined_payment_releases_the_stock_then_cancels_and_tells_the_customer() {
     let mut driver = reserved();
     let declined = Input::PaymentDeclined { code: DeclineCode::InsufficientFunds, detail: "insufficient funds".into() };
     assert_eq!(driver.apply(declined), ["ReleaseInventory"], "nothing to void: the card was declined");
+    // The commit sent beside the authorization lands first; the release puts the stock back.
+    assert!(driver.apply(Input::InventoryCommitted).is_empty());
+    assert_eq!(driver.last.ignored, Some(Ignored::NotAwaited));
     assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
     assert!(matches!(&driver.last.commands[0], Command::CancelOrder { pricing: p, .. } if *p == Some(pricing())));
     assert_eq!(driver.apply(Input::OrderCancelled), ["NotifyOrderCancelled"]);
@@ -114,7 +161,7 @@ fn a_declined_payment_releases_the_stock_then_cancels_and_tells_the_customer() {
 
 #[test]
 fn a_payment_that_never_answers_is_retried_then_voided_released_and_cancelled() {
-    let mut driver = reserved();
+    let mut driver = authorizing();
     assert_eq!(driver.time_out(), ["AuthorizePayment"], "the first timeout retries");
     assert_eq!(driver.saga.active().unwrap().attempt, 2);
     assert_eq!(driver.time_out(), ["VoidPayment"], "the authorization may still succeed: void it");
@@ -128,7 +175,7 @@ fn a_payment_that_never_answers_is_retried_then_voided_released_and_cancelled() 
 
 #[test]
 fn an_authorization_arriving_after_cancellation_is_voided() {
-    let mut driver = reserved();
+    let mut driver = authorizing();
     driver.time_out();
     driver.time_out();
     for reply in [Input::PaymentVoided, Input::InventoryReleased, Input::OrderCancelled, cancellation_notified()] {
@@ -145,7 +192,7 @@ fn an_authorization_arriving_after_cancellation_is_voided() {
 
 #[test]
 fn an_authorization_arriving_during_compensation_is_covered_by_the_pending_void() {
-    let mut driver = reserved();
+    let mut driver = authorizing();
     driver.time_out();
     driver.time_out();
     assert_eq!(driver.saga.active().unwrap().step, Step::VoidPayment);
@@ -168,9 +215,39 @@ fn a_reservation_arriving_after_cancellation_is_released() {
 }
 
 #[test]
-fn a_reservation_that_expires_before_payment_cancels_the_order() {
+fn a_reservation_that_expires_while_its_commit_is_on_the_way_leaves_the_outcome_to_the_commit() {
     let mut driver = reserved();
-    assert_eq!(driver.apply(Input::ReservationExpired), ["VoidPayment"], "no release: the stock is already back");
+    assert!(driver.apply(Input::ReservationExpired).is_empty());
+    assert_eq!(driver.last.ignored, Some(Ignored::NotAwaited));
+    // The stock went to another order: the commit is rejected and the payment voided.
+    let rejected = Input::InventoryCommitRejected { detail: "hold expired, stock gone".into() };
+    assert_eq!(driver.apply(rejected), ["VoidPayment"], "no release: the stock is already back");
+    assert_eq!(driver.apply(Input::PaymentVoided), ["CancelOrder"]);
+    driver.apply(Input::OrderCancelled);
+    driver.apply(cancellation_notified());
+    assert_eq!(cancellation(&driver).0, CancellationCode::ReservationExpired);
+}
+
+/// A saga saved while the commit still followed the authorization: it
+/// waits for the payment alone, its stock held but not committed.
+fn authorizing_before_side_by_side() -> Driver {
+    let mut driver = authorizing();
+    let mut stored = serde_json::to_value(&driver.saga).unwrap();
+    stored["inventory"] = "held".into();
+    assert!(stored["state"].as_object_mut().unwrap().remove("alongside").is_none(), "one step awaited");
+    driver.saga = serde_json::from_value(stored).unwrap();
+    driver
+}
+
+#[test]
+fn a_saga_saved_before_steps_ran_side_by_side_commits_after_its_authorization() {
+    let mut driver = authorizing_before_side_by_side();
+    assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
+    assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
+
+    // And it still hears of its reservation's expiry: the stock is back, so only the payment is voided.
+    let mut driver = authorizing_before_side_by_side();
+    assert_eq!(driver.apply(Input::ReservationExpired), ["VoidPayment"]);
     assert_eq!(driver.apply(Input::PaymentVoided), ["CancelOrder"]);
     driver.apply(Input::OrderCancelled);
     driver.apply(cancellation_notified());
@@ -206,7 +283,7 @@ fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga()
 #[test]
 fn a_reservation_that_cannot_be_committed_voids_the_payment_before_anything_is_promised() {
     let mut driver = reserved();
-    driver.apply(authorized());
+    assert!(driver.apply(authorized()).is_empty(), "the commit is still awaited");
     assert_eq!(
         driver.apply(Input::InventoryCommitRejected { detail: "hold expired, stock gone".into() }),
         ["VoidPayment"],
@@ -222,7 +299,7 @@ fn a_reservation_that_cannot_be_committed_voids_the_payment_before_anything_is_p
 #[test]
 fn a_commit_that_is_never_answered_puts_the_stock_back_and_voids_the_payment() {
     let mut driver = reserved();
-    assert_eq!(driver.apply(authorized()), ["CommitInventory"]);
+    assert!(driver.apply(authorized()).is_empty(), "the commit is still awaited");
     while driver.saga.status() == SagaStatus::Running {
         driver.time_out();
     }
@@ -249,9 +326,9 @@ fn an_operator_aborts_a_saga_before_the_pivot_and_everything_held_is_given_back(
     driver.apply(Input::OrderCancelled);
     driver.apply(cancellation_notified());
     assert_eq!(cancellation(&driver), (CancellationCode::AbortedByOperator, "customer called".to_owned()));
-    let aborted = driver.timeline.iter().find(|e| e.outcome == O::Failed).unwrap();
-    assert_eq!(aborted.step, S::AuthorizePayment);
-    assert_eq!(aborted.detail.as_deref(), Some("aborted by ops@example.com: customer called"));
+    let aborted: Vec<_> = driver.timeline.iter().filter(|e| e.outcome == O::Failed).collect();
+    assert_eq!(aborted.iter().map(|e| e.step).collect::<Vec<_>>(), [S::AuthorizePayment, S::CommitInventory]);
+    assert!(aborted.iter().all(|e| e.detail.as_deref() == Some("aborted by ops@example.com: customer called")));
 }
 
 #[test]

@@ -173,7 +173,7 @@ impl Simulation {
             (SagaState::Completed { .. } | SagaState::Cancelled { .. }, _)
             | (SagaState::Compensating { .. }, Operation::Abort) => false,
             (_, Operation::Retry) => true,
-            (SagaState::Running { active }, Operation::Abort) => active.step.is_before_pivot(),
+            (SagaState::Running { active, .. }, Operation::Abort) => active.step.is_before_pivot(),
             (SagaState::NeedsAttention { step, compensation, .. }, Operation::Abort) => {
                 compensation.is_none() && step.is_before_pivot()
             }
@@ -223,7 +223,7 @@ impl Simulation {
 /// already compensating.
 fn before_pivot_and_not_undoing(state: &SagaState) -> bool {
     match state {
-        SagaState::Running { active } => active.step.is_before_pivot(),
+        SagaState::Running { active, .. } => active.step.is_before_pivot(),
         SagaState::NeedsAttention { step, compensation: None, .. } => step.is_before_pivot(),
         _ => false,
     }

@@ -17,10 +17,11 @@ impl Next<'_> {
         let Input::CancelRequested { reason: why } = input else { return };
         let detail = why.clone().filter(|why| !why.trim().is_empty()).unwrap_or_else(|| NO_REASON.to_owned());
         match &self.saga.state {
-            SagaState::Running { active } if active.step.is_before_pivot() => {
-                let (step, attempt) = (active.step, active.attempt);
-                self.record(step, StepOutcome::Failed, attempt, Some(format!("cancelled by the customer: {detail}")));
-                self.compensate(reason(CancellationCode::CustomerCancelled, detail));
+            SagaState::Running { active, .. } if active.step.is_before_pivot() => {
+                self.stop(
+                    &format!("cancelled by the customer: {detail}"),
+                    reason(CancellationCode::CustomerCancelled, detail),
+                );
             }
             // A step before the pivot was given up: nothing moves until an
             // operator acts, but the customer may still walk away.

@@ -65,7 +65,7 @@ impl Saga {
             phase: Phase::Reserving,
             inventory: InventoryHold::None,
             payment: PaymentHold::None,
-            state: SagaState::Running { active },
+            state: SagaState::Running { active, alongside: None },
             started_at: now,
             updated_at: now,
         };
@@ -111,9 +111,9 @@ impl<'a> Next<'a> {
     fn apply(&mut self, input: &Input) {
         let active = self.saga.active().cloned();
         match (&self.saga.state, active) {
-            (_, Some(active)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(&active),
+            (_, Some(_)) if matches!(input, Input::DeadlinePassed) => self.deadline_passed(),
             (_, _) if matches!(input, Input::CancelRequested { .. }) => self.cancel_requested(input),
-            (SagaState::Running { .. }, Some(active)) => self.running(&active, input),
+            (SagaState::Running { .. }, Some(_)) => self.running(input),
             (SagaState::Compensating { .. }, Some(active)) => self.compensating(&active, input),
             (SagaState::NeedsAttention { step, compensation, .. }, None) if completes(*step, input) => {
                 let (step, compensation) = (*step, compensation.clone());
@@ -135,14 +135,22 @@ impl<'a> Next<'a> {
             self.saga.state = SagaState::Compensating { active: active.clone(), remaining, reason };
             self.compensating(&active, input);
         } else {
-            self.saga.state = SagaState::Running { active: active.clone() };
-            self.running(&active, input);
+            self.saga.state = SagaState::Running { active, alongside: None };
+            self.running(input);
         }
     }
 
-    /// Forward steps: the awaited reply moves on; anything else is late.
-    fn running(&mut self, active: &ActiveStep, input: &Input) {
-        let attempt = active.attempt;
+    /// Forward steps: an awaited reply moves on; anything else is late.
+    fn running(&mut self, input: &Input) {
+        if matches!(input, Input::ReservationExpired) {
+            self.reservation_expired();
+            return;
+        }
+        let Some(active) = self.saga.awaiting().find(|active| answers(active.step, input)).cloned() else {
+            self.late(input);
+            return;
+        };
+        let (active, attempt) = (&active, active.attempt);
         match (active.step, input) {
             (Step::ReserveInventory, Input::InventoryReserved { pricing }) => {
                 self.saga.inventory = InventoryHold::Held;
@@ -188,13 +196,6 @@ impl<'a> Next<'a> {
                 self.record(Step::AuthorizePayment, StepOutcome::Failed, attempt, Some(detail.clone()));
                 self.compensate(reason(CancellationCode::PaymentDeclined, detail.clone()));
             }
-            (Step::AuthorizePayment, Input::ReservationExpired) => {
-                // The inventory gave the stock back on its own; nothing to release.
-                self.saga.inventory = InventoryHold::Released;
-                let detail = "the stock reservation expired before payment was authorized".to_owned();
-                self.record(Step::ReserveInventory, StepOutcome::Failed, 1, Some(detail.clone()));
-                self.compensate(reason(CancellationCode::ReservationExpired, detail));
-            }
             (Step::CommitInventory, Input::InventoryCommitted) => {
                 self.saga.inventory = InventoryHold::Committed;
                 self.succeed(active, None);
@@ -215,6 +216,22 @@ impl<'a> Next<'a> {
             }
             _ => self.late(input),
         }
+    }
+
+    /// The inventory's hold ran out before it was committed. Once the commit
+    /// is sent, its reply decides: the inventory commits an expired hold
+    /// while its stock is still free, and rejects the commit otherwise. Only
+    /// a saga saved before the commit went out beside the authorization can
+    /// hear of the expiry first: the stock is back, so nothing is released.
+    fn reservation_expired(&mut self) {
+        if self.saga.inventory != InventoryHold::Held {
+            self.late(&Input::ReservationExpired);
+            return;
+        }
+        self.saga.inventory = InventoryHold::Released;
+        let detail = "the stock reservation expired before payment was authorized".to_owned();
+        self.record(Step::ReserveInventory, StepOutcome::Failed, 1, Some(detail.clone()));
+        self.compensate(reason(CancellationCode::ReservationExpired, detail));
     }
 
     /// Compensations: each awaited reply moves to the next one.
@@ -293,16 +310,25 @@ impl<'a> Next<'a> {
         }
     }
 
-    fn deadline_passed(&mut self, active: &ActiveStep) {
-        if self.now < active.deadline {
+    /// Every awaited step whose deadline has passed is sent again, or given up.
+    fn deadline_passed(&mut self) {
+        let due: Vec<ActiveStep> = self.saga.awaiting().filter(|active| self.now >= active.deadline).cloned().collect();
+        if due.is_empty() {
             self.ignored = Some(Ignored::DeadlineNotDue);
-            return;
         }
+        for active in due {
+            // Giving up the first may have ended the wait for the second.
+            if self.saga.awaiting().any(|awaited| *awaited == active) {
+                self.time_out(&active);
+            }
+        }
+    }
+
+    fn time_out(&mut self, active: &ActiveStep) {
         let policy = self.policy.for_step(active.step);
         if active.attempt < policy.max_attempts {
             self.record(active.step, StepOutcome::TimedOut, active.attempt, None);
-            let undoing = self.undoing();
-            self.begin(active.step, active.attempt + 1, None, undoing);
+            self.resend(active.step, active.attempt + 1, None);
             return;
         }
         let detail = format!("no reply after {} attempts", active.attempt);
@@ -323,13 +349,91 @@ impl<'a> Next<'a> {
         }
     }
 
-    /// Records `active` as done and starts the next forward step, or completes.
+    /// Records `active` as done; once no step beside it is awaited, starts
+    /// the next forward steps, or completes.
     fn succeed(&mut self, active: &ActiveStep, detail: Option<String>) {
         self.record(active.step, StepOutcome::Succeeded, active.attempt, detail);
-        match active.step.next_forward() {
-            Some(step) => self.begin(step, 1, None, None),
-            None => self.saga.state = SagaState::Completed { at: self.now },
+        let other = self.saga.awaiting().find(|awaited| awaited.step != active.step).cloned();
+        if let Some(other) = other {
+            self.saga.state = SagaState::Running { active: other, alongside: None };
+            return;
         }
+        let next = self.forward_after(active.step);
+        if next.is_empty() {
+            self.saga.state = SagaState::Completed { at: self.now };
+        } else {
+            self.begin_forward(&next);
+        }
+    }
+
+    /// The forward steps to send once `done` has succeeded and nothing else
+    /// is awaited. Authorizing the payment and committing the stock need
+    /// only the reservation's prices, so they go out together, and the order
+    /// is confirmed once both are done. (A saga saved while they still ran
+    /// one after the other sends the one it lacks.)
+    fn forward_after(&self, done: Step) -> Vec<Step> {
+        match done {
+            Step::ReserveInventory | Step::AuthorizePayment | Step::CommitInventory => {
+                let mut next = Vec::new();
+                if self.saga.payment != PaymentHold::Authorized {
+                    next.push(Step::AuthorizePayment);
+                }
+                if self.saga.inventory != InventoryHold::Committed {
+                    next.push(Step::CommitInventory);
+                }
+                if next.is_empty() {
+                    next.push(Step::ConfirmOrder);
+                }
+                next
+            }
+            step => step.next_forward().into_iter().collect(),
+        }
+    }
+
+    /// Sends each of `steps` as its first attempt and waits for them all.
+    fn begin_forward(&mut self, steps: &[Step]) {
+        let mut sent = Vec::with_capacity(steps.len());
+        for &step in steps {
+            match self.send(step, 1, None, None) {
+                Some(active) => sent.push(active),
+                None => return self.lacks_prices(step, None),
+            }
+        }
+        let mut sent = sent.into_iter();
+        if let Some(active) = sent.next() {
+            self.saga.state = SagaState::Running { active, alongside: sent.next() };
+        }
+    }
+
+    /// Sends the awaited `step` again as attempt `attempt`, keeping whatever
+    /// else the saga waits on.
+    fn resend(&mut self, step: Step, attempt: u32, detail: Option<String>) {
+        let cancellation = self.undoing().map(|undoing| undoing.reason);
+        let Some(resent) = self.send(step, attempt, detail, cancellation) else {
+            let undoing = self.undoing();
+            return self.lacks_prices(step, undoing);
+        };
+        match &mut self.saga.state {
+            SagaState::Running { active, alongside } => {
+                for slot in std::iter::once(active).chain(alongside.as_mut()) {
+                    if slot.step == step {
+                        *slot = resent.clone();
+                    }
+                }
+            }
+            SagaState::Compensating { active, .. } if active.step == step => *active = resent,
+            _ => {}
+        }
+    }
+
+    /// Records every awaited forward step as failed for `detail` and
+    /// compensates for `reason`: a customer's cancel or an operator's abort.
+    fn stop(&mut self, detail: &str, reason: CancellationReason) {
+        let awaited: Vec<(Step, u32)> = self.saga.awaiting().map(|active| (active.step, active.attempt)).collect();
+        for (step, attempt) in awaited {
+            self.record(step, StepOutcome::Failed, attempt, Some(detail.to_owned()));
+        }
+        self.compensate(reason);
     }
 
     /// Starts undoing, in reverse order, whatever may be held.
@@ -375,23 +479,38 @@ impl<'a> Next<'a> {
         self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now, compensation };
     }
 
-    /// Sends `step`'s command as attempt `attempt` and waits for its reply:
-    /// moving forward, or compensating when `undoing` says what is left.
+    /// Sends `step`'s command as attempt `attempt` and waits for its reply
+    /// alone: moving forward, or compensating when `undoing` says what is left.
     fn begin(&mut self, step: Step, attempt: u32, detail: Option<String>, undoing: Option<Unfinished>) {
         let cancellation = undoing.as_ref().map(|u| u.reason.clone());
-        let Some(command) = self.command_for(step, cancellation) else {
-            let detail = format!("cannot {step}: the saga lacks the prices the inventory quoted");
-            self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now, compensation: undoing };
-            return;
+        let Some(active) = self.send(step, attempt, detail, cancellation) else {
+            return self.lacks_prices(step, undoing);
         };
+        self.saga.state = match undoing {
+            None => SagaState::Running { active, alongside: None },
+            Some(Unfinished { remaining, reason }) => SagaState::Compensating { active, remaining, reason },
+        };
+    }
+
+    /// Sends `step`'s command as attempt `attempt`: the step now awaited, or
+    /// `None` when the saga lacks what the command carries.
+    fn send(
+        &mut self,
+        step: Step,
+        attempt: u32,
+        detail: Option<String>,
+        cancellation: Option<CancellationReason>,
+    ) -> Option<ActiveStep> {
+        let command = self.command_for(step, cancellation)?;
         self.commands.push(command);
         self.record(step, StepOutcome::Started, attempt, detail);
         let deadline = self.now + self.policy.for_step(step).timeout_for(attempt);
-        let active = ActiveStep { step, attempt, deadline };
-        self.saga.state = match undoing {
-            None => SagaState::Running { active },
-            Some(Unfinished { remaining, reason }) => SagaState::Compensating { active, remaining, reason },
-        };
+        Some(ActiveStep { step, attempt, deadline })
+    }
+
+    fn lacks_prices(&mut self, step: Step, undoing: Option<Unfinished>) {
+        let detail = format!("cannot {step}: the saga lacks the prices the inventory quoted");
+        self.saga.state = SagaState::NeedsAttention { step, detail, at: self.now, compensation: undoing };
     }
 
     /// The command for `step`, updating what the saga believes is held.
@@ -434,6 +553,17 @@ impl<'a> Next<'a> {
             }
         })
     }
+}
+
+/// Whether `input` is `step`'s reply, successful or not.
+fn answers(step: Step, input: &Input) -> bool {
+    completes(step, input)
+        || matches!(
+            (step, input),
+            (Step::ReserveInventory, Input::InventoryReserved { .. } | Input::InventoryRejected { .. })
+                | (Step::AuthorizePayment, Input::PaymentAuthorized { .. } | Input::PaymentDeclined { .. })
+                | (Step::CommitInventory, Input::InventoryCommitRejected { .. })
+        )
 }
 
 /// Whether `input` is the successful reply to `step`.

@@ -1,12 +1,12 @@
 //! An operator's actions on a saga: retry the step it waits on or gave up
 //! on, or abort it before the pivot; decided here, like every input.
 
-use checkout_messages::payloads::order::CancellationCode;
+use checkout_messages::payloads::order::{CancellationCode, CancellationReason};
 use checkout_messages::payloads::saga::StepOutcome;
 use time::OffsetDateTime;
 
 use super::{Next, Transition, reason};
-use crate::{Saga, SagaPolicy, SagaState, SagaStatus, Step, Unfinished};
+use crate::{Saga, SagaPolicy, SagaState, SagaStatus, Step};
 
 /// What an operator may ask of a saga.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +62,11 @@ impl Next<'_> {
             (_, SagaState::Completed { .. } | SagaState::Cancelled { .. }) => {
                 return Err(Refusal::Finished(self.saga.status()));
             }
-            (Operation::Retry, SagaState::Running { active }) => {
-                self.begin(active.step, 1, Some(format!("retried by {operator}: {why}")), None);
-            }
-            (Operation::Retry, SagaState::Compensating { active, remaining, reason }) => {
-                let undoing = Unfinished { remaining, reason };
-                self.begin(active.step, 1, Some(format!("retried by {operator}: {why}")), Some(undoing));
+            (Operation::Retry, SagaState::Running { .. } | SagaState::Compensating { .. }) => {
+                let awaited: Vec<Step> = self.saga.awaiting().map(|active| active.step).collect();
+                for step in awaited {
+                    self.resend(step, 1, Some(format!("retried by {operator}: {why}")));
+                }
             }
             (Operation::Retry, SagaState::NeedsAttention { step, compensation, .. }) => {
                 self.begin(step, 1, Some(format!("retried by {operator}: {why}")), compensation);
@@ -78,26 +77,25 @@ impl Next<'_> {
             (Operation::Abort, SagaState::NeedsAttention { step, compensation: Some(_), .. }) => {
                 return Err(Refusal::Compensating(step));
             }
-            (Operation::Abort, SagaState::Running { active }) => {
+            // Before the pivot whatever may be held is given back, as for any other failure there.
+            (Operation::Abort, SagaState::Running { active, .. }) => {
                 if !active.step.is_before_pivot() {
                     return Err(Refusal::PastPivot(active.step));
                 }
-                self.abort(active.step, active.attempt, operator, why);
+                self.stop(&format!("aborted by {operator}: {why}"), aborted(why));
             }
             (Operation::Abort, SagaState::NeedsAttention { step, compensation: None, .. }) => {
                 if !step.is_before_pivot() {
                     return Err(Refusal::PastPivot(step));
                 }
-                self.abort(step, 0, operator, why);
+                self.record(step, StepOutcome::Failed, 0, Some(format!("aborted by {operator}: {why}")));
+                self.compensate(aborted(why));
             }
         }
         Ok(())
     }
+}
 
-    /// An operator stops the saga before the pivot: whatever may be held is
-    /// given back, as for any other failure there.
-    fn abort(&mut self, step: Step, attempt: u32, operator: &str, why: &str) {
-        self.record(step, StepOutcome::Failed, attempt, Some(format!("aborted by {operator}: {why}")));
-        self.compensate(reason(CancellationCode::AbortedByOperator, why.to_owned()));
-    }
+fn aborted(why: &str) -> CancellationReason {
+    reason(CancellationCode::AbortedByOperator, why.to_owned())
 }

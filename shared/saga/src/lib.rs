@@ -23,7 +23,12 @@
 //! together and the saga waits for both ([`SagaState::Running`]'s
 //! `alongside`): the order is confirmed after the later reply. A failure of
 //! either compensates whatever both may hold; the other's reply, when it
-//! comes, is late.
+//! comes, is late. After the pivot, the capture and the confirmation email
+//! go out together too, and the saga completes after the later reply. One
+//! of them given up leaves the saga in `NeedsAttention` for it; the other's
+//! reply is still recorded when it comes, and once the given-up step
+//! succeeds (a late reply, or an operator's retry) the saga sends whichever
+//! of the two it has not heard of.
 //!
 //! Confirming the order is the pivot: before it, any failure compensates, in
 //! reverse, whatever may be held — void the payment (also when its
@@ -68,6 +73,8 @@ mod transition;
 pub use command::Command;
 pub use input::Input;
 pub use policy::{SagaPolicy, StepPolicy};
-pub use saga::{ActiveStep, InventoryHold, PaymentHold, Phase, Saga, SagaState, SagaStatus, Unfinished};
+pub use saga::{
+    ActiveStep, ConfirmationEmail, InventoryHold, PaymentHold, Phase, Saga, SagaState, SagaStatus, Unfinished,
+};
 pub use step::Step;
 pub use transition::{Ignored, Operation, Refusal, Transition};

@@ -19,6 +19,8 @@ pub struct Saga {
     pub inventory: InventoryHold,
     /// What the payment provider may be holding for this order.
     pub payment: PaymentHold,
+    /// Whether the customer was told the order is confirmed.
+    pub confirmation_email: ConfirmationEmail,
     pub state: SagaState,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
@@ -66,6 +68,8 @@ struct StoredShape {
     authorization_id: Option<String>,
     inventory: InventoryHold,
     payment: PaymentHold,
+    #[serde(default)]
+    confirmation_email: ConfirmationEmail,
     state: SagaState,
     #[serde(with = "time::serde::rfc3339")]
     started_at: OffsetDateTime,
@@ -88,6 +92,7 @@ impl From<StoredShape> for Saga {
             phase,
             inventory: stored.inventory,
             payment: stored.payment,
+            confirmation_email: stored.confirmation_email,
             state: stored.state,
             started_at: stored.started_at,
             updated_at: stored.updated_at,
@@ -123,6 +128,17 @@ pub enum PaymentHold {
     Captured,
 }
 
+/// The confirmation email, as far as the saga can tell. (Sagas saved before
+/// it was kept read back as `None`: they send it after the capture.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationEmail {
+    #[default]
+    None,
+    Requested,
+    Sent,
+}
+
 /// A step waiting for its reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActiveStep {
@@ -138,7 +154,8 @@ pub struct ActiveStep {
 pub enum SagaState {
     /// Moving forward: waiting for `active`'s reply, and for `alongside`'s
     /// when two steps that need nothing of each other were sent together
-    /// (authorizing the payment and committing the stock).
+    /// (authorizing the payment and committing the stock; capturing the
+    /// payment and emailing the customer).
     Running {
         active: ActiveStep,
         /// Optional in storage: sagas saved before steps ran side by side have none.

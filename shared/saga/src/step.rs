@@ -14,6 +14,8 @@ pub enum Step {
     CommitInventory,
     /// The pivot: once the order is confirmed the saga only moves forward.
     ConfirmOrder,
+    /// Sent beside `NotifyCustomer`: the customer is told of the confirmed
+    /// order while the money is taken.
     CapturePayment,
     NotifyCustomer,
     VoidPayment,
@@ -38,14 +40,6 @@ impl Step {
     /// The step named `text` (as [`Step::as_str`] writes it).
     pub fn parse(text: &str) -> Option<Self> {
         Self::FORWARD.into_iter().chain(Self::COMPENSATIONS).find(|step| step.as_str() == text)
-    }
-
-    /// The forward step after this one in [`Step::FORWARD`], `None` after
-    /// the last. (The saga sends `AuthorizePayment` and `CommitInventory`
-    /// together; see `Saga::apply`.)
-    pub fn next_forward(self) -> Option<Self> {
-        let index = Self::FORWARD.iter().position(|&s| s == self)?;
-        Self::FORWARD.get(index + 1).copied()
     }
 
     /// Before the pivot, a failure is compensated; from the pivot on, it is retried.

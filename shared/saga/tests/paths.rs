@@ -13,7 +13,8 @@ use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::payment::DeclineCode;
 use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
 use checkout_saga::{
-    Command, Ignored, Input, InventoryHold, Operation, PaymentHold, Phase, Refusal, Saga, SagaState, SagaStatus, Step,
+    Command, ConfirmationEmail, Ignored, Input, InventoryHold, Operation, PaymentHold, Phase, Refusal, Saga, SagaState,
+    SagaStatus, Step,
 };
 use common::{Driver, authorized, eur, pricing};
 
@@ -55,8 +56,8 @@ fn the_happy_path_runs_every_step_in_order_and_completes() {
     assert!(matches!(&driver.last.commands[0], Command::AuthorizePayment { amount, .. } if *amount == eur(4499)));
     assert_eq!(driver.apply(authorized()), Vec::<&str>::new(), "the commit is still awaited");
     assert_eq!(driver.apply(Input::InventoryCommitted), ["ConfirmOrder"]);
-    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
-    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["NotifyOrderConfirmed"]);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment", "NotifyOrderConfirmed"]);
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), Vec::<&str>::new(), "the email is awaited");
     assert_eq!(driver.apply(confirmed()), Vec::<&str>::new());
     assert_eq!(driver.saga.status(), SagaStatus::Completed);
     assert_eq!((driver.saga.payment, driver.saga.inventory), (PaymentHold::Captured, InventoryHold::Committed));
@@ -271,10 +272,9 @@ fn a_capture_that_succeeds_after_its_attempts_ran_out_still_completes_the_saga()
         driver.time_out();
     }
     assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
-    // The gateway did capture; its reply was only late.
+    // The gateway did capture; its reply was only late. The customer was emailed beside it.
     let amount = driver.saga.phase.pricing().unwrap().total();
-    assert_eq!(driver.apply(Input::PaymentCaptured { amount }), ["NotifyOrderConfirmed"]);
-    driver.apply(Input::CustomerNotified { kind: NotificationKind::OrderConfirmed });
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount }), Vec::<&str>::new());
     assert_eq!(driver.saga.status(), SagaStatus::Completed);
     // A second copy of the late reply changes nothing.
     assert!(driver.apply(Input::PaymentCaptured { amount }).is_empty());
@@ -308,13 +308,69 @@ fn a_commit_that_is_never_answered_puts_the_stock_back_and_voids_the_payment() {
     assert_eq!(driver.apply(Input::InventoryReleased), ["CancelOrder"]);
 }
 
-/// Drives a saga past the pivot: the order is confirmed, the capture sent.
-fn confirmed_order() -> Driver {
+/// Drives a saga past the pivot: the order is confirmed, the capture and
+/// the email sent.
+fn confirmed_and_both_sent() -> Driver {
     let mut driver = reserved();
     driver.apply(authorized());
     driver.apply(Input::InventoryCommitted);
-    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment", "NotifyOrderConfirmed"]);
     driver
+}
+
+/// Past the pivot, the customer emailed: the capture alone is awaited.
+fn confirmed_order() -> Driver {
+    let mut driver = confirmed_and_both_sent();
+    assert!(driver.apply(confirmed()).is_empty());
+    assert_eq!(driver.saga.awaiting().map(|active| active.step).collect::<Vec<_>>(), [Step::CapturePayment]);
+    driver
+}
+
+#[test]
+fn after_the_pivot_a_step_given_up_beside_another_still_hears_the_other_and_sends_nothing_twice() {
+    let mut driver = confirmed_and_both_sent();
+    // Neither answers: both are resent together until the capture, the first, runs out.
+    let attempts = common::policy().after_pivot.max_attempts as usize;
+    for _ in 1..attempts {
+        assert_eq!(driver.time_out(), ["CapturePayment", "NotifyOrderConfirmed"]);
+    }
+    assert!(driver.time_out().is_empty());
+    assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::CapturePayment, .. }));
+    // The email was sent after all: recorded, not sent again.
+    assert!(driver.apply(confirmed()).is_empty());
+    assert_eq!((driver.last.ignored, driver.saga.confirmation_email), (None, ConfirmationEmail::Sent));
+    assert!(driver.history().contains(&(S::NotifyCustomer, O::Succeeded)));
+    // The capture's late reply completes the saga without a second email.
+    let amount = driver.saga.phase.pricing().unwrap().total();
+    assert!(driver.apply(Input::PaymentCaptured { amount }).is_empty());
+    assert_eq!(driver.saga.status(), SagaStatus::Completed);
+}
+
+#[test]
+fn after_the_pivot_an_operator_retry_of_a_given_up_email_completes_a_captured_saga() {
+    let mut driver = confirmed_and_both_sent();
+    assert!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }).is_empty());
+    while driver.saga.status() == SagaStatus::Running {
+        assert!(driver.time_out().iter().all(|command| *command == "NotifyOrderConfirmed"));
+    }
+    assert!(matches!(&driver.saga.state, SagaState::NeedsAttention { step: Step::NotifyCustomer, .. }));
+    assert_eq!(driver.operate(Operation::Retry, "mail is back"), Ok(vec!["NotifyOrderConfirmed"]));
+    assert!(driver.apply(confirmed()).is_empty(), "captured already: nothing more to send");
+    assert_eq!(driver.saga.status(), SagaStatus::Completed);
+}
+
+#[test]
+fn a_saga_saved_before_the_email_went_beside_the_capture_emails_after_it() {
+    let mut driver = confirmed_and_both_sent();
+    let mut stored = serde_json::to_value(&driver.saga).unwrap();
+    // As saved then: capturing alone, nothing known of the email.
+    stored.as_object_mut().unwrap().remove("confirmation_email");
+    stored["state"].as_object_mut().unwrap().remove("alongside");
+    driver.saga = serde_json::from_value(stored).unwrap();
+    assert_eq!(driver.saga.confirmation_email, ConfirmationEmail::None);
+    assert_eq!(driver.apply(Input::PaymentCaptured { amount: eur(4499) }), ["NotifyOrderConfirmed"]);
+    assert!(driver.apply(confirmed()).is_empty());
+    assert_eq!(driver.saga.status(), SagaStatus::Completed);
 }
 
 #[test]
@@ -527,7 +583,7 @@ fn a_customer_cancel_from_the_pivot_on_is_refused_and_changes_nothing() {
     assert!(driver.apply(cancel(Some("too late"))).is_empty());
     assert_eq!(driver.last.ignored, Some(Ignored::CancelRefused));
     assert_eq!(driver.saga, before);
-    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment"]);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment", "NotifyOrderConfirmed"]);
 }
 
 #[test]

@@ -11,7 +11,8 @@ mod operation;
 pub use operation::{Operation, Refusal};
 
 use crate::{
-    ActiveStep, Command, Input, InventoryHold, PaymentHold, Phase, Saga, SagaPolicy, SagaState, Step, Unfinished,
+    ActiveStep, Command, ConfirmationEmail, Input, InventoryHold, PaymentHold, Phase, Saga, SagaPolicy, SagaState,
+    Step, Unfinished,
 };
 
 /// The result of applying one input: the next saga, the commands to send,
@@ -65,6 +66,7 @@ impl Saga {
             phase: Phase::Reserving,
             inventory: InventoryHold::None,
             payment: PaymentHold::None,
+            confirmation_email: ConfirmationEmail::None,
             state: SagaState::Running { active, alongside: None },
             started_at: now,
             updated_at: now,
@@ -212,6 +214,7 @@ impl<'a> Next<'a> {
                 self.succeed(active, Some(format!("captured {amount}")));
             }
             (Step::NotifyCustomer, Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }) => {
+                self.saga.confirmation_email = ConfirmationEmail::Sent;
                 self.succeed(active, None);
             }
             _ => self.late(input),
@@ -291,6 +294,20 @@ impl<'a> Next<'a> {
                     Some("releasing a late reservation".into()),
                 );
             }
+            // After the pivot, the reply of a step sent beside one that was
+            // given up: bookkeeping, so that it is not sent again.
+            Input::PaymentCaptured { amount } if self.saga.payment == PaymentHold::CaptureRequested => {
+                self.saga.payment = PaymentHold::Captured;
+                let detail = format!("captured {amount} while another step needs attention");
+                self.record(Step::CapturePayment, StepOutcome::Succeeded, 0, Some(detail));
+            }
+            Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }
+                if self.saga.confirmation_email == ConfirmationEmail::Requested =>
+            {
+                self.saga.confirmation_email = ConfirmationEmail::Sent;
+                let detail = "emailed while another step needs attention".to_owned();
+                self.record(Step::NotifyCustomer, StepOutcome::Succeeded, 0, Some(detail));
+            }
             // Replies to those extra compensations: bookkeeping only.
             Input::PaymentVoided if self.saga.payment == PaymentHold::VoidRequested => {
                 self.saga.payment = PaymentHold::Voided;
@@ -369,8 +386,11 @@ impl<'a> Next<'a> {
     /// The forward steps to send once `done` has succeeded and nothing else
     /// is awaited. Authorizing the payment and committing the stock need
     /// only the reservation's prices, so they go out together, and the order
-    /// is confirmed once both are done. (A saga saved while they still ran
-    /// one after the other sends the one it lacks.)
+    /// is confirmed once both are done; after it, the capture and the email
+    /// go out together, and the saga completes once both are done. Each
+    /// pair sends only what the saga has not heard of: a saga saved while
+    /// they ran one after the other, or one that resumes after a step beside
+    /// another was given up.
     fn forward_after(&self, done: Step) -> Vec<Step> {
         match done {
             Step::ReserveInventory | Step::AuthorizePayment | Step::CommitInventory => {
@@ -386,7 +406,18 @@ impl<'a> Next<'a> {
                 }
                 next
             }
-            step => step.next_forward().into_iter().collect(),
+            Step::ConfirmOrder | Step::CapturePayment | Step::NotifyCustomer => {
+                let mut next = Vec::new();
+                if self.saga.payment != PaymentHold::Captured {
+                    next.push(Step::CapturePayment);
+                }
+                if self.saga.confirmation_email != ConfirmationEmail::Sent {
+                    next.push(Step::NotifyCustomer);
+                }
+                next
+            }
+            // Compensations move on through `next_compensation`.
+            Step::VoidPayment | Step::ReleaseInventory | Step::CancelOrder | Step::NotifyCancellation => Vec::new(),
         }
     }
 
@@ -537,7 +568,9 @@ impl<'a> Next<'a> {
                 Command::CommitInventory
             }
             Step::NotifyCustomer => {
-                Command::NotifyOrderConfirmed { email: saga.email.clone(), pricing: saga.phase.pricing()?.clone() }
+                let pricing = saga.phase.pricing()?.clone();
+                saga.confirmation_email = ConfirmationEmail::Requested;
+                Command::NotifyOrderConfirmed { email: saga.email.clone(), pricing }
             }
             Step::VoidPayment => {
                 saga.payment = PaymentHold::VoidRequested;

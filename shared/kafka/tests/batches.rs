@@ -72,23 +72,31 @@ struct Shape {
     /// `ConsumerSettings::concurrent_batches`.
     concurrent_batches: usize,
     max_in_flight: usize,
+    /// `ConsumerSettings::partition_buffer`, when not the default.
+    partition_buffer: Option<usize>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_key_ordering_ready_orders_are_batched_each_in_order_and_a_bad_record_is_dead_lettered_alone() {
-    let shape = Shape { ordering: RecordOrdering::Key, concurrent_batches: 0, max_in_flight: 1 };
+    let shape =
+        Shape { ordering: RecordOrdering::Key, concurrent_batches: 0, max_in_flight: 1, partition_buffer: None };
     batches_keep_order_and_isolate_a_bad_record(shape, "batches-by-key").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_partition_ordering_a_partitions_next_records_are_batched_in_order() {
-    let shape = Shape { ordering: RecordOrdering::Partition, concurrent_batches: 0, max_in_flight: 1 };
+    let shape =
+        Shape { ordering: RecordOrdering::Partition, concurrent_batches: 0, max_in_flight: 1, partition_buffer: None };
     batches_keep_order_and_isolate_a_bad_record(shape, "batches-by-partition").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalesced_partitions_share_calls_each_order_in_order_and_a_bad_record_is_dead_lettered_alone() {
-    let shape = Shape { ordering: RecordOrdering::Key, concurrent_batches: 1, max_in_flight: 8 };
+    // Each partition holds at most 5 records, so its job is at most 5 and
+    // the jobs of the other partitions, waiting while a call runs, fit in
+    // the next call together (a job of 16 would fill a call on its own).
+    let shape =
+        Shape { ordering: RecordOrdering::Key, concurrent_batches: 1, max_in_flight: 8, partition_buffer: Some(5) };
     let handler = batches_keep_order_and_isolate_a_bad_record(shape, "batches-coalesced").await;
     let partitions = handler.partitions.lock().unwrap().clone();
     let widest = partitions.iter().map(HashSet::len).max().unwrap_or(0);
@@ -98,12 +106,14 @@ async fn coalesced_partitions_share_calls_each_order_in_order_and_a_bad_record_i
 async fn batches_keep_order_and_isolate_a_bad_record(shape: Shape, group: &str) -> Batching {
     let kafka = TestKafka::with_topics(&[TOPIC], 3).await;
     let handler = Batching::default();
+    let defaults = settings(group, fast_retries());
     let group = checkout_kafka::ConsumerSettings {
         ordering: shape.ordering,
         max_in_flight: shape.max_in_flight,
         max_batch: MAX_BATCH,
         concurrent_batches: shape.concurrent_batches,
-        ..settings(group, fast_retries())
+        partition_buffer: shape.partition_buffer.unwrap_or(defaults.partition_buffer),
+        ..defaults
     };
     let runtime = ConsumerRuntime::new(&kafka.settings, group, kafka.publisher(), handler.clone()).unwrap();
     let status = runtime.status();

@@ -17,7 +17,9 @@
 //!   `customer_cancelled` with nothing held, or refused from the pivot on,
 //!   ending with the order confirmed — never both, never stuck;
 //! - money is never captured without the stock committed;
-//! - applying any input a second time changes nothing.
+//! - applying any input a second time changes nothing;
+//! - the saga waits on one step at a time, or on one of the two pairs that
+//!   need nothing of each other.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -113,6 +115,7 @@ impl Simulation {
         prop_assert!(again.commands.is_empty(), "{input:?} twice sent {:?}", again.commands);
         prop_assert_eq!(&again.saga, &transition.saga, "{:?} twice changed the saga", input);
         self.saga = transition.saga;
+        awaits_one_step_or_a_pair(&self.saga)?;
         self.timeline.extend(transition.timeline);
         for command in &transition.commands {
             self.world.execute(command);
@@ -185,6 +188,7 @@ impl Simulation {
                     self.stopped_by.get_or_insert(CancellationCode::AbortedByOperator);
                 }
                 self.saga = transition.saga;
+                awaits_one_step_or_a_pair(&self.saga)?;
                 self.timeline.extend(transition.timeline);
                 for command in &transition.commands {
                     self.world.execute(command);
@@ -217,6 +221,17 @@ impl Simulation {
             .filter(|e| e.step == step && e.outcome == StepOutcome::Started && e.attempt == 1 && e.detail.is_none())
             .count()
     }
+}
+
+/// The saga waits on one step, or on one of the two pairs that need nothing
+/// of each other, the first of them (by `Step` order) first.
+fn awaits_one_step_or_a_pair(saga: &Saga) -> Result<(), TestCaseError> {
+    let awaited: Vec<Step> = saga.awaiting().map(|active| active.step).collect();
+    let allowed = awaited.len() <= 1
+        || awaited == [Step::AuthorizePayment, Step::CommitInventory]
+        || awaited == [Step::CapturePayment, Step::NotifyCustomer];
+    prop_assert!(allowed, "waits on {:?} in {:?}", awaited, saga.state);
+    Ok(())
 }
 
 /// Where a stop (abort or cancel) still applies: before the pivot, and not

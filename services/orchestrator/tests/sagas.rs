@@ -293,22 +293,30 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass(
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "and it is not due again");
 }
 
+impl Fixture {
+    /// A timer gated by a consumer of three-partition event topics that
+    /// has processed nothing yet, and the saga's deadline set a second ago.
+    async fn gated_timer_past_the_deadline(&self) -> (Timer, checkout_kafka::ConsumerStatus, time::OffsetDateTime) {
+        let deadline: time::OffsetDateTime =
+            sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap();
+        let consumer = checkout_kafka::ConsumerStatus::default();
+        let gate = checkout_orchestrator::DeadlineGate::with_partitions(
+            consumer.clone(),
+            checkout_kafka::KafkaSettings::default(),
+            3,
+        );
+        (Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate), consumer, deadline)
+    }
+}
+
 #[tokio::test]
 async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
-    let deadline: time::OffsetDateTime =
-        sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
-            .fetch_one(&f.db.pool)
-            .await
-            .unwrap();
-    let consumer = checkout_kafka::ConsumerStatus::default();
-    let gate = checkout_orchestrator::DeadlineGate::with_partitions(
-        consumer.clone(),
-        checkout_kafka::KafkaSettings::default(),
-        3,
-    );
-    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate);
+    let (timer, consumer, deadline) = f.gated_timer_past_the_deadline().await;
     let now = time::OffsetDateTime::now_utc();
     // The reservation's reply would come on inventory.events, on the order's partition.
     let (topic, partition) = ("inventory.events", checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3));
@@ -330,18 +338,7 @@ async fn two_steps_awaited_side_by_side_time_out_only_once_both_reply_partitions
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
     f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
-    let deadline: time::OffsetDateTime =
-        sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
-            .fetch_one(&f.db.pool)
-            .await
-            .unwrap();
-    let consumer = checkout_kafka::ConsumerStatus::default();
-    let gate = checkout_orchestrator::DeadlineGate::with_partitions(
-        consumer.clone(),
-        checkout_kafka::KafkaSettings::default(),
-        3,
-    );
-    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate);
+    let (timer, consumer, deadline) = f.gated_timer_past_the_deadline().await;
     let now = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
     let partition = checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3);
     // The authorization's reply comes on payment.events, the commit's on inventory.events.

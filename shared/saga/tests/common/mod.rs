@@ -8,9 +8,10 @@ use checkout_domain::{
     CardToken, Currency, CustomerId, EmailAddress, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing,
     Quantity, Sku,
 };
-use checkout_messages::payloads::order::OrderPlaced;
+use checkout_messages::payloads::notification::NotificationKind;
+use checkout_messages::payloads::order::{CancellationCode, OrderPlaced};
 use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
-use checkout_saga::{Command, Input, Operation, Refusal, Saga, SagaPolicy, StepPolicy, Transition};
+use checkout_saga::{Command, Input, Operation, Refusal, Saga, SagaPolicy, SagaState, StepPolicy, Transition};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
@@ -109,4 +110,44 @@ impl Driver {
 
 pub fn command_names(commands: &[Command]) -> Vec<&'static str> {
     commands.iter().map(Command::name).collect()
+}
+
+pub fn confirmed() -> Input {
+    Input::CustomerNotified { kind: NotificationKind::OrderConfirmed }
+}
+
+pub fn cancellation_notified() -> Input {
+    Input::CustomerNotified { kind: NotificationKind::OrderCancelled }
+}
+
+pub fn cancellation(driver: &Driver) -> (CancellationCode, String) {
+    match &driver.saga.state {
+        SagaState::Cancelled { reason, .. } => (reason.code, reason.detail.clone()),
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+}
+
+/// Drives a saga to the point where the payment is being authorized and,
+/// beside it, the stock committed.
+pub fn reserved() -> Driver {
+    let mut driver = Driver::start();
+    assert_eq!(driver.apply(Input::InventoryReserved { pricing: pricing() }), ["AuthorizePayment", "CommitInventory"]);
+    driver
+}
+
+/// A reserved saga whose stock is committed: it waits for the payment alone.
+pub fn authorizing() -> Driver {
+    let mut driver = reserved();
+    assert!(driver.apply(Input::InventoryCommitted).is_empty(), "the payment is still awaited");
+    driver
+}
+
+/// Drives a saga past the pivot: the order is confirmed, the capture and
+/// the email sent.
+pub fn confirmed_and_both_sent() -> Driver {
+    let mut driver = reserved();
+    driver.apply(authorized());
+    driver.apply(Input::InventoryCommitted);
+    assert_eq!(driver.apply(Input::OrderConfirmed), ["CapturePayment", "NotifyOrderConfirmed"]);
+    driver
 }

@@ -341,32 +341,34 @@ async fn an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_firs
 }
 
 /// Its own stack, with reservations held for 5 s: the payment service is
-/// killed once an order's authorization is applied and stays down 10 s, so
-/// everything after the authorization that needs it (the capture) waits past
-/// the reservation's time limit, while a second checkout wants the last unit.
-/// No saga may end charged without its stock.
-async fn a_reservation_cannot_expire_after_the_order_is_confirmed(_shared: Arc<Stack>) {
+/// killed before an order is placed and stays down 10 s, so the order's
+/// authorization and everything after it wait past the reservation's time
+/// limit, while a second checkout wants the last unit. The stock, committed
+/// beside the authorization, stays the first order's: no saga may end
+/// charged without its stock.
+async fn a_reservation_cannot_expire_while_its_payment_waits(_shared: Arc<Stack>) {
     const TTL: Duration = Duration::from_secs(5);
     const HELD: Duration = Duration::from_secs(10);
     let mut env: Vec<(&str, String)> = PATIENT.iter().map(|&(k, v)| (k, v.to_owned())).collect();
     env.push(("INVENTORY_RESERVATION_TTL_SECS", TTL.as_secs().to_string()));
     let stack = Stack::start(&env).await;
     let sku = add_product(&stack, "LASTONE", 4200, 1).await;
-    let first =
-        place(&stack, &format!("{}@example.com", unique("first").to_lowercase()), &[(&sku, 1)], "tok_visa").await;
-    eventually(Duration::from_secs(30), "the first order's authorization to be applied", || {
-        let stack = &stack;
-        async move {
-            let saga = get(stack, "orchestrator", &format!("/sagas/{first}")).await.body;
-            (saga["payment"] == "authorized").then_some(())
-        }
-    })
-    .await;
     let payment = stack.service("payment");
     payment.kill();
     let killed = Instant::now();
+    let first =
+        place(&stack, &format!("{}@example.com", unique("first").to_lowercase()), &[(&sku, 1)], "tok_visa").await;
+    let placed = Instant::now();
+    eventually(Duration::from_secs(30), "the first order's stock to be committed while its payment waits", || {
+        let stack = &stack;
+        async move {
+            let saga = get(stack, "orchestrator", &format!("/sagas/{first}")).await.body;
+            (saga["inventory"] == "committed" && saga["payment"] == "requested").then_some(())
+        }
+    })
+    .await;
     // The first order's reservation would have run out by now.
-    tokio::time::sleep((TTL + Duration::from_secs(1)).saturating_sub(killed.elapsed())).await;
+    tokio::time::sleep((TTL + Duration::from_secs(1)).saturating_sub(placed.elapsed())).await;
     let second =
         place(&stack, &format!("{}@example.com", unique("second").to_lowercase()), &[(&sku, 1)], "tok_visa").await;
     tokio::time::sleep(HELD.saturating_sub(killed.elapsed())).await;
@@ -387,7 +389,7 @@ async fn a_reservation_cannot_expire_after_the_order_is_confirmed(_shared: Arc<S
     // Confirmed ⇔ captured ⇔ completed, and one unit sold.
     invariants::check(&stack, &[first, second], &[(&sku, 1)]).await;
     println!(
-        "reservation TTL {} s, payment down {} s after the authorization: the first order confirmed with its stock, the second was out of stock",
+        "reservation TTL {} s, payment down {} s from before the first order: it confirmed with its stock, the second was out of stock",
         TTL.as_secs(),
         HELD.as_secs()
     );
@@ -407,8 +409,8 @@ fn scenarios() -> Vec<(&'static str, Scenario)> {
         ("an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first", |stack| {
             Box::pin(an_orchestrator_down_past_its_deadlines_applies_the_queued_replies_first(stack))
         }),
-        ("a_reservation_cannot_expire_after_the_order_is_confirmed", |stack| {
-            Box::pin(a_reservation_cannot_expire_after_the_order_is_confirmed(stack))
+        ("a_reservation_cannot_expire_while_its_payment_waits", |stack| {
+            Box::pin(a_reservation_cannot_expire_while_its_payment_waits(stack))
         }),
         ("a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms", |stack| {
             Box::pin(a_database_outage_under_load_is_waited_out_and_every_accepted_order_confirms(stack))

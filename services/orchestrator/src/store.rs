@@ -75,11 +75,9 @@ pub struct Due {
 #[derive(Debug, Clone)]
 pub struct DueDeadline {
     pub order: OrderId,
-    /// The step waiting for its reply (`Step::as_str`).
-    pub step: Option<String>,
-    /// The step awaited beside it, if any.
-    pub alongside: Option<String>,
-    pub deadline: OffsetDateTime,
+    /// Each step waiting for its reply (`Step::as_str`, `None` when the row
+    /// names none) with its own deadline: one, or two side by side.
+    pub awaited: Vec<(Option<String>, OffsetDateTime)>,
 }
 
 /// Up to `limit` sagas whose deadline passed by `now`, oldest deadline first,
@@ -90,20 +88,30 @@ pub async fn due_deadlines(
     limit: i64,
 ) -> Result<Vec<DueDeadline>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT order_id, current_step, state #>> '{state,alongside,step}' AS alongside, deadline AS "deadline!"
+        r#"SELECT order_id, current_step, deadline AS "deadline!",
+                  state #>> '{state,active,deadline}' AS active_deadline,
+                  state #>> '{state,alongside,step}' AS alongside_step,
+                  state #>> '{state,alongside,deadline}' AS alongside_deadline
            FROM sagas WHERE deadline <= $1 AND quarantined_at IS NULL ORDER BY deadline LIMIT $2"#,
         now,
         limit,
     )
     .fetch_all(&mut *conn)
     .await?;
+    // The steps' own deadlines are read from the saga's state as text and
+    // parsed here, so a row whose state does not decode still comes back
+    // (with the row's deadline) for the timer to quarantine, and stops no pass.
+    let parse = |text: Option<String>| {
+        text.and_then(|text| OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).ok())
+    };
     Ok(rows
         .into_iter()
-        .map(|row| DueDeadline {
-            order: OrderId::from_uuid(row.order_id),
-            step: row.current_step,
-            alongside: row.alongside,
-            deadline: row.deadline,
+        .map(|row| {
+            let mut awaited = vec![(row.current_step, parse(row.active_deadline).unwrap_or(row.deadline))];
+            if let (Some(step), Some(deadline)) = (row.alongside_step, parse(row.alongside_deadline)) {
+                awaited.push((Some(step), deadline));
+            }
+            DueDeadline { order: OrderId::from_uuid(row.order_id), awaited }
         })
         .collect())
 }

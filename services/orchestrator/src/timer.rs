@@ -41,8 +41,9 @@ pub struct Timer {
 /// A step times out only if no reply was produced before its deadline. The
 /// reply to a saga's step travels on the participant's event topic, keyed by
 /// the order, so it is on one known partition; the deadline fires only once
-/// this member owns that partition (each of them, when two steps are awaited
-/// side by side) and has processed it through the deadline. So an orchestrator (or its database, or its consumer) that was
+/// this member owns that partition and has processed it through the
+/// deadline (with two steps awaited side by side: each due step's partition,
+/// through that step's own deadline). So an orchestrator (or its database, or its consumer) that was
 /// down or had no partitions applies the replies that queued up meanwhile
 /// before it times anything out, and with several orchestrators each wakes
 /// only the sagas whose replies it consumes. A partition nobody consumes
@@ -70,13 +71,15 @@ impl DeadlineGate {
         self.partitions.get_or_try_init(|| admin::partition_count(&self.kafka, &topic)).await.copied()
     }
 
-    fn allows(&self, due: &store::DueDeadline, partitions: i32) -> bool {
+    /// Whether every awaited step that is due by `now` has had its reply
+    /// partition processed through its own deadline.
+    fn allows(&self, due: &store::DueDeadline, partitions: i32, now: OffsetDateTime) -> bool {
         let partition = partition_for_key(due.order.to_string().as_bytes(), partitions);
-        // A step this build does not know is not held back.
-        let awaited = [&due.step, &due.alongside].into_iter().filter_map(|step| step.as_deref().and_then(Step::parse));
-        awaited.map(reply_topic).all(|topic| {
-            let topic = self.kafka.topic_names().physical(topic);
-            self.consumer.processed_through(&topic, partition).is_some_and(|through| through >= due.deadline)
+        due.awaited.iter().filter(|(_, deadline)| *deadline <= now).all(|(step, deadline)| {
+            // A step this build does not know is not held back.
+            let Some(step) = step.as_deref().and_then(Step::parse) else { return true };
+            let topic = self.kafka.topic_names().physical(reply_topic(step));
+            self.consumer.processed_through(&topic, partition).is_some_and(|through| through >= *deadline)
         })
     }
 }
@@ -126,7 +129,8 @@ impl Timer {
             Some(gate) => {
                 let partitions = gate.partitions().await?;
                 let candidates = store::due_deadlines(work.conn(), now, CANDIDATES).await?;
-                let (allowed, held): (Vec<_>, Vec<_>) = candidates.iter().partition(|due| gate.allows(due, partitions));
+                let (allowed, held): (Vec<_>, Vec<_>) =
+                    candidates.iter().partition(|due| gate.allows(due, partitions, now));
                 if !held.is_empty() {
                     tracing::debug!(held = held.len(), "deadlines held back: their replies may still be in the topic");
                     metrics::counter!("checkout_saga_deadlines_held_total").increment(held.len() as u64);

@@ -294,30 +294,45 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass(
 }
 
 impl Fixture {
-    /// A timer gated by a consumer of three-partition event topics that
-    /// has processed nothing yet, and the saga's deadline set a second ago.
-    async fn gated_timer_past_the_deadline(&self) -> (Timer, checkout_kafka::ConsumerStatus, time::OffsetDateTime) {
-        let deadline: time::OffsetDateTime =
-            sqlx::query_scalar("UPDATE sagas SET deadline = now() - interval '1 second' RETURNING deadline")
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap();
-        let consumer = checkout_kafka::ConsumerStatus::default();
-        let gate = checkout_orchestrator::DeadlineGate::with_partitions(
-            consumer.clone(),
-            checkout_kafka::KafkaSettings::default(),
-            3,
-        );
-        (Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate), consumer, deadline)
+    /// Moves the awaited steps' deadlines (the first's, and the second's
+    /// when two are awaited) into the saga's state, and the row's deadline
+    /// to the earliest, as the orchestrator would have set them.
+    async fn set_deadlines(&self, deadlines: &[time::OffsetDateTime]) {
+        let (mut state,): (serde_json::Value,) =
+            sqlx::query_as("SELECT state FROM sagas").fetch_one(&self.db.pool).await.unwrap();
+        for (slot, deadline) in ["active", "alongside"].into_iter().zip(deadlines) {
+            let text = deadline.format(&time::format_description::well_known::Rfc3339).unwrap();
+            state["state"][slot]["deadline"] = text.into();
+        }
+        sqlx::query("UPDATE sagas SET state = $1, deadline = $2")
+            .bind(state)
+            .bind(deadlines.iter().min().unwrap())
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
     }
+}
+
+/// A timer gated by a consumer of three-partition event topics that has
+/// processed nothing yet.
+fn gated_timer(f: &Fixture) -> (Timer, checkout_kafka::ConsumerStatus) {
+    let consumer = checkout_kafka::ConsumerStatus::default();
+    let gate = checkout_orchestrator::DeadlineGate::with_partitions(
+        consumer.clone(),
+        checkout_kafka::KafkaSettings::default(),
+        3,
+    );
+    (Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate), consumer)
 }
 
 #[tokio::test]
 async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
-    let (timer, consumer, deadline) = f.gated_timer_past_the_deadline().await;
     let now = time::OffsetDateTime::now_utc();
+    let deadline = now - Duration::from_secs(1);
+    f.set_deadlines(&[deadline]).await;
+    let (timer, consumer) = gated_timer(&f);
     // The reservation's reply would come on inventory.events, on the order's partition.
     let (topic, partition) = ("inventory.events", checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3));
 
@@ -331,23 +346,29 @@ async fn a_deadline_waits_until_its_reply_partition_is_processed_through_it() {
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "another partition's progress says nothing");
     consumer.record_progress(topic, partition, deadline);
     assert_eq!(timer.fire_due(now).await.unwrap(), 1, "processed through the deadline with no reply: timed out");
+    assert_eq!(f.command_types().await, [MessageType::ReserveInventory, MessageType::ReserveInventory]);
 }
 
 #[tokio::test]
-async fn two_steps_awaited_side_by_side_time_out_only_once_both_reply_partitions_are_processed() {
+async fn two_steps_awaited_side_by_side_time_out_only_once_each_reply_partition_is_processed_through_its_deadline() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
     f.reply(InventoryReserved { pricing: pricing(), expires_at: time::OffsetDateTime::now_utc() }).await;
-    let (timer, consumer, deadline) = f.gated_timer_past_the_deadline().await;
-    let now = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
+    let now = time::OffsetDateTime::now_utc();
+    // The authorization (first) is due a second before the commit.
+    let (authorize, commit) = (now - Duration::from_secs(2), now - Duration::from_secs(1));
+    f.set_deadlines(&[authorize, commit]).await;
+    let (timer, consumer) = gated_timer(&f);
     let partition = checkout_kafka::partition_for_key(f.order.to_string().as_bytes(), 3);
     // The authorization's reply comes on payment.events, the commit's on inventory.events.
     consumer.own("payment.events", partition);
-    consumer.record_progress("payment.events", partition, deadline);
+    consumer.record_progress("payment.events", partition, authorize);
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "the commit's reply may still be queued");
     consumer.own("inventory.events", partition);
-    consumer.record_progress("inventory.events", partition, deadline);
-    assert_eq!(timer.fire_due(now).await.unwrap(), 1, "neither reply was produced by the deadline: timed out");
+    consumer.record_progress("inventory.events", partition, authorize);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 0, "a commit reply produced before its own deadline may be queued");
+    consumer.record_progress("inventory.events", partition, commit);
+    assert_eq!(timer.fire_due(now).await.unwrap(), 1, "neither reply was produced by its deadline: timed out");
     let types = f.command_types().await;
     assert_eq!(types[3..], [MessageType::AuthorizePayment, MessageType::CommitInventory], "both sent again");
 }

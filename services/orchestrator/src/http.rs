@@ -148,7 +148,7 @@ async fn view(pool: &PgPool, order: OrderId) -> Result<SagaView, Problem> {
     Ok(SagaView {
         order_id: order,
         status: saga.status().as_str(),
-        current_step: saga.awaiting().next().map(ActiveView::of),
+        current_step: saga.active().map(ActiveView::of),
         alongside_step: saga.awaiting().nth(1).map(ActiveView::of),
         inventory: snake(saga.inventory),
         payment: snake(saga.payment),

@@ -117,6 +117,24 @@ impl Fixture {
         })
         .await;
     }
+
+    /// Moves the awaited steps' deadlines (the first's, and the second's
+    /// when two are awaited) into the saga's state, and the row's deadline
+    /// to the earliest, as the orchestrator would have set them.
+    async fn set_deadlines(&self, deadlines: &[time::OffsetDateTime]) {
+        let (mut state,): (serde_json::Value,) =
+            sqlx::query_as("SELECT state FROM sagas").fetch_one(&self.db.pool).await.unwrap();
+        for (slot, deadline) in ["active", "alongside"].into_iter().zip(deadlines) {
+            let text = deadline.format(&time::format_description::well_known::Rfc3339).unwrap();
+            state["state"][slot]["deadline"] = text.into();
+        }
+        sqlx::query("UPDATE sagas SET state = $1, deadline = $2")
+            .bind(state)
+            .bind(deadlines.iter().min().unwrap())
+            .execute(&self.db.pool)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -291,26 +309,6 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass(
         .unwrap();
     assert!(reason.is_some(), "the reason is kept for an operator");
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "and it is not due again");
-}
-
-impl Fixture {
-    /// Moves the awaited steps' deadlines (the first's, and the second's
-    /// when two are awaited) into the saga's state, and the row's deadline
-    /// to the earliest, as the orchestrator would have set them.
-    async fn set_deadlines(&self, deadlines: &[time::OffsetDateTime]) {
-        let (mut state,): (serde_json::Value,) =
-            sqlx::query_as("SELECT state FROM sagas").fetch_one(&self.db.pool).await.unwrap();
-        for (slot, deadline) in ["active", "alongside"].into_iter().zip(deadlines) {
-            let text = deadline.format(&time::format_description::well_known::Rfc3339).unwrap();
-            state["state"][slot]["deadline"] = text.into();
-        }
-        sqlx::query("UPDATE sagas SET state = $1, deadline = $2")
-            .bind(state)
-            .bind(deadlines.iter().min().unwrap())
-            .execute(&self.db.pool)
-            .await
-            .unwrap();
-    }
 }
 
 /// A timer gated by a consumer of three-partition event topics that has

@@ -83,7 +83,17 @@ impl Lease {
                 tracing::info!("this relay now publishes the outbox");
             }
         }
-        Ok(self.held.then_some(Held { conn, unmarked: &mut self.unmarked, unmarked_since: &mut self.unmarked_since }))
+        Ok(self.held())
+    }
+
+    /// The statements of a pass, while the lease holds the lock.
+    fn held(&mut self) -> Option<Held<'_>> {
+        match (&mut self.conn, self.held) {
+            (Some(conn), true) => {
+                Some(Held { conn, unmarked: &mut self.unmarked, unmarked_since: &mut self.unmarked_since })
+            }
+            _ => None,
+        }
     }
 
     /// How long until the oldest unmarked row is due to be marked; `None`
@@ -94,11 +104,9 @@ impl Lease {
 
     /// Marks what this lease published and has not marked yet.
     pub async fn mark(&mut self) -> Result<(), sqlx::Error> {
-        match (&mut self.conn, self.held) {
-            (Some(conn), true) => {
-                Held { conn, unmarked: &mut self.unmarked, unmarked_since: &mut self.unmarked_since }.mark().await
-            }
-            _ => Ok(()),
+        match self.held() {
+            Some(mut held) => held.mark().await,
+            None => Ok(()),
         }
     }
 

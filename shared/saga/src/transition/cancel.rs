@@ -4,7 +4,6 @@
 //! compensates; from then on the cancel is refused and the order stands.
 
 use checkout_messages::payloads::order::CancellationCode;
-use checkout_messages::payloads::saga::StepOutcome;
 
 use super::{Ignored, Next, reason};
 use crate::{Input, SagaState};
@@ -26,9 +25,10 @@ impl Next<'_> {
             // A step before the pivot was given up: nothing moves until an
             // operator acts, but the customer may still walk away.
             SagaState::NeedsAttention { step, compensation: None, .. } if step.is_before_pivot() => {
-                let step = *step;
-                self.record(step, StepOutcome::Failed, 0, Some(format!("cancelled by the customer: {detail}")));
-                self.compensate(reason(CancellationCode::CustomerCancelled, detail));
+                self.stop(
+                    &format!("cancelled by the customer: {detail}"),
+                    reason(CancellationCode::CustomerCancelled, detail),
+                );
             }
             SagaState::Compensating { .. } | SagaState::NeedsAttention { compensation: Some(_), .. } => {
                 self.ignored = Some(Ignored::AlreadyCompensating);

@@ -292,11 +292,15 @@ impl<'a> Next<'a> {
         }
     }
 
-    /// Records every awaited forward step as failed for `detail` and
-    /// compensates for `reason`: a customer's cancel or an operator's abort.
+    /// Records every awaited forward step (or the one given up, as attempt
+    /// 0) as failed for `detail` and compensates for `reason`: a customer's
+    /// cancel or an operator's abort.
     fn stop(&mut self, detail: &str, reason: CancellationReason) {
-        let awaited: Vec<(Step, u32)> = self.saga.awaiting().map(|active| (active.step, active.attempt)).collect();
-        for (step, attempt) in awaited {
+        let mut stopped: Vec<(Step, u32)> = self.saga.awaiting().map(|active| (active.step, active.attempt)).collect();
+        if let SagaState::NeedsAttention { step, .. } = &self.saga.state {
+            stopped.push((*step, 0));
+        }
+        for (step, attempt) in stopped {
             self.record(step, StepOutcome::Failed, attempt, Some(detail.to_owned()));
         }
         self.compensate(reason);

@@ -1,12 +1,11 @@
 //! An operator's actions on a saga: retry the step it waits on or gave up
 //! on, or abort it before the pivot; decided here, like every input.
 
-use checkout_messages::payloads::order::{CancellationCode, CancellationReason};
-use checkout_messages::payloads::saga::StepOutcome;
+use checkout_messages::payloads::order::CancellationCode;
 use time::OffsetDateTime;
 
 use super::{Next, Transition, reason};
-use crate::{Saga, SagaPolicy, SagaState, SagaStatus, Step};
+use crate::{ActiveStep, Saga, SagaPolicy, SagaState, SagaStatus, Step};
 
 /// What an operator may ask of a saga.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,24 +77,18 @@ impl Next<'_> {
                 return Err(Refusal::Compensating(step));
             }
             // Before the pivot whatever may be held is given back, as for any other failure there.
-            (Operation::Abort, SagaState::Running { active, .. }) => {
-                if !active.step.is_before_pivot() {
-                    return Err(Refusal::PastPivot(active.step));
-                }
-                self.stop(&format!("aborted by {operator}: {why}"), aborted(why));
-            }
-            (Operation::Abort, SagaState::NeedsAttention { step, compensation: None, .. }) => {
+            (
+                Operation::Abort,
+                SagaState::Running { active: ActiveStep { step, .. }, .. }
+                | SagaState::NeedsAttention { step, compensation: None, .. },
+            ) => {
                 if !step.is_before_pivot() {
                     return Err(Refusal::PastPivot(step));
                 }
-                self.record(step, StepOutcome::Failed, 0, Some(format!("aborted by {operator}: {why}")));
-                self.compensate(aborted(why));
+                let aborted = reason(CancellationCode::AbortedByOperator, why.to_owned());
+                self.stop(&format!("aborted by {operator}: {why}"), aborted);
             }
         }
         Ok(())
     }
-}
-
-fn aborted(why: &str) -> CancellationReason {
-    reason(CancellationCode::AbortedByOperator, why.to_owned())
 }

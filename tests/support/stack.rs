@@ -128,8 +128,13 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// `count` free ports, all different: each is held until all are found, so
+/// the system cannot hand one out twice (two services of a stack on one port
+/// would each pass the other's readiness check).
+fn free_ports(count: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
 impl Stack {
@@ -152,8 +157,9 @@ impl Stack {
         let logs = std::env::temp_dir().join(format!("checkout-e2e-{}", checkout_testkit::unique_suffix()));
         std::fs::create_dir_all(&logs).unwrap();
         let mut services = Vec::new();
+        let mut ports = free_ports(SERVICES.len() * instances).into_iter();
         for (name, instance) in SERVICES.into_iter().flat_map(|name| (0..instances).map(move |i| (name, i))) {
-            let port = free_port();
+            let port = ports.next().unwrap();
             let mut command = Command::new(binary(name));
             command
                 .env_clear()
@@ -196,6 +202,13 @@ impl Stack {
         let what = format!("{} #{} to be ready (logs in {})", service.name, service.instance, self.logs.display());
         eventually(Duration::from_secs(90), &what, || {
             let (http, url) = (self.http.clone(), url.clone());
+            assert!(
+                !service.has_exited(),
+                "{} #{} exited (logs in {})",
+                service.name,
+                service.instance,
+                self.logs.display()
+            );
             async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(drop) }
         })
         .await;

@@ -367,6 +367,22 @@ async fn a_reservation_cannot_expire_while_its_payment_waits(_shared: Arc<Stack>
         }
     })
     .await;
+    // Nothing moves the saga while the payment is down, so its entries reach
+    // the order's timeline only through the orchestrator's timer.
+    eventually(Duration::from_secs(10), "the order's timeline to show the payment waiting", || {
+        let stack = &stack;
+        async move {
+            let view = get(stack, "order", &format!("/orders/{first}")).await.body;
+            let shown = |step: &str, outcome: &str| {
+                view["timeline"].as_array().is_some_and(|entries| {
+                    entries.iter().any(|entry| entry["step"] == step && entry["outcome"] == outcome)
+                })
+            };
+            (shown("authorize_payment", "started") && shown("commit_inventory", "succeeded")).then_some(())
+        }
+    })
+    .await;
+    assert!(killed.elapsed() < HELD, "the timeline showed the wait only after the payment came back");
     // The first order's reservation would have run out by now.
     tokio::time::sleep((TTL + Duration::from_secs(1)).saturating_sub(placed.elapsed())).await;
     let second =

@@ -106,10 +106,10 @@ fn parents_follow_causation(trace: &CheckoutTrace) -> Result<(), Failed> {
         let parent = by_id.get(producer.parent_span_id.as_str());
         // A message is published from the transaction that wrote it; the
         // timer's transaction spans many sagas, so its messages continue the
-        // decision of their own saga instead.
+        // decision (or the step report) of their own saga instead.
         let continues_its_writer = parent.is_some_and(|p| {
             p.service == producer.service
-                && (p.name == TRANSACTION || p.attribute("saga.input") == Some("DeadlinePassed"))
+                && (p.name == TRANSACTION || matches!(p.attribute("saga.input"), Some("DeadlinePassed" | "ReportDue")))
         });
         check(continues_its_writer, || {
             format!("{} ({}) does not continue the transaction that wrote it", producer.name, producer.service)

@@ -20,7 +20,9 @@ pub struct Settings {
 impl Settings {
     /// Per step group (`RESERVE`, `AUTHORIZE`, `AFTER_PIVOT`, `COMPENSATION`):
     /// `SAGA_<GROUP>_TIMEOUT_MS` and `SAGA_<GROUP>_MAX_ATTEMPTS`; also
-    /// `SAGA_MAX_STEP_TIMEOUT_MS` (the backoff cap) and
+    /// `SAGA_MAX_STEP_TIMEOUT_MS` (the backoff cap), `SAGA_STEP_REPORT_DELAY_MS`
+    /// (how long timeline entries may wait to be reported together; 0
+    /// reports every transition's at once) and
     /// `ORCHESTRATOR_TIMER_INTERVAL_MS`, `SAGA_STUCK_AFTER_MS`, `OPERATOR_TOKENS`,
     /// plus the shared variables.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
@@ -40,6 +42,7 @@ impl Settings {
                 authorize_payment: step("AUTHORIZE", defaults.authorize_payment)?,
                 after_pivot: step("AFTER_PIVOT", defaults.after_pivot)?,
                 compensation: step("COMPENSATION", defaults.compensation)?,
+                report_delay: env.millis("SAGA_STEP_REPORT_DELAY_MS", defaults.report_delay)?,
             },
             timer_interval: env.millis("ORCHESTRATOR_TIMER_INTERVAL_MS", Duration::from_millis(250))?,
             operators: OperatorTokens::from_env(env)?,

@@ -10,7 +10,7 @@ use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, Voi
 use checkout_messages::payloads::saga::SagaStepRecorded;
 use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
-use checkout_saga::{Command, SagaStatus, Transition};
+use checkout_saga::{Command, Saga, SagaStatus, Transition};
 use opentelemetry::trace::TraceContextExt;
 use time::OffsetDateTime;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -199,12 +199,30 @@ pub fn record(
     for payload in commands {
         work.send(cause.envelope(source, order, now, payload));
     }
-    // One record per transition, not per entry: the order service makes one
-    // transaction of it instead of two or three.
-    if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline) {
+    // One record for what the saga reports now (the entries of this
+    // transition and of those before it that kept theirs back), not one per
+    // entry: the order service makes one transaction of it.
+    if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline, ended(moved.to)) {
         work.send(cause.envelope(source, order, now, recorded.into()));
     }
     (moved, Pending { order, saved, history })
+}
+
+/// Reports the entries a saga kept back, now due, in `work`: one record,
+/// continuing the saga's lineage. Gives back the saga without them, to save.
+pub fn report_kept(work: &mut UnitOfWork, stored: &StoredSaga, source: &Source, now: OffsetDateTime) -> Saga {
+    let mut saga = stored.saga.clone();
+    let entries = saga.take_unreported();
+    if let Some(recorded) = SagaStepRecorded::of_entries(entries, ended(saga.status())) {
+        work.send(Cause::timer(stored).envelope(source, saga.order_id, now, recorded.into()));
+    }
+    saga
+}
+
+/// Whether a saga in `status` has ended: completed or cancelled (one that
+/// needs attention may yet move on).
+fn ended(status: SagaStatus) -> bool {
+    matches!(status, SagaStatus::Completed | SagaStatus::Cancelled)
 }
 
 /// The message that carries a saga's command.

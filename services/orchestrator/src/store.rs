@@ -138,6 +138,29 @@ pub async fn lock_due(
     )
     .fetch_all(&mut *conn)
     .await?;
+    sort_out(conn, rows, now).await
+}
+
+/// Sagas whose kept-back timeline entries are due by `now`, locked, up to
+/// `limit`; sagas another timer (or a message) holds are skipped, and a row
+/// that does not decode is quarantined, as by [`lock_due`].
+pub async fn lock_reports_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Due, StoreError> {
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
+         WHERE report_due_at <= $1 AND quarantined_at IS NULL
+         ORDER BY report_due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    sort_out(conn, rows, now).await
+}
+
+/// Decodes locked rows one by one, quarantining those that do not decode
+/// (and are then no longer due), so one bad row never stops a pass.
+async fn sort_out(conn: &mut PgConnection, rows: Vec<Row>, now: OffsetDateTime) -> Result<Due, StoreError> {
     let mut due = Due::default();
     for row in rows {
         let order = OrderId::from_uuid(row.order_id);
@@ -158,6 +181,30 @@ pub async fn lock_due(
         }
     }
     Ok(due)
+}
+
+/// Saves sagas whose kept-back entries were just reported (their state
+/// without them), in one statement.
+pub async fn save_reported(conn: &mut PgConnection, sagas: &[Saga]) -> Result<(), StoreError> {
+    let mut orders = Vec::with_capacity(sagas.len());
+    let mut states = Vec::with_capacity(sagas.len());
+    for saga in sagas {
+        orders.push(*saga.order_id.as_uuid());
+        states.push(encode(saga)?);
+    }
+    sqlx::query!(
+        "UPDATE sagas SET state = saved.state, report_due_at = NULL
+         FROM UNNEST($1::UUID[], $2::JSONB[]) AS saved(order_id, state) WHERE sagas.order_id = saved.order_id",
+        &orders,
+        &states,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn encode(saga: &Saga) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(saga).map_err(|e| StoreError::corrupt(format!("saga state does not encode: {e}")))
 }
 
 /// One entry of a saga's history.
@@ -207,13 +254,14 @@ pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Re
     sqlx::query!(
         "WITH saved AS (
              INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id,
-                                traceparent, failure_traceparent, started_at, updated_at)
+                                traceparent, failure_traceparent, started_at, updated_at, report_due_at)
              SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::JSONB[], $6::UUID[],
-                                  $7::UUID[], $8::TEXT[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[])
+                                  $7::UUID[], $8::TEXT[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[],
+                                  $23::TIMESTAMPTZ[])
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, current_step = EXCLUDED.current_step,
                  deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
                  traceparent = EXCLUDED.traceparent, failure_traceparent = EXCLUDED.failure_traceparent,
-                 updated_at = EXCLUDED.updated_at
+                 updated_at = EXCLUDED.updated_at, report_due_at = EXCLUDED.report_due_at
          )
          INSERT INTO saga_transitions
              (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
@@ -246,6 +294,7 @@ pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Re
         &t.ignored as &[Option<&str>],
         &t.operators as &[Option<&str>],
         &t.reasons as &[Option<&str>],
+        &s.report_due as &[Option<OffsetDateTime>],
     )
     .execute(&mut *conn)
     .await?;
@@ -259,6 +308,7 @@ struct SagaColumns<'a> {
     statuses: Vec<&'static str>,
     steps: Vec<Option<&'static str>>,
     deadlines: Vec<Option<OffsetDateTime>>,
+    report_due: Vec<Option<OffsetDateTime>>,
     states: Vec<serde_json::Value>,
     correlations: Vec<uuid::Uuid>,
     last_messages: Vec<uuid::Uuid>,
@@ -273,12 +323,12 @@ impl<'a> SagaColumns<'a> {
         let mut columns = Self::default();
         for stored in sagas {
             let saga = &stored.saga;
-            let state = serde_json::to_value(saga)
-                .map_err(|e| StoreError::corrupt(format!("saga state does not encode: {e}")))?;
+            let state = encode(saga)?;
             columns.orders.push(*saga.order_id.as_uuid());
             columns.statuses.push(saga.status().as_str());
             columns.steps.push(saga.active().map(|active| active.step.as_str()));
             columns.deadlines.push(saga.deadline());
+            columns.report_due.push(saga.report_due());
             columns.states.push(state);
             columns.correlations.push(*stored.correlation_id.as_uuid());
             columns.last_messages.push(*stored.last_message_id.as_uuid());

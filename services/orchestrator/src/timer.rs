@@ -26,6 +26,10 @@ const BATCH_USIZE: usize = 50;
 /// the ones this member may wake.
 const CANDIDATES: i64 = 1000;
 
+/// The timer's report of entries a saga kept back, as its span names it
+/// (like an input, though it changes nothing the saga decides).
+pub const REPORT_DUE: &str = "ReportDue";
+
 /// Wakes sagas whose step timed out.
 #[derive(Debug, Clone)]
 pub struct Timer {
@@ -116,8 +120,46 @@ impl Timer {
         self
     }
 
+    /// Wakes sagas whose step timed out, and reports the timeline entries
+    /// sagas kept back once they fall due, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
-        periodic::drain_every(self.interval, BATCH, "saga timer pass", &shutdown, || self.fire_due(clock::now())).await
+        let deadlines =
+            periodic::drain_every(self.interval, BATCH, "saga timer pass", &shutdown, || self.fire_due(clock::now()));
+        let reports = periodic::drain_every(self.interval, BATCH, "saga report pass", &shutdown, || {
+            self.report_due(clock::now())
+        });
+        tokio::try_join!(deadlines, reports).map(|_| ())
+    }
+
+    /// Reports the timeline entries of every saga that kept some back until
+    /// `now`, one record per saga; returns how many it reported (or set aside
+    /// because they do not decode).
+    pub async fn report_due(&self, now: OffsetDateTime) -> Result<usize, TimerError> {
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(OutboxError::from)?;
+        let due = store::lock_reports_due(work.conn(), now, BATCH).await?;
+        if due.sagas.is_empty() && due.quarantined.is_empty() {
+            return Ok(0);
+        }
+        for (order, reason) in &due.quarantined {
+            tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
+            metrics::counter!("checkout_saga_quarantined_total").increment(1);
+        }
+        let reported: Vec<_> = due
+            .sagas
+            .iter()
+            .map(|stored| {
+                // The report belongs to the checkout's trace, as the steps it tells of.
+                let cause = Cause::timer(stored);
+                let span = transition_span(REPORT_DUE, stored.saga.order_id, cause.correlation_id, cause.causation_id);
+                if let Some(traceparent) = &stored.traceparent {
+                    let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
+                }
+                span.in_scope(|| engine::report_kept(&mut work, stored, &self.source, now))
+            })
+            .collect();
+        store::save_reported(work.conn(), &reported).await?;
+        work.commit().await?;
+        Ok(due.sagas.len() + due.quarantined.len())
     }
 
     /// Applies `DeadlinePassed` to every saga whose deadline passed by `now`;

@@ -59,7 +59,7 @@ fn pricing(order: &NewOrder) -> Pricing {
 fn entry(n: u8) -> StepEntry {
     let step = [SagaStepName::ReserveInventory, SagaStepName::AuthorizePayment, SagaStepName::CommitInventory]
         [usize::from(n % 3)];
-    StepEntry { step, outcome: StepOutcome::Succeeded, attempt: u32::from(n) + 1, detail: None }
+    StepEntry { step, outcome: StepOutcome::Succeeded, attempt: u32::from(n) + 1, detail: None, at: None }
 }
 
 const T0: OffsetDateTime = time::macros::datetime!(2026-12-02 10:00 UTC);
@@ -114,7 +114,7 @@ fn history(id: OrderId, order: &NewOrder, actions: &[Action]) -> (Vec<RecordedEv
                 messages.push(message(
                     None,
                     reported,
-                    SagaStepRecorded::of_entries(entries.clone()).unwrap().into(),
+                    SagaStepRecorded::of_entries(entries.clone(), false).unwrap().into(),
                     n + 1,
                 ));
                 vec![Order::record_steps(entries, reported)]
@@ -209,10 +209,8 @@ proptest! {
     }
 }
 
-#[test]
-fn a_stream_with_a_gap_or_a_second_placing_is_refused() {
-    let id = OrderId::from_uuid(Uuid::from_u128(9));
-    let order = NewOrder {
+fn one_mug() -> NewOrder {
+    NewOrder {
         customer_id: checkout_domain::CustomerId::parse("c-1").unwrap(),
         email: checkout_domain::EmailAddress::parse("ada@example.com").unwrap(),
         lines: checkout_domain::OrderLines::new(vec![checkout_domain::OrderLine {
@@ -221,8 +219,13 @@ fn a_stream_with_a_gap_or_a_second_placing_is_refused() {
         }])
         .unwrap(),
         card_token: checkout_domain::CardToken::parse("tok_visa").unwrap(),
-    };
-    let (mut stream, _) = history(id, &order, &[Action::Confirm]);
+    }
+}
+
+#[test]
+fn a_stream_with_a_gap_or_a_second_placing_is_refused() {
+    let id = OrderId::from_uuid(Uuid::from_u128(9));
+    let (mut stream, _) = history(id, &one_mug(), &[Action::Confirm]);
     let mut gap = stream.clone();
     gap.remove(1);
     assert!(Order::fold(id, &gap).is_err(), "a missing event is not skipped");
@@ -233,4 +236,18 @@ fn a_stream_with_a_gap_or_a_second_placing_is_refused() {
     assert!(
         confirmed.cancel(&CancellationReason { code: CancellationCode::Other, detail: String::new() }, None).is_err()
     );
+}
+
+#[test]
+fn timeline_entries_keep_their_own_time_and_older_ones_take_their_reports() {
+    let id = OrderId::from_uuid(Uuid::from_u128(10));
+    let (mut stream, _) = history(id, &one_mug(), &[]);
+    let reported = T0 + Duration::seconds(5);
+    let own = T0 + Duration::seconds(2);
+    let entries = vec![StepEntry { at: Some(own), ..entry(0) }, entry(1)];
+    stream.push(RecordedEvent { seq: 2, at: reported, ..stream[0].clone() });
+    stream[1].event = Order::record_steps(entries, reported);
+    let order = Order::fold(id, &stream).unwrap().unwrap();
+    let times: Vec<OffsetDateTime> = order.timeline.iter().map(|t| t.at).collect();
+    assert_eq!(times, [own, reported]);
 }

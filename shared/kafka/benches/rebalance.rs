@@ -55,6 +55,8 @@ fn handler_work() -> Duration {
 fn record(names: &checkout_kafka::TopicNames) -> OutgoingRecord {
     let payload = SagaStepRecorded {
         earlier: Vec::new(),
+        at: None,
+        finished: false,
         step: SagaStepName::ConfirmOrder,
         outcome: StepOutcome::Started,
         attempt: 1,

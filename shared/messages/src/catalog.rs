@@ -119,7 +119,7 @@ message_catalog! {
     NotifyOrderCancelled => NotificationCommands, version(1, 2);
     CustomerNotified => NotificationEvents, version(1, 0);
     // saga progress
-    SagaStepRecorded => OrchestratorEvents, version(1, 1);
+    SagaStepRecorded => OrchestratorEvents, version(1, 2);
 }
 
 impl std::fmt::Display for MessageType {

@@ -43,6 +43,8 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn message(order: OrderId) -> Envelope {
     let payload = SagaStepRecorded {
         earlier: Vec::new(),
+        at: None,
+        finished: false,
         step: SagaStepName::CapturePayment,
         outcome: StepOutcome::Succeeded,
         attempt: 1,

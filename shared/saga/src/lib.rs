@@ -75,6 +75,7 @@ pub use input::Input;
 pub use policy::{SagaPolicy, StepPolicy};
 pub use saga::{
     ActiveStep, ConfirmationEmail, InventoryHold, PaymentHold, Phase, Saga, SagaState, SagaStatus, Unfinished,
+    Unreported,
 };
 pub use step::Step;
 pub use transition::{Ignored, Operation, Refusal, Transition};

@@ -36,6 +36,10 @@ pub struct SagaPolicy {
     /// Steps from the pivot on: retried generously, then left for an operator.
     pub after_pivot: StepPolicy,
     pub compensation: StepPolicy,
+    /// How long a saga's timeline entries may wait to be reported with
+    /// later ones (see [`crate::Unreported`]); zero reports every
+    /// transition's entries at once.
+    pub report_delay: Duration,
 }
 
 impl Default for SagaPolicy {
@@ -45,6 +49,7 @@ impl Default for SagaPolicy {
             authorize_payment: StepPolicy::new(Duration::from_secs(5), 2),
             after_pivot: StepPolicy::new(Duration::from_secs(5), 8),
             compensation: StepPolicy::new(Duration::from_secs(5), 8),
+            report_delay: Duration::from_millis(500),
         }
     }
 }

@@ -1,5 +1,6 @@
 use checkout_domain::{CardToken, EmailAddress, OrderId, OrderLines, Pricing};
 use checkout_messages::payloads::order::CancellationReason;
+use checkout_messages::payloads::saga::StepEntry;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -22,6 +23,9 @@ pub struct Saga {
     /// Whether the customer was told the order is confirmed.
     pub confirmation_email: ConfirmationEmail,
     pub state: SagaState,
+    /// Timeline entries recorded but not yet reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreported: Option<Unreported>,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -71,6 +75,8 @@ struct StoredShape {
     #[serde(default)]
     confirmation_email: ConfirmationEmail,
     state: SagaState,
+    #[serde(default)]
+    unreported: Option<Unreported>,
     #[serde(with = "time::serde::rfc3339")]
     started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -94,6 +100,7 @@ impl From<StoredShape> for Saga {
             payment: stored.payment,
             confirmation_email: stored.confirmation_email,
             state: stored.state,
+            unreported: stored.unreported,
             started_at: stored.started_at,
             updated_at: stored.updated_at,
         }
@@ -137,6 +144,22 @@ pub enum ConfirmationEmail {
     None,
     Requested,
     Sent,
+}
+
+/// Timeline entries a saga has recorded and not yet reported, oldest first,
+/// and when they are to be reported at the latest (the first one's time plus
+/// the policy's `report_delay`).
+///
+/// A saga reports its steps when the order hears from it anyway (a command
+/// to the order service), when its status changes and when it ends; between
+/// those its entries wait here, so that a confirmed checkout's seven
+/// transitions make two reports, not seven. A saga that waits longer than
+/// the delay has its entries reported by the timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreported {
+    #[serde(with = "time::serde::rfc3339")]
+    pub due: OffsetDateTime,
+    pub entries: Vec<StepEntry>,
 }
 
 /// A step waiting for its reply.
@@ -261,5 +284,16 @@ impl Saga {
     /// deadline of the steps it waits on.
     pub fn deadline(&self) -> Option<OffsetDateTime> {
         self.awaiting().map(|active| active.deadline).min()
+    }
+
+    /// When the orchestrator's timer must report the entries the saga kept
+    /// back, if it kept any.
+    pub fn report_due(&self) -> Option<OffsetDateTime> {
+        self.unreported.as_ref().map(|unreported| unreported.due)
+    }
+
+    /// The entries the saga kept back, oldest first, now to be reported.
+    pub fn take_unreported(&mut self) -> Vec<StepEntry> {
+        self.unreported.take().map_or_else(Vec::new, |unreported| unreported.entries)
     }
 }

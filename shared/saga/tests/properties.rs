@@ -19,7 +19,12 @@
 //! - money is never captured without the stock committed;
 //! - applying any input a second time changes nothing;
 //! - the saga waits on one step at a time, or on one of the two pairs that
-//!   need nothing of each other.
+//!   need nothing of each other;
+//! - with reports kept back (and the timer reporting them when due, at any
+//!   moment), no timeline entry is lost, repeated or reordered; a saga that is
+//!   neither running nor compensating, or that sends the order service a
+//!   command, keeps none back; what it keeps is due half a second after the
+//!   first of it.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -31,8 +36,8 @@ mod participants;
 use checkout_messages::payloads::notification::NotificationKind;
 use checkout_messages::payloads::order::CancellationCode;
 use checkout_messages::payloads::saga::{SagaStepName, StepEntry, StepOutcome};
-use checkout_saga::{Ignored, Input, Operation, Saga, SagaState, SagaStatus, Step};
-use common::{T0, order_id, placed, policy};
+use checkout_saga::{Command, Ignored, Input, Operation, Saga, SagaState, SagaStatus, Step, Transition};
+use common::{T0, order_id, placed, reporting_policy as policy};
 use participants::{Card, INVENTORY, Money, ORDER, Order, PAYMENT, Stock, World};
 use proptest::prelude::*;
 use time::OffsetDateTime;
@@ -56,12 +61,15 @@ enum Chaos {
     /// The customer asks to cancel; the order service passes it on (on the
     /// order's own topic, behind its replies) only while the order is pending.
     CustomerCancel,
+    /// The timer reports the entries the saga kept back, once they are due.
+    ReportDue,
 }
 
 struct Simulation {
     saga: Saga,
     now: OffsetDateTime,
     world: World,
+    /// The entries reported, in the order they were.
     timeline: Vec<StepEntry>,
     last_input: Option<Input>,
     /// Why the saga was first told to stop (an operator's abort or the
@@ -114,14 +122,40 @@ impl Simulation {
         let again = transition.saga.apply(&input, self.now, &policy());
         prop_assert!(again.commands.is_empty(), "{input:?} twice sent {:?}", again.commands);
         prop_assert_eq!(&again.saga, &transition.saga, "{:?} twice changed the saga", input);
+        self.take(transition)?;
+        self.last_input = Some(input);
+        Ok(())
+    }
+
+    /// Takes a transition's saga, reports and commands, checking that the
+    /// saga waits as it may and keeps back what it may.
+    fn take(&mut self, transition: Transition) -> Result<(), TestCaseError> {
+        let known_before = self.known();
+        let to_order = transition
+            .commands
+            .iter()
+            .any(|command| matches!(command, Command::ConfirmOrder { .. } | Command::CancelOrder { .. }));
         self.saga = transition.saga;
         awaits_one_step_or_a_pair(&self.saga)?;
         self.timeline.extend(transition.timeline);
         for command in &transition.commands {
             self.world.execute(command);
         }
-        self.last_input = Some(input);
+        let known = self.known();
+        prop_assert!(known.starts_with(&known_before), "entries lost or reordered: {known_before:?} then {known:?}");
+        if let Some(kept) = &self.saga.unreported {
+            let running = matches!(self.saga.status(), SagaStatus::Running | SagaStatus::Compensating);
+            prop_assert!(running && !to_order, "kept back {:?} in {:?}", kept.entries, self.saga.state);
+            let first = kept.entries.first().and_then(|entry| entry.at);
+            prop_assert_eq!(first.map(|at| at + policy().report_delay), Some(kept.due));
+        }
         Ok(())
+    }
+
+    /// Every entry the saga recorded: reported, then kept back.
+    fn known(&self) -> Vec<StepEntry> {
+        let kept = self.saga.unreported.iter().flat_map(|kept| kept.entries.iter().cloned());
+        self.timeline.iter().cloned().chain(kept).collect()
     }
 
     fn chaos(&mut self, action: Chaos) -> Result<(), TestCaseError> {
@@ -156,6 +190,16 @@ impl Simulation {
                         .push_back(Input::CancelRequested { reason: Some("changed my mind".into()) });
                 }
             }
+            Chaos::ReportDue => {
+                if let Some(due) = self.saga.report_due() {
+                    let known = self.known();
+                    self.now = self.now.max(due);
+                    let reported = self.saga.take_unreported();
+                    prop_assert!(!reported.is_empty(), "nothing reported when due");
+                    self.timeline.extend(reported);
+                    prop_assert_eq!(self.known(), known);
+                }
+            }
             Chaos::LateApproval => {
                 let voided_late = self.world.money == Money::Voided && self.world.voided_while_pending;
                 if self.world.money == Money::Pending || voided_late {
@@ -187,12 +231,7 @@ impl Simulation {
                 if operation == Operation::Abort {
                     self.stopped_by.get_or_insert(CancellationCode::AbortedByOperator);
                 }
-                self.saga = transition.saga;
-                awaits_one_step_or_a_pair(&self.saga)?;
-                self.timeline.extend(transition.timeline);
-                for command in &transition.commands {
-                    self.world.execute(command);
-                }
+                self.take(transition)?;
             }
             Err(refusal) => prop_assert!(!applies, "{operation:?} refused ({refusal}) in {:?}", self.saga.state),
         }
@@ -254,6 +293,7 @@ fn chaos() -> impl Strategy<Value = Chaos> {
         1 => Just(Chaos::OperatorRetry),
         1 => Just(Chaos::OperatorAbort),
         1 => Just(Chaos::CustomerCancel),
+        1 => Just(Chaos::ReportDue),
     ]
 }
 

@@ -1,14 +1,13 @@
 //! Follows completion from the system's own events instead of polling every
 //! order: `OrderConfirmed` / `OrderCancelled` on the order events say the
-//! order is terminal, the saga's last `SagaStepRecorded` (the customer
-//! notified) that it has finished. The feed reads every partition from its
+//! order is terminal, the `SagaStepRecorded` marked `finished` that its
+//! saga has ended. The feed reads every partition from its
 //! end, with no consumer group, so it never disturbs the services' groups.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use checkout_domain::OrderId;
-use checkout_messages::payloads::saga::{SagaStepName, StepOutcome};
 use checkout_messages::{Message, Topic, decode};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -65,12 +64,7 @@ impl Feed {
             let event = match decoded.envelope.payload {
                 Message::OrderConfirmed(_) => Event::Confirmed,
                 Message::OrderCancelled(_) => Event::Cancelled,
-                Message::SagaStepRecorded(step)
-                    if step.outcome == StepOutcome::Succeeded
-                        && matches!(step.step, SagaStepName::NotifyCustomer | SagaStepName::NotifyCancellation) =>
-                {
-                    Event::Finished
-                }
+                Message::SagaStepRecorded(step) if step.finished => Event::Finished,
                 _ => continue,
             };
             return Ok((decoded.envelope.subject, event, Instant::now()));

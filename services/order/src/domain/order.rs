@@ -169,8 +169,13 @@ impl Order {
             (OrderEvent::Placed(_), _) => return Err(FoldError::PlacedTwice { seq }),
             (OrderEvent::Priced { pricing }, Status::Pending) => self.price(pricing),
             (OrderEvent::StepsRecorded { entries, reported_at }, _) => {
-                let at = *reported_at;
-                self.timeline.extend(entries.iter().map(|entry| TimelineEntry { entry: entry.clone(), at }));
+                // An entry carries its own time since 1.2 of the report;
+                // before, every entry of a report was made when it was.
+                self.timeline.extend(
+                    entries
+                        .iter()
+                        .map(|entry| TimelineEntry { entry: entry.clone(), at: entry.at.unwrap_or(*reported_at) }),
+                );
             }
             (OrderEvent::CancellationRequested { reason }, Status::Pending) if self.cancel_request.is_none() => {
                 self.cancel_request = Some(CancelRequest { reason: reason.clone(), at: recorded.at });

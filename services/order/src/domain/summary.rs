@@ -94,7 +94,11 @@ impl Summary {
                 self.cancel_requested_at = Some(self.cancel_requested_at.map_or(at, |t| t.min(at)));
             }
             Message::SagaStepRecorded(recorded) => {
-                let mark = StepMark { entry: recorded.latest(), at, message_id: *envelope.id.as_uuid() };
+                let mark = StepMark {
+                    entry: recorded.latest(),
+                    at: recorded.at.unwrap_or(at),
+                    message_id: *envelope.id.as_uuid(),
+                };
                 let newer = self.last_step.as_ref().is_none_or(|m| (m.at, m.message_id) < (mark.at, mark.message_id));
                 if newer {
                     self.last_step = Some(mark);

@@ -73,6 +73,14 @@ pub struct StepView {
     pub at: OffsetDateTime,
 }
 
+impl StepView {
+    /// The entry shown at `at`: its own time, when it carries one, is `at`
+    /// and is not repeated beside it.
+    fn new(entry: StepEntry, at: OffsetDateTime) -> Self {
+        Self { entry: StepEntry { at: None, ..entry }, at }
+    }
+}
+
 impl From<Order> for OrderView {
     fn from(order: Order) -> Self {
         let outcome = match order.status {
@@ -102,7 +110,7 @@ impl From<Order> for OrderView {
                 })
                 .collect(),
             total: order.total.map(AmountView::from),
-            timeline: order.timeline.into_iter().map(|t| StepView { entry: t.entry, at: t.at }).collect(),
+            timeline: order.timeline.into_iter().map(|t| StepView::new(t.entry, t.at)).collect(),
             trace_id: order.trace_id,
             version: order.version,
             created_at: order.created_at,
@@ -185,8 +193,30 @@ impl From<Summary> for SummaryView {
             total: summary.total.map(AmountView::from),
             cancellation_code: summary.cancellation_code,
             cancel_requested_at: summary.cancel_requested_at,
-            last_step: summary.last_step.map(|mark| StepView { entry: mark.entry, at: mark.at }),
+            last_step: summary.last_step.map(|mark| StepView::new(mark.entry, mark.at)),
             version: summary.version,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use checkout_messages::payloads::saga::{SagaStepName, StepOutcome};
+
+    use super::*;
+
+    #[test]
+    fn a_step_that_carries_its_own_time_shows_it_once() {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let entry = StepEntry {
+            step: SagaStepName::CapturePayment,
+            outcome: StepOutcome::Succeeded,
+            attempt: 1,
+            detail: None,
+            at: Some(at),
+        };
+        let json = serde_json::to_string(&StepView::new(entry, at)).unwrap();
+        assert_eq!(json.matches("\"at\"").count(), 1, "{json}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap()["at"], "2027-01-15T08:00:00Z");
     }
 }

@@ -106,7 +106,7 @@ pub fn assert_matches_schema(value: &Value, schema: &str) {
 
 /// The orchestrator's first-attempt report that `step` reached `outcome`.
 pub fn step_report(step: SagaStepName, outcome: StepOutcome) -> SagaStepRecorded {
-    SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None }
+    SagaStepRecorded { earlier: Vec::new(), step, outcome, attempt: 1, detail: None, at: None, finished: false }
 }
 
 pub fn pricing() -> Pricing {

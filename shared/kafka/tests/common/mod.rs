@@ -23,6 +23,8 @@ pub const TOPIC: Topic = Topic::OrchestratorEvents;
 pub fn numbered(order: OrderId, seq: u32) -> Envelope {
     let payload = SagaStepRecorded {
         earlier: Vec::new(),
+        at: None,
+        finished: false,
         step: SagaStepName::ConfirmOrder,
         outcome: StepOutcome::Started,
         attempt: seq,

@@ -105,11 +105,14 @@ pub fn sample_payload(message_type: MessageType) -> Message {
                 outcome: StepOutcome::Succeeded,
                 attempt: 1,
                 detail: None,
+                at: Some(time::macros::datetime!(2026-11-23 10:15:00.125 UTC)),
             }],
             step: SagaStepName::AuthorizePayment,
             outcome: StepOutcome::Succeeded,
             attempt: 1,
             detail: Some("authorized EUR 44.99".into()),
+            at: Some(time::macros::datetime!(2026-11-23 10:15:00.250 UTC)),
+            finished: false,
         }
         .into(),
     }

@@ -33,6 +33,8 @@ pub async fn database() -> TestDatabase {
 pub fn numbered(order: OrderId, seq: u32) -> Envelope {
     let payload = SagaStepRecorded {
         earlier: Vec::new(),
+        at: None,
+        finished: false,
         step: SagaStepName::ReserveInventory,
         outcome: StepOutcome::Started,
         attempt: seq,

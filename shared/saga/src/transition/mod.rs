@@ -12,15 +12,18 @@ pub use operation::{Operation, Refusal};
 
 use crate::{
     ActiveStep, Command, ConfirmationEmail, Input, InventoryHold, PaymentHold, Phase, Saga, SagaPolicy, SagaState,
-    Step, Unfinished,
+    SagaStatus, Step, Unfinished, Unreported,
 };
 
 /// The result of applying one input: the next saga, the commands to send,
-/// and the timeline entries to publish, all to be made durable together.
+/// and the timeline entries to publish now, all to be made durable together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transition {
     pub saga: Saga,
     pub commands: Vec<Command>,
+    /// Entries to report now, oldest first: this transition's, after any the
+    /// saga kept back before; empty while they wait (in the saga's
+    /// `unreported`) to be reported with later ones.
     pub timeline: Vec<StepEntry>,
     /// Why the input changed nothing, when it did not.
     pub ignored: Option<Ignored>,
@@ -68,6 +71,7 @@ impl Saga {
             payment: PaymentHold::None,
             confirmation_email: ConfirmationEmail::None,
             state: SagaState::Running { active, alongside: None },
+            unreported: None,
             started_at: now,
             updated_at: now,
         };
@@ -87,6 +91,8 @@ impl Saga {
 /// A transition being built.
 struct Next<'a> {
     saga: Saga,
+    /// The saga's status before the transition.
+    from: SagaStatus,
     now: OffsetDateTime,
     policy: &'a SagaPolicy,
     commands: Vec<Command>,
@@ -96,18 +102,45 @@ struct Next<'a> {
 
 impl<'a> Next<'a> {
     fn new(saga: Saga, now: OffsetDateTime, policy: &'a SagaPolicy) -> Self {
-        Self { saga, now, policy, commands: Vec::new(), timeline: Vec::new(), ignored: None }
+        let from = saga.status();
+        Self { saga, from, now, policy, commands: Vec::new(), timeline: Vec::new(), ignored: None }
     }
 
     fn finish(mut self) -> Transition {
         if self.ignored.is_none() {
             self.saga.updated_at = self.now;
+            self.timeline = self.report();
         }
         Transition { saga: self.saga, commands: self.commands, timeline: self.timeline, ignored: self.ignored }
     }
 
+    /// The entries to report now: those kept back and this transition's,
+    /// when the order service hears from the saga anyway (a command to it),
+    /// the saga's status changes or it is neither running nor compensating.
+    /// Otherwise none: they wait, to be reported with later ones or by the
+    /// timer once the first has waited the policy's `report_delay`.
+    fn report(&mut self) -> Vec<StepEntry> {
+        let kept = self.saga.unreported.take();
+        let due = kept.as_ref().map_or(self.now + self.policy.report_delay, |kept| kept.due);
+        let mut entries = kept.map_or_else(Vec::new, |kept| kept.entries);
+        entries.append(&mut self.timeline);
+        let status = self.saga.status();
+        let now = self.policy.report_delay.is_zero()
+            || status != self.from
+            || !matches!(status, SagaStatus::Running | SagaStatus::Compensating)
+            || self
+                .commands
+                .iter()
+                .any(|command| matches!(command, Command::ConfirmOrder { .. } | Command::CancelOrder { .. }));
+        if now || entries.is_empty() {
+            return entries;
+        }
+        self.saga.unreported = Some(Unreported { due, entries });
+        Vec::new()
+    }
+
     fn record(&mut self, step: Step, outcome: StepOutcome, attempt: u32, detail: Option<String>) {
-        self.timeline.push(StepEntry { step: step.wire_name(), outcome, attempt, detail });
+        self.timeline.push(StepEntry { step: step.wire_name(), outcome, attempt, detail, at: Some(self.now) });
     }
 
     fn apply(&mut self, input: &Input) {

@@ -24,7 +24,15 @@ pub fn policy() -> SagaPolicy {
         authorize_payment: StepPolicy::new(Duration::from_secs(5), 2),
         after_pivot: StepPolicy::new(Duration::from_secs(5), 4),
         compensation: StepPolicy::new(Duration::from_secs(5), 4),
+        // Every transition reports its entries, as most tests read them;
+        // `reports.rs` keeps them back.
+        report_delay: Duration::ZERO,
     }
+}
+
+/// The policy with entries kept back for half a second, as deployed.
+pub fn reporting_policy() -> SagaPolicy {
+    SagaPolicy { report_delay: Duration::from_millis(500), ..policy() }
 }
 
 pub fn order_id() -> OrderId {

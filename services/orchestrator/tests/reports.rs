@@ -14,8 +14,7 @@ use checkout_messages::payloads::notification::{CustomerNotified, NotificationKi
 use checkout_messages::payloads::order::OrderConfirmed;
 use checkout_messages::payloads::payment::{PaymentAuthorized, PaymentCaptured};
 use checkout_messages::payloads::saga::{SagaStepName as S, StepOutcome as O};
-use checkout_orchestrator::Timer;
-use common::{Fixture, eur, policy, pricing};
+use common::{Fixture, eur, pricing};
 use time::OffsetDateTime;
 
 impl Fixture {
@@ -25,10 +24,6 @@ impl Fixture {
             .fetch_one(&self.db.pool)
             .await
             .unwrap()
-    }
-
-    fn timer(&self) -> Timer {
-        Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1))
     }
 }
 
@@ -99,11 +94,7 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_by_the_report_pass_and_s
     let now = OffsetDateTime::now_utc();
     let timer = f.timer();
     assert_eq!(timer.report_due(now).await.unwrap(), 1, "the pass succeeds and sets the row aside");
-    let reason: Option<String> = sqlx::query_scalar("SELECT quarantine_reason FROM sagas WHERE order_id = $1")
-        .bind(f.order.as_uuid())
-        .fetch_one(&f.db.pool)
-        .await
-        .unwrap();
+    let reason = f.quarantine_reason().await;
     assert!(reason.is_some());
     assert_eq!(timer.report_due(now).await.unwrap(), 0, "and it is not due again");
 }

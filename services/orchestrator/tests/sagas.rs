@@ -20,7 +20,7 @@ use checkout_outbox::{caused_by, first_message};
 use checkout_testkit::{incoming, outbox};
 use uuid::Uuid;
 
-use common::{Fixture, eur, policy, pricing};
+use common::{Fixture, eur, pricing};
 
 #[tokio::test]
 async fn a_placed_order_starts_a_saga_that_reserves_inventory() {
@@ -170,7 +170,7 @@ async fn the_timer_skips_sagas_whose_deadline_has_not_come() {
     let f = Fixture::new().await;
     f.deliver(&f.placed).await;
     sqlx::query("UPDATE sagas SET deadline = now() + interval '1 hour'").execute(&f.db.pool).await.unwrap();
-    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1));
+    let timer = f.timer();
     assert_eq!(timer.fire_due(time::OffsetDateTime::now_utc()).await.unwrap(), 0);
 }
 
@@ -182,14 +182,10 @@ async fn a_saga_row_that_does_not_decode_is_quarantined_and_stops_no_timer_pass(
         .execute(&f.db.pool)
         .await
         .unwrap();
-    let timer = Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1));
+    let timer = f.timer();
     let now = time::OffsetDateTime::now_utc();
     assert_eq!(timer.fire_due(now).await.unwrap(), 1, "the pass succeeds and sets the row aside");
-    let reason: Option<String> = sqlx::query_scalar("SELECT quarantine_reason FROM sagas WHERE order_id = $1")
-        .bind(f.order.as_uuid())
-        .fetch_one(&f.db.pool)
-        .await
-        .unwrap();
+    let reason = f.quarantine_reason().await;
     assert!(reason.is_some(), "the reason is kept for an operator");
     assert_eq!(timer.fire_due(now).await.unwrap(), 0, "and it is not due again");
 }
@@ -203,7 +199,7 @@ fn gated_timer(f: &Fixture) -> (Timer, checkout_kafka::ConsumerStatus) {
         checkout_kafka::KafkaSettings::default(),
         3,
     );
-    (Timer::new(f.db.pool.clone(), policy(), Duration::from_secs(1)).gated_by(gate), consumer)
+    (f.timer().gated_by(gate), consumer)
 }
 
 #[tokio::test]

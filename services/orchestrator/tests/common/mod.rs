@@ -90,6 +90,20 @@ impl Fixture {
         reply
     }
 
+    /// A timer over the fixture's database, with the fixture's policy.
+    pub fn timer(&self) -> Timer {
+        Timer::new(self.db.pool.clone(), policy(), Duration::from_secs(1))
+    }
+
+    /// Why the saga was set aside, if it was.
+    pub async fn quarantine_reason(&self) -> Option<String> {
+        sqlx::query_scalar("SELECT quarantine_reason FROM sagas WHERE order_id = $1")
+            .bind(self.order.as_uuid())
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     /// The step reports in the outbox, oldest first.
     pub async fn reports(&self) -> Vec<(Envelope, SagaStepRecorded)> {
         outbox(&self.db.pool)

@@ -44,7 +44,8 @@ async fn a_keyed_record_round_trips_with_its_headers_intact() {
     assert_eq!(header(raw, header_names::CONTENT_TYPE), Some(header_names::CLOUDEVENTS_JSON));
     assert_eq!(header(raw, header_names::ID), Some(envelope.id.to_string().as_str()));
     assert_eq!(header(raw, header_names::TYPE), Some("SagaStepRecorded"));
-    assert_eq!(header(raw, header_names::SCHEMA_VERSION), Some("1.1"));
+    let version = checkout_messages::MessageType::SagaStepRecorded.current_version().to_string();
+    assert_eq!(header(raw, header_names::SCHEMA_VERSION), Some(version.as_str()));
     assert_eq!(header(raw, header_names::SUBJECT), Some(order.to_string().as_str()));
     assert_eq!(header(raw, header_names::CORRELATION_ID), Some(envelope.correlation_id.to_string().as_str()));
     assert_eq!(header(raw, header_names::CAUSATION_ID), Some(envelope.causation_id.to_string().as_str()));

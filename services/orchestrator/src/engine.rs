@@ -7,7 +7,7 @@ use checkout_messages::payloads::inventory::{CommitInventory, ReleaseInventory, 
 use checkout_messages::payloads::notification::{NotifyOrderCancelled, NotifyOrderConfirmed};
 use checkout_messages::payloads::order::{CancelOrder, ConfirmOrder};
 use checkout_messages::payloads::payment::{AuthorizePayment, CapturePayment, VoidPayment};
-use checkout_messages::payloads::saga::SagaStepRecorded;
+use checkout_messages::payloads::saga::{SagaStepRecorded, StepEntry};
 use checkout_messages::{CorrelationId, Envelope, Message, MessageId, Source};
 use checkout_outbox::{UnitOfWork, new_message_id};
 use checkout_saga::{Command, Saga, SagaStatus, Transition};
@@ -202,27 +202,43 @@ pub fn record(
     // One record for what the saga reports now (the entries of this
     // transition and of those before it that kept theirs back), not one per
     // entry: the order service makes one transaction of it.
-    if let Some(recorded) = SagaStepRecorded::of_entries(transition.timeline, ended(moved.to)) {
-        work.send(cause.envelope(source, order, now, recorded.into()));
-    }
+    send_report(work, cause, source, order, moved.to, transition.timeline, now);
     (moved, Pending { order, saved, history })
 }
 
 /// Reports the entries a saga kept back, now due, in `work`: one record,
-/// continuing the saga's lineage. Gives back the saga without them, to save.
-pub fn report_kept(work: &mut UnitOfWork, stored: &StoredSaga, source: &Source, now: OffsetDateTime) -> Saga {
+/// continuing the saga's lineage (`cause`). Gives back the saga without
+/// them, to save.
+pub fn report_kept(
+    work: &mut UnitOfWork,
+    stored: &StoredSaga,
+    cause: &Cause,
+    source: &Source,
+    now: OffsetDateTime,
+) -> Saga {
     let mut saga = stored.saga.clone();
     let entries = saga.take_unreported();
-    if let Some(recorded) = SagaStepRecorded::of_entries(entries, ended(saga.status())) {
-        work.send(Cause::timer(stored).envelope(source, saga.order_id, now, recorded.into()));
-    }
+    send_report(work, cause, source, saga.order_id, saga.status(), entries, now);
     saga
 }
 
-/// Whether a saga in `status` has ended: completed or cancelled (one that
-/// needs attention may yet move on).
-fn ended(status: SagaStatus) -> bool {
-    matches!(status, SagaStatus::Completed | SagaStatus::Cancelled)
+/// Sends `entries` (oldest first) as one step report of the order's saga,
+/// now in `status`; nothing when there are none.
+fn send_report(
+    work: &mut UnitOfWork,
+    cause: &Cause,
+    source: &Source,
+    order: OrderId,
+    status: SagaStatus,
+    entries: Vec<StepEntry>,
+    now: OffsetDateTime,
+) {
+    // A saga has ended once completed or cancelled (one that needs
+    // attention may yet move on).
+    let ended = matches!(status, SagaStatus::Completed | SagaStatus::Cancelled);
+    if let Some(recorded) = SagaStepRecorded::of_entries(entries, ended) {
+        work.send(cause.envelope(source, order, now, recorded.into()));
+    }
 }
 
 /// The message that carries a saga's command.

@@ -140,21 +140,14 @@ impl Timer {
         if due.sagas.is_empty() && due.quarantined.is_empty() {
             return Ok(0);
         }
-        for (order, reason) in &due.quarantined {
-            tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
-            metrics::counter!("checkout_saga_quarantined_total").increment(1);
-        }
+        report_quarantined(&due);
         let reported: Vec<_> = due
             .sagas
             .iter()
             .map(|stored| {
-                // The report belongs to the checkout's trace, as the steps it tells of.
                 let cause = Cause::timer(stored);
-                let span = transition_span(REPORT_DUE, stored.saga.order_id, cause.correlation_id, cause.causation_id);
-                if let Some(traceparent) = &stored.traceparent {
-                    let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
-                }
-                span.in_scope(|| engine::report_kept(&mut work, stored, &self.source, now))
+                saga_span(REPORT_DUE, stored, &cause)
+                    .in_scope(|| engine::report_kept(&mut work, stored, &cause, &self.source, now))
             })
             .collect();
         store::save_reported(work.conn(), &reported).await?;
@@ -184,23 +177,11 @@ impl Timer {
                 store::lock_due(work.conn(), now, BATCH, Some(&allowed)).await?
             }
         };
-        for (order, reason) in &due.quarantined {
-            tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
-            metrics::counter!("checkout_saga_quarantined_total").increment(1);
-        }
+        report_quarantined(&due);
         let (mut moves, mut pending) = (Vec::with_capacity(due.sagas.len()), Vec::with_capacity(due.sagas.len()));
         for stored in &due.sagas {
-            // Continue the checkout's trace: a timeout belongs to the saga it ends.
             let cause = Cause::timer(stored);
-            let span = transition_span(
-                Input::DeadlinePassed.name(),
-                stored.saga.order_id,
-                cause.correlation_id,
-                cause.causation_id,
-            );
-            if let Some(traceparent) = &stored.traceparent {
-                let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
-            }
+            let span = saga_span(Input::DeadlinePassed.name(), stored, &cause);
             let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
             let from = Some(stored.saga.status());
             let (moved, write) = span.in_scope(|| {
@@ -213,5 +194,23 @@ impl Timer {
         work.commit().await?;
         moves.into_iter().for_each(engine::Moved::count);
         Ok(due.sagas.len() + due.quarantined.len())
+    }
+}
+
+/// The span of the timer's work on one saga (`input` names it): it continues
+/// the checkout's trace, as a timeout or a report belongs to the saga it is of.
+fn saga_span(input: &str, stored: &store::StoredSaga, cause: &Cause) -> tracing::Span {
+    let span = transition_span(input, stored.saga.order_id, cause.correlation_id, cause.causation_id);
+    if let Some(traceparent) = &stored.traceparent {
+        let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
+    }
+    span
+}
+
+/// Logs and counts the rows a pass set aside because they do not decode.
+fn report_quarantined(due: &store::Due) {
+    for (order, reason) in &due.quarantined {
+        tracing::error!(order.id = %order, %reason, "saga quarantined: its stored state does not decode");
+        metrics::counter!("checkout_saga_quarantined_total").increment(1);
     }
 }

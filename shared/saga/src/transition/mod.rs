@@ -120,9 +120,8 @@ impl<'a> Next<'a> {
     /// Otherwise none: they wait, to be reported with later ones or by the
     /// timer once the first has waited the policy's `report_delay`.
     fn report(&mut self) -> Vec<StepEntry> {
-        let kept = self.saga.unreported.take();
-        let due = kept.as_ref().map_or(self.now + self.policy.report_delay, |kept| kept.due);
-        let mut entries = kept.map_or_else(Vec::new, |kept| kept.entries);
+        let due = self.saga.report_due().unwrap_or(self.now + self.policy.report_delay);
+        let mut entries = self.saga.take_unreported();
         entries.append(&mut self.timeline);
         let status = self.saga.status();
         let now = self.policy.report_delay.is_zero()

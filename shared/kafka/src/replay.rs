@@ -2,9 +2,9 @@
 //! lag), and every record from offset 0 to those ends (to rebuild a read
 //! model by replay).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use checkout_messages::{Envelope, Message, decode};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -31,14 +31,32 @@ pub enum ReplayError {
     },
     #[error("topic {0} does not exist")]
     NoSuchTopic(String),
+    #[error("the broker gave no end for {topic} partition {partition}")]
+    NoEnd { topic: String, partition: i32 },
     #[error("reading the topics failed: {0}")]
     Read(#[source] KafkaError),
 }
 
 /// Asks the brokers where partitions end. One client, kept for the process.
+///
+/// All the partitions asked about go in one `ListOffsets` request (for the
+/// latest offset), and each topic's partitions are looked up once and then
+/// again only every [`PARTITIONS_REFRESH`] or after a failed query: asking
+/// partition by partition (librdkafka's `query_watermark_offsets`) costs two
+/// requests per partition and a metadata request per topic, which a monitor
+/// that asks twice a second turned into a tenth of the broker's requests.
 #[derive(Clone)]
 pub struct Watermarks {
     client: Arc<BaseConsumer>,
+    partitions: Arc<Mutex<HashMap<String, KnownPartitions>>>,
+}
+
+/// How long a topic's partition list is trusted before it is looked up again.
+pub const PARTITIONS_REFRESH: Duration = Duration::from_secs(30);
+
+struct KnownPartitions {
+    ids: Vec<i32>,
+    looked_up: Instant,
 }
 
 impl std::fmt::Debug for Watermarks {
@@ -50,38 +68,74 @@ impl std::fmt::Debug for Watermarks {
 impl Watermarks {
     pub fn new(settings: &KafkaSettings) -> Result<Self, ReplayError> {
         let client = settings.consumer_config("checkout-watermarks").create().map_err(ReplayError::Create)?;
-        Ok(Self { client: Arc::new(client) })
+        Ok(Self { client: Arc::new(client), partitions: Arc::default() })
     }
 
     /// The next offset to be written (the high watermark) of every
     /// partition of `topics`.
     pub async fn ends(&self, topics: &[String]) -> Result<BTreeMap<Partition, i64>, ReplayError> {
-        let client = Arc::clone(&self.client);
+        let this = self.clone();
         let topics = topics.to_vec();
         tokio::task::spawn_blocking(move || {
-            let mut ends = BTreeMap::new();
-            for topic in topics {
-                let metadata = client
-                    .fetch_metadata(Some(&topic), TIMEOUT)
-                    .map_err(|source| ReplayError::Watermarks { topic: topic.clone(), source })?;
-                let partitions = metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .map(|t| t.partitions().iter().map(rdkafka::metadata::MetadataPartition::id).collect::<Vec<_>>())
-                    .filter(|ids| !ids.is_empty())
-                    .ok_or_else(|| ReplayError::NoSuchTopic(topic.clone()))?;
-                for partition in partitions {
-                    let (_, high) = client
-                        .fetch_watermarks(&topic, partition, TIMEOUT)
-                        .map_err(|source| ReplayError::Watermarks { topic: topic.clone(), source })?;
-                    ends.insert((topic.clone(), partition), high);
-                }
+            let result = this.query_ends(&topics);
+            if result.is_err() {
+                // A partition added or a topic recreated: look them up afresh next time.
+                this.known().clear();
             }
-            Ok(ends)
+            result
         })
         .await
         .map_err(|_| ReplayError::Read(KafkaError::Canceled))?
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownPartitions>> {
+        // The map is only a cache: one poisoned by a panic elsewhere is still usable.
+        self.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Blocking: one `ListOffsets` request, after a metadata request for each
+    /// topic whose partitions are not known or known for too long.
+    fn query_ends(&self, topics: &[String]) -> Result<BTreeMap<Partition, i64>, ReplayError> {
+        let watermarks_error = |topic: &str| {
+            let topic = topic.to_owned();
+            move |source| ReplayError::Watermarks { topic, source }
+        };
+        let mut latest = TopicPartitionList::new();
+        for topic in topics {
+            for partition in self.partition_ids(topic)? {
+                // The `End` offset asks for the latest offset, not a time.
+                latest.add_partition_offset(topic, partition, Offset::End).map_err(watermarks_error(topic))?;
+            }
+        }
+        let answered = self.client.offsets_for_times(latest, TIMEOUT).map_err(watermarks_error(&topics.join(", ")))?;
+        let mut ends = BTreeMap::new();
+        for element in answered.elements() {
+            element.error().map_err(watermarks_error(element.topic()))?;
+            let Some(end) = element.offset().to_raw() else {
+                return Err(ReplayError::NoEnd { topic: element.topic().to_owned(), partition: element.partition() });
+            };
+            ends.insert((element.topic().to_owned(), element.partition()), end);
+        }
+        Ok(ends)
+    }
+
+    fn partition_ids(&self, topic: &str) -> Result<Vec<i32>, ReplayError> {
+        if let Some(known) = self.known().get(topic).filter(|known| known.looked_up.elapsed() < PARTITIONS_REFRESH) {
+            return Ok(known.ids.clone());
+        }
+        let metadata = self
+            .client
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|source| ReplayError::Watermarks { topic: topic.to_owned(), source })?;
+        let ids = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().iter().map(rdkafka::metadata::MetadataPartition::id).collect::<Vec<_>>())
+            .filter(|ids| !ids.is_empty())
+            .ok_or_else(|| ReplayError::NoSuchTopic(topic.to_owned()))?;
+        self.known().insert(topic.to_owned(), KnownPartitions { ids: ids.clone(), looked_up: Instant::now() });
+        Ok(ids)
     }
 }
 

@@ -4,7 +4,7 @@ use checkout_domain::OrderId;
 use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
-use checkout_outbox::{Apply, UnitOfWork};
+use checkout_outbox::{Apply, UnitOfWork, handler_error};
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -81,9 +81,10 @@ impl Apply for SagaHandler {
         Ok(Sagas { current: store::lock_all(work.conn(), &orders).await?, pending: Vec::new() })
     }
 
-    /// Writes every transition and every saga moved in one statement.
+    /// Writes every transition, every saga moved and every message sent in one statement.
     async fn flush(&self, work: &mut UnitOfWork, sagas: Sagas) -> Result<(), HandlerError> {
-        Ok(store::add_transitions(work.conn(), &sagas.pending).await?)
+        let outbox = work.take_outbox().map_err(handler_error)?;
+        Ok(store::add_transitions(work.conn(), &sagas.pending, &outbox).await?)
     }
 
     async fn apply(

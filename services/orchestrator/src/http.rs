@@ -224,11 +224,11 @@ async fn act(
     let moved = async {
         tracing::info!(operator = operator.as_str(), reason, "operator action");
         let (moved, pending) = engine::record(&mut work, from, transition, operation.as_str(), &cause, &source, now);
-        store::add_transitions(work.conn(), &[pending]).await.map(|()| moved)
+        let outbox = work.take_outbox().map_err(Problem::storage)?;
+        store::add_transitions(work.conn(), &[pending], &outbox).await.map_err(Problem::storage).map(|()| moved)
     }
     .instrument(span)
-    .await
-    .map_err(Problem::storage)?;
+    .await?;
     work.commit().await.map_err(Problem::storage)?;
     moved.count();
     view(&api.pool, order).await.map(axum::Json)

@@ -8,8 +8,8 @@ use checkout_saga::{Saga, SagaStatus};
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
-use checkout_outbox::Corrupt;
 pub use checkout_outbox::StoreError;
+use checkout_outbox::{Corrupt, OutboxRows};
 
 /// A saga as stored, with the lineage its next timer-driven command continues.
 #[derive(Debug, Clone)]
@@ -233,12 +233,20 @@ pub struct Pending {
     pub history: TransitionRecord,
 }
 
-/// Adds transitions to their sagas' histories, in the order given, and saves
+/// Adds transitions to their sagas' histories, in the order given, saves
 /// each saga they moved (inserted or updated, as the last of its transitions
-/// left it), in one statement however many: what the inputs a batch of
-/// messages (or the timer) applies write.
-pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Result<(), StoreError> {
-    if pending.is_empty() {
+/// left it) and adds the messages they send to the outbox, in one statement
+/// however many: what the inputs a batch of messages (or the timer) applies
+/// write. `outbox` comes from [`UnitOfWork::take_outbox`]; its rows are
+/// inserted as the outbox's own writer inserts them, in the order sent.
+///
+/// [`UnitOfWork::take_outbox`]: checkout_outbox::UnitOfWork::take_outbox
+pub async fn add_transitions(
+    conn: &mut PgConnection,
+    pending: &[Pending],
+    outbox: &OutboxRows,
+) -> Result<(), StoreError> {
+    if pending.is_empty() && outbox.is_empty() {
         return Ok(());
     }
     let mut last: HashMap<OrderId, &StoredSaga> = HashMap::new();
@@ -262,6 +270,12 @@ pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Re
                  deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
                  traceparent = EXCLUDED.traceparent, failure_traceparent = EXCLUDED.failure_traceparent,
                  updated_at = EXCLUDED.updated_at, report_due_at = EXCLUDED.report_due_at
+         ), sent AS (
+             INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+             SELECT id, topic, key, payload, headers
+               FROM UNNEST($24::UUID[], $25::TEXT[], $26::TEXT[], $27::BYTEA[], $28::JSONB[])
+                    WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+              ORDER BY n
          )
          INSERT INTO saga_transitions
              (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
@@ -295,6 +309,11 @@ pub async fn add_transitions(conn: &mut PgConnection, pending: &[Pending]) -> Re
         &t.operators as &[Option<&str>],
         &t.reasons as &[Option<&str>],
         &s.report_due as &[Option<OffsetDateTime>],
+        &outbox.ids,
+        &outbox.topics as &[&str],
+        &outbox.keys,
+        &outbox.payloads,
+        &outbox.headers,
     )
     .execute(&mut *conn)
     .await?;

@@ -190,7 +190,8 @@ impl Timer {
             moves.push(moved);
             pending.push(write);
         }
-        store::add_transitions(work.conn(), &pending).await?;
+        let outbox = work.take_outbox()?;
+        store::add_transitions(work.conn(), &pending, &outbox).await?;
         work.commit().await?;
         moves.into_iter().for_each(engine::Moved::count);
         Ok(due.sagas.len() + due.quarantined.len())

@@ -28,7 +28,7 @@ pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use store_error::{Corrupt, StoreError};
 pub use unit_of_work::UnitOfWork;
-pub use writer::{OutboxError, enqueue};
+pub use writer::{OutboxError, OutboxRows, enqueue};
 
 /// Creates the outbox and inbox tables.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

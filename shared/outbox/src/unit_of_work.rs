@@ -5,7 +5,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::writer::enqueue_all;
+use crate::writer::{OutboxRows, enqueue_all};
 use crate::{Claim, OutboxError, claim};
 
 /// One transaction that records a state change and the messages it causes.
@@ -27,6 +27,8 @@ use crate::{Claim, OutboxError, claim};
 pub struct UnitOfWork {
     tx: Transaction<'static, Postgres>,
     outgoing: Vec<(Envelope<Message>, opentelemetry::Context)>,
+    /// Messages handed to the caller's own statement by [`take_outbox`](Self::take_outbox).
+    taken: usize,
     span: tracing::Span,
 }
 
@@ -48,7 +50,7 @@ impl UnitOfWork {
     pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
         let span = transaction_span(&tracing::Span::current());
         let tx = pool.begin().instrument(span.clone()).await?;
-        Ok(Self { tx, outgoing: Vec::new(), span })
+        Ok(Self { tx, outgoing: Vec::new(), taken: 0, span })
     }
 
     /// Makes `span` the transaction's span for what follows, and gives back
@@ -84,9 +86,21 @@ impl UnitOfWork {
         self.outgoing.push((envelope, if same_trace { transaction } else { current }));
     }
 
+    /// The messages sent so far, encoded as outbox rows, for the caller to
+    /// insert in its own statement (a data-modifying CTE beside its state
+    /// change) rather than in one of their own at commit: a round trip less
+    /// per transaction. The caller must write them in this transaction; what
+    /// is sent afterwards is written at commit as usual.
+    pub fn take_outbox(&mut self) -> Result<OutboxRows, OutboxError> {
+        let rows = OutboxRows::encode(&self.outgoing)?;
+        self.outgoing.clear();
+        self.taken += rows.len();
+        Ok(rows)
+    }
+
     pub async fn commit(self) -> Result<(), OutboxError> {
-        let Self { mut tx, outgoing, span } = self;
-        span.record("outbox.messages", outgoing.len());
+        let Self { mut tx, outgoing, taken, span } = self;
+        span.record("outbox.messages", taken + outgoing.len());
         let committed = async {
             enqueue_all(&mut tx, &outgoing).await?;
             tx.commit().await?;

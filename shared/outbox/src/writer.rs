@@ -18,6 +18,47 @@ pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope<Message>) -> R
     enqueue_all(conn, &[(envelope.clone(), tracing::Span::current().context())]).await
 }
 
+/// Messages encoded as the columns of `outbox_messages`, in the order they
+/// were sent, for one `INSERT … SELECT FROM UNNEST(…) WITH ORDINALITY`. A
+/// service may write them in its own state change's statement, as a
+/// data-modifying CTE, instead of a statement of their own (see
+/// [`UnitOfWork::take_outbox`](crate::UnitOfWork::take_outbox)).
+#[derive(Debug, Default)]
+pub struct OutboxRows {
+    pub ids: Vec<uuid::Uuid>,
+    pub topics: Vec<&'static str>,
+    pub keys: Vec<String>,
+    pub payloads: Vec<Vec<u8>>,
+    pub headers: Vec<serde_json::Value>,
+}
+
+impl OutboxRows {
+    /// Encodes `outgoing`, each with the trace context its record continues.
+    pub(crate) fn encode(outgoing: &[(Envelope<Message>, opentelemetry::Context)]) -> Result<Self, EncodeError> {
+        let mut rows = Self::default();
+        for (envelope, trace) in outgoing {
+            let mut headers = RecordHeaders::for_envelope(envelope);
+            headers.inject_trace_context(trace);
+            rows.ids.push(*envelope.id.as_uuid());
+            rows.topics.push(envelope.payload.message_type().topic().name());
+            rows.keys.push(envelope.subject.to_string());
+            rows.payloads.push(encode(envelope)?);
+            rows.headers.push(headers_to_json(&headers));
+            tracing::debug!(message.id = %envelope.id, message.type = %envelope.payload.message_type(),
+                order.id = %envelope.subject, "message added to outbox");
+        }
+        Ok(rows)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// Adds `outgoing`, each with the trace context to continue, to the outbox
 /// in one statement (one round trip and one `NOTIFY` trigger however many
 /// there are), in the given order.
@@ -28,35 +69,21 @@ pub(crate) async fn enqueue_all(
     if outgoing.is_empty() {
         return Ok(());
     }
-    let (mut ids, mut topics, mut keys, mut payloads, mut all_headers) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (envelope, trace) in outgoing {
-        let mut headers = RecordHeaders::for_envelope(envelope);
-        headers.inject_trace_context(trace);
-        ids.push(*envelope.id.as_uuid());
-        topics.push(envelope.payload.message_type().topic().name());
-        keys.push(envelope.subject.to_string());
-        payloads.push(encode(envelope)?);
-        all_headers.push(headers_to_json(&headers));
-    }
+    let rows = OutboxRows::encode(outgoing)?;
     sqlx::query!(
         "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
          SELECT id, topic, key, payload, headers
            FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::JSONB[])
                 WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
           ORDER BY n",
-        &ids,
-        &topics as &[&str],
-        &keys,
-        &payloads,
-        &all_headers,
+        &rows.ids,
+        &rows.topics as &[&str],
+        &rows.keys,
+        &rows.payloads,
+        &rows.headers,
     )
     .execute(conn)
     .await?;
-    for (envelope, _) in outgoing {
-        tracing::debug!(message.id = %envelope.id, message.type = %envelope.payload.message_type(),
-            order.id = %envelope.subject, "message added to outbox");
-    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use checkout_domain::OrderId;
 use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
-use checkout_outbox::{Apply, UnitOfWork, handler_error};
+use checkout_outbox::{Apply, Claim, InboxRows, UnitOfWork, claims, handler_error};
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -75,10 +75,17 @@ impl Apply for SagaHandler {
         &self.pool
     }
 
-    /// Locks the sagas of all the messages in one statement.
-    async fn prepare(&self, work: &mut UnitOfWork, messages: &[&Incoming]) -> Result<Sagas, HandlerError> {
-        let orders: Vec<OrderId> = messages.iter().map(|message| message.envelope.subject).collect();
-        Ok(Sagas { current: store::lock_all(work.conn(), &orders).await?, pending: Vec::new() })
+    /// Claims all the messages and locks their sagas in one statement.
+    async fn claim_and_prepare(
+        &self,
+        work: &mut UnitOfWork,
+        messages: &[&Incoming],
+    ) -> Result<(Vec<Claim>, Sagas), HandlerError> {
+        let envelopes: Vec<_> = messages.iter().map(|message| &message.envelope).collect();
+        let orders: Vec<OrderId> = envelopes.iter().map(|envelope| envelope.subject).collect();
+        let (inserted, current) =
+            store::claim_and_lock(work.conn(), CONSUMER, &InboxRows::of(&envelopes), &orders).await?;
+        Ok((claims(CONSUMER, &envelopes, inserted), Sagas { current, pending: Vec::new() }))
     }
 
     /// Writes every transition, every saga moved and every message sent in one statement.

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::unit_of_work::transaction_span;
-use crate::{Claim, UnitOfWork, claim, claim_all, handler_error};
+use crate::{Claim, UnitOfWork, claim_all, handler_error};
 
 /// A consumer's logic for one message, inside a transaction it is given.
 pub trait Apply: Send + Sync + 'static {
@@ -37,6 +37,36 @@ pub trait Apply: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Batch, HandlerError>> + Send {
         let _ = (work, messages);
         async { Ok(Self::Batch::default()) }
+    }
+
+    /// Claims `messages` in the inbox and reads, for the new ones, what
+    /// applying them needs: for each message, in the order given, whether it
+    /// is new, and the batch [`prepare`](Self::prepare) would read. By
+    /// default [`claim_all`] then `prepare` (two statements, none for the
+    /// second when every message is a duplicate). A consumer may do both in
+    /// one statement of its own ([`InboxRows`], [`claims`](crate::claims)):
+    /// it must then insert the inbox rows in the order given, and before it
+    /// locks anything else, as `claim_all` does, so that batches claiming
+    /// the same messages never deadlock. It may read for duplicates too.
+    ///
+    /// [`InboxRows`]: crate::InboxRows
+    fn claim_and_prepare(
+        &self,
+        work: &mut UnitOfWork,
+        messages: &[&Incoming],
+    ) -> impl Future<Output = Result<(Vec<Claim>, Self::Batch), HandlerError>> + Send {
+        async move {
+            let envelopes: Vec<_> = messages.iter().map(|message| &message.envelope).collect();
+            let claims = claim_all(work.conn(), Self::CONSUMER, &envelopes).await.map_err(handler_error)?;
+            let new: Vec<&Incoming> = messages
+                .iter()
+                .zip(&claims)
+                .filter(|(_, claim)| **claim == Claim::First)
+                .map(|(message, _)| *message)
+                .collect();
+            let batch = if new.is_empty() { Self::Batch::default() } else { self.prepare(work, &new).await? };
+            Ok((claims, batch))
+        }
     }
 
     /// Applies `message`, already claimed in `work`'s inbox, at `now`: the
@@ -91,14 +121,14 @@ impl Committed for () {
 /// nothing but what [`Apply::observe`] does.
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
-    let applied = match claim(work.conn(), A::CONSUMER, &message.envelope).await.map_err(handler_error)? {
-        Claim::First => {
-            let mut batch = handler.prepare(&mut work, &[message]).await?;
+    let (claims, mut batch) = handler.claim_and_prepare(&mut work, &[message]).await?;
+    let applied = match claims.first() {
+        Some(Claim::First) => {
             let applied = handler.apply(&mut work, &mut batch, message, now).await?;
             handler.flush(&mut work, batch).await?;
             Some(applied)
         }
-        Claim::Duplicate => None,
+        Some(Claim::Duplicate) | None => None,
     };
     handler.observe(&mut work, &[message], now).await?;
     work.commit().await?;
@@ -106,8 +136,8 @@ pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDat
     Ok(())
 }
 
-/// Handles `messages` in one transaction: one inbox statement claims them
-/// all, [`Apply::prepare`] reads for the new ones, each is applied in a
+/// Handles `messages` in one transaction: [`Apply::claim_and_prepare`]
+/// claims them all and reads for the new ones, each is applied in a
 /// transaction span of its own trace (so what it sends continues its
 /// checkout's trace, as without batching), [`Apply::flush`] writes what they
 /// left, then [`Apply::observe`] sees them all; one outbox insert and one commit
@@ -125,13 +155,11 @@ pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: Offset
     // Stable: one key's messages keep their order.
     ordered.sort_by_key(|message| message.envelope.subject);
     let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
-    let envelopes: Vec<_> = ordered.iter().map(|message| &message.envelope).collect();
-    let claims = claim_all(work.conn(), A::CONSUMER, &envelopes).await.map_err(handler_error)?;
+    let (claims, mut batch) = handler.claim_and_prepare(&mut work, &ordered).await?;
     let new: Vec<&Incoming> =
         ordered.iter().zip(claims).filter(|(_, claim)| *claim == Claim::First).map(|(message, _)| *message).collect();
     let mut committed = Vec::with_capacity(new.len());
     if !new.is_empty() {
-        let mut batch = handler.prepare(&mut work, &new).await?;
         for message in &new {
             // This message's part of the transaction, in the message's trace:
             // what it sends continues from there, as with a transaction of its own.

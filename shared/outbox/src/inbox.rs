@@ -48,25 +48,52 @@ pub async fn claim_all(
     consumer: &str,
     envelopes: &[&Envelope<Message>],
 ) -> Result<Vec<Claim>, sqlx::Error> {
-    let mut order: Vec<usize> = (0..envelopes.len()).collect();
-    order.sort_by_key(|&index| envelopes[index].id.as_uuid());
-    let ids: Vec<uuid::Uuid> = order.iter().map(|&index| *envelopes[index].id.as_uuid()).collect();
-    let types: Vec<&str> = order.iter().map(|&index| envelopes[index].payload.message_type().name()).collect();
-    let mut inserted: HashSet<uuid::Uuid> = sqlx::query_scalar!(
+    let rows = InboxRows::of(envelopes);
+    let inserted: HashSet<uuid::Uuid> = sqlx::query_scalar!(
         "INSERT INTO inbox_messages (consumer, message_id, message_type)
          SELECT $1, id, message_type FROM UNNEST($2::UUID[], $3::TEXT[]) WITH ORDINALITY AS m(id, message_type, n)
           ORDER BY n
          ON CONFLICT DO NOTHING
          RETURNING message_id",
         consumer,
-        &ids,
-        &types as &[&str],
+        &rows.ids,
+        &rows.types as &[&str],
     )
     .fetch_all(conn)
     .await?
     .into_iter()
     .collect();
-    let claims = envelopes
+    Ok(claims(consumer, envelopes, inserted))
+}
+
+/// A batch's inbox rows in message-id order, as [`claim_all`] inserts them,
+/// for a consumer that claims them in a statement of its own (see
+/// [`Apply::claim_and_prepare`](crate::Apply::claim_and_prepare)).
+#[derive(Debug)]
+pub struct InboxRows {
+    pub ids: Vec<uuid::Uuid>,
+    pub types: Vec<&'static str>,
+}
+
+impl InboxRows {
+    pub fn of(envelopes: &[&Envelope<Message>]) -> Self {
+        let mut order: Vec<usize> = (0..envelopes.len()).collect();
+        order.sort_by_key(|&index| envelopes[index].id.as_uuid());
+        Self {
+            ids: order.iter().map(|&index| *envelopes[index].id.as_uuid()).collect(),
+            types: order.iter().map(|&index| envelopes[index].payload.message_type().name()).collect(),
+        }
+    }
+}
+
+/// For each envelope, in the order given, whether it is new, from the ids
+/// the inbox insert returned (`inserted`); a duplicate is logged and counted.
+pub fn claims<S: std::hash::BuildHasher>(
+    consumer: &str,
+    envelopes: &[&Envelope<Message>],
+    mut inserted: HashSet<uuid::Uuid, S>,
+) -> Vec<Claim> {
+    envelopes
         .iter()
         .map(|envelope| {
             if inserted.remove(envelope.id.as_uuid()) {
@@ -77,8 +104,7 @@ pub async fn claim_all(
                 Claim::Duplicate
             }
         })
-        .collect();
-    Ok(claims)
+        .collect()
 }
 
 /// Whether `consumer` has processed `envelope` already. A read-only check for

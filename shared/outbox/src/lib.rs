@@ -23,7 +23,7 @@ mod writer;
 
 pub use apply::{Apply, Committed, apply_all, apply_one};
 pub use classify::{handler_error, is_transient};
-pub use inbox::{Claim, already_processed, claim, claim_all};
+pub use inbox::{Claim, InboxRows, already_processed, claim, claim_all, claims};
 pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use store_error::{Corrupt, StoreError};

@@ -45,9 +45,10 @@ pub trait Apply: Send + Sync + 'static {
     /// default [`claim_all`] then `prepare` (two statements, none for the
     /// second when every message is a duplicate). A consumer may do both in
     /// one statement of its own ([`InboxRows`], [`claims`](crate::claims)):
-    /// it must then insert the inbox rows in the order given, and before it
-    /// locks anything else, as `claim_all` does, so that batches claiming
-    /// the same messages never deadlock. It may read for duplicates too.
+    /// it must then insert the inbox rows in message-id order (as
+    /// `InboxRows` has them) and before it locks anything else, as
+    /// `claim_all` does, so that batches claiming the same messages never
+    /// deadlock. It may read for duplicates too.
     ///
     /// [`InboxRows`]: crate::InboxRows
     fn claim_and_prepare(

@@ -45,25 +45,15 @@ fn decode(row: Row) -> Result<StoredSaga, StoreError> {
 
 /// The order's saga, locked until the caller's transaction ends.
 pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
-    Ok(lock_all(conn, &[order]).await?.remove(&order))
-}
-
-/// The sagas of `orders` that exist, locked until the caller's transaction
-/// ends, in order-id order (as every batch takes them, so batches never
-/// deadlock), in one statement.
-pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<HashMap<OrderId, StoredSaga>, StoreError> {
-    let mut ids: Vec<uuid::Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows = sqlx::query_as!(
+    let row = sqlx::query_as!(
         Row,
         "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
-         FROM sagas WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
-        &ids,
+         FROM sagas WHERE order_id = $1 FOR UPDATE",
+        order.as_uuid(),
     )
-    .fetch_all(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    rows.into_iter().map(|row| Ok((OrderId::from_uuid(row.order_id), decode(row)?))).collect()
+    row.map(decode).transpose()
 }
 
 /// Claims a batch's messages in `consumer`'s inbox and locks the sagas of
@@ -72,8 +62,8 @@ pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<Has
 /// saga is locked, as claiming and then locking in two statements would: the
 /// lock scan reads the claimed ids, so it cannot start before the insert has
 /// finished, and batches claiming the same messages wait for each other on
-/// the inbox rows and never deadlock on the sagas. A batch of duplicates
-/// only locks nothing.
+/// the inbox rows and never deadlock on the sagas, which every batch locks
+/// in order-id order. A batch of duplicates only locks nothing.
 pub async fn claim_and_lock(
     conn: &mut PgConnection,
     consumer: &str,

@@ -9,7 +9,8 @@
 //! Statements are counted by `pg_stat_statements` (which `stack.sh` loads),
 //! in the stack's own databases only. The services' timers and the relays'
 //! fallback polls are slowed to once in ten minutes so that only the
-//! checkout's own work is counted; the relays are woken by `NOTIFY` as ever.
+//! checkout's own work is counted; each relay is handed the rows its
+//! service's transactions commit, as ever.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

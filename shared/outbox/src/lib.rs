@@ -2,8 +2,9 @@
 //!
 //! - **Outbox**: a service writes the messages it sends in the same database
 //!   transaction as the state change that caused them ([`enqueue`]). The
-//!   [`OutboxRelay`] publishes them to Kafka in insertion order, woken by
-//!   `NOTIFY` at commit, with slow polling as a fallback. A crash between
+//!   [`OutboxRelay`] publishes them to Kafka in commit order: handed the rows
+//!   by a [`UnitOfWork`] that commits in its own process, woken by `NOTIFY`
+//!   for rows committed elsewhere, with slow polling as a fallback. A crash between
 //!   publishing and marking rows sent republishes them: duplicates, never loss.
 //! - **Inbox**: a consumer records each message it processed in its handler's
 //!   transaction ([`claim`]); a redelivered message finds its row and is skipped.
@@ -24,7 +25,7 @@ mod writer;
 pub use apply::{Apply, Committed, apply_all, apply_one};
 pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, InboxRows, already_processed, claim, claim_all, claims};
-pub use relay::{Backlog, OutboxRelay, RelayError, RelaySettings, RelayStatus};
+pub use relay::{Backlog, IN_PROCESS, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use store_error::{Corrupt, StoreError};
 pub use unit_of_work::UnitOfWork;

@@ -5,7 +5,8 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::writer::{OutboxRows, enqueue_all};
+use crate::relay::Handoff;
+use crate::writer::{OutboxRows, insert};
 use crate::{Claim, OutboxError, claim};
 
 /// One transaction that records a state change and the messages it causes.
@@ -28,8 +29,10 @@ pub struct UnitOfWork {
     tx: Transaction<'static, Postgres>,
     outgoing: Vec<(Envelope<Message>, opentelemetry::Context)>,
     /// Messages handed to the caller's own statement by [`take_outbox`](Self::take_outbox).
-    taken: usize,
+    taken: OutboxRows,
     span: tracing::Span,
+    /// Whose relay is handed the rows at commit.
+    pool: PgPool,
 }
 
 /// The span of a transaction (or of one message's part of a batch's), a child of `parent`.
@@ -50,7 +53,7 @@ impl UnitOfWork {
     pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
         let span = transaction_span(&tracing::Span::current());
         let tx = pool.begin().instrument(span.clone()).await?;
-        Ok(Self { tx, outgoing: Vec::new(), taken: 0, span })
+        Ok(Self { tx, outgoing: Vec::new(), taken: OutboxRows::default(), span, pool: pool.clone() })
     }
 
     /// Makes `span` the transaction's span for what follows, and gives back
@@ -94,16 +97,26 @@ impl UnitOfWork {
     pub fn take_outbox(&mut self) -> Result<OutboxRows, OutboxError> {
         let rows = OutboxRows::encode(&self.outgoing)?;
         self.outgoing.clear();
-        self.taken += rows.len();
+        self.taken.append(rows.clone());
         Ok(rows)
     }
 
+    /// Writes what is still to write of the outbox and commits. A relay
+    /// running in this process is handed the rows (registered before the
+    /// commit, so that it publishes them in commit order) and publishes
+    /// them without reading them back.
     pub async fn commit(self) -> Result<(), OutboxError> {
-        let Self { mut tx, outgoing, taken, span } = self;
-        span.record("outbox.messages", taken + outgoing.len());
+        let Self { mut tx, outgoing, mut taken, span, pool } = self;
+        span.record("outbox.messages", taken.len() + outgoing.len());
         let committed = async {
-            enqueue_all(&mut tx, &outgoing).await?;
+            let rows = OutboxRows::encode(&outgoing)?;
+            insert(&mut tx, &rows).await?;
+            taken.append(rows);
+            let handoff = if taken.is_empty() { None } else { Handoff::register(&pool, &taken) };
             tx.commit().await?;
+            if let Some(handoff) = handoff {
+                handoff.filled(taken);
+            }
             Ok(())
         }
         .instrument(span.clone())

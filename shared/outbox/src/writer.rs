@@ -23,7 +23,7 @@ pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope<Message>) -> R
 /// service may write them in its own state change's statement, as a
 /// data-modifying CTE, instead of a statement of their own (see
 /// [`UnitOfWork::take_outbox`](crate::UnitOfWork::take_outbox)).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OutboxRows {
     pub ids: Vec<uuid::Uuid>,
     pub topics: Vec<&'static str>,
@@ -57,6 +57,15 @@ impl OutboxRows {
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
+
+    /// Adds `other`'s rows after these.
+    pub(crate) fn append(&mut self, other: Self) {
+        self.ids.extend(other.ids);
+        self.topics.extend(other.topics);
+        self.keys.extend(other.keys);
+        self.payloads.extend(other.payloads);
+        self.headers.extend(other.headers);
+    }
 }
 
 /// Adds `outgoing`, each with the trace context to continue, to the outbox
@@ -69,7 +78,14 @@ pub(crate) async fn enqueue_all(
     if outgoing.is_empty() {
         return Ok(());
     }
-    let rows = OutboxRows::encode(outgoing)?;
+    insert(conn, &OutboxRows::encode(outgoing)?).await
+}
+
+/// Inserts `rows` in one statement, in their order.
+pub(crate) async fn insert(conn: &mut PgConnection, rows: &OutboxRows) -> Result<(), OutboxError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     sqlx::query!(
         "INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
          SELECT id, topic, key, payload, headers

@@ -12,6 +12,9 @@ use crate::config::DatabaseSettings;
 pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
     let options: PgConnectOptions =
         settings.url.expose_secret().parse().map_err(|e: sqlx::Error| StartupError::DatabaseUrl(e.to_string()))?;
+    // The service runs its outbox relay, which its transactions hand their
+    // rows to: the outbox's trigger sends no `NOTIFY` for them.
+    let options = options.options([checkout_outbox::IN_PROCESS]);
     let database = options.get_database().unwrap_or("postgres").to_owned();
     let started = Instant::now();
     loop {

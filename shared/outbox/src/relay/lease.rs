@@ -22,8 +22,11 @@ use uuid::Uuid;
 use super::RELAY_LOCK;
 
 /// One row to publish.
+#[derive(Debug)]
 pub(super) struct Row {
-    pub position: i64,
+    /// Known for a row read from the database; a row handed over by its
+    /// transaction has none.
+    pub position: Option<i64>,
     pub message_id: Uuid,
     pub topic: String,
     pub message_key: String,
@@ -36,9 +39,9 @@ pub(super) struct Row {
 pub(super) struct Lease {
     conn: Option<PgConnection>,
     held: bool,
-    /// Published, acknowledged and not marked yet, and since when the oldest
-    /// of them waits.
-    unmarked: Vec<i64>,
+    /// Published, acknowledged and not marked yet (by message id), and
+    /// since when the oldest of them waits.
+    unmarked: Vec<Uuid>,
     unmarked_since: Option<Instant>,
 }
 
@@ -58,7 +61,7 @@ pub(super) enum Marking {
 /// A lease that holds the lock: the statements of a pass.
 pub(super) struct Held<'a> {
     conn: &'a mut PgConnection,
-    unmarked: &'a mut Vec<i64>,
+    unmarked: &'a mut Vec<Uuid>,
     unmarked_since: &'a mut Option<Instant>,
 }
 
@@ -110,6 +113,17 @@ impl Lease {
         }
     }
 
+    /// Tells whichever relay holds the lease that rows were committed: the
+    /// `NOTIFY` the writers' trigger left to this process's relay.
+    pub async fn announce(&mut self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            empty @ None => empty.insert(PgConnection::connect_with(&pool.connect_options()).await?),
+        };
+        sqlx::query!("SELECT pg_notify($1, '')", super::CHANNEL).execute(conn).await?;
+        Ok(())
+    }
+
     /// Gives the lease up after a database error: the connection may be
     /// broken and the lock gone with it. Closing it gives the lock back if
     /// it is still held; what was published and not marked is published
@@ -128,26 +142,35 @@ fn due_in(since: Option<&Instant>, interval: Duration) -> Option<Duration> {
 
 impl Held<'_> {
     /// The next rows to publish, in position order: neither published nor
-    /// set aside, nor published by this lease and waiting to be marked.
-    pub async fn next_batch(&mut self, limit: i64) -> Result<Vec<Row>, sqlx::Error> {
+    /// set aside, nor published by this lease and waiting to be marked, nor
+    /// among `handed` (rows their transactions hand to this relay).
+    pub async fn next_batch(&mut self, limit: i64, handed: &[Uuid]) -> Result<Vec<Row>, sqlx::Error> {
         sqlx::query_as!(
             Row,
-            "SELECT position, message_id, topic, message_key, payload, headers, created_at
+            r#"SELECT position AS "position?", message_id, topic, message_key, payload, headers, created_at
              FROM outbox_messages
-             WHERE published_at IS NULL AND quarantined_at IS NULL AND position <> ALL($2)
-             ORDER BY position LIMIT $1",
+             WHERE published_at IS NULL AND quarantined_at IS NULL
+               AND message_id <> ALL($2) AND message_id <> ALL($3)
+             ORDER BY position LIMIT $1"#,
             limit,
             &*self.unmarked,
+            handed,
         )
         .fetch_all(&mut *self.conn)
         .await
     }
 
+    /// Whether this lease published the row of `message_id` and has not
+    /// marked it yet: a read of the database that raced a handover found it.
+    pub fn unmarked(&self, message_id: Uuid) -> bool {
+        self.unmarked.contains(&message_id)
+    }
+
     /// Sets a row that can never be published aside, with the reason.
-    pub async fn quarantine(&mut self, position: i64, reason: &str) -> Result<(), sqlx::Error> {
+    pub async fn quarantine(&mut self, message_id: Uuid, reason: &str) -> Result<(), sqlx::Error> {
         sqlx::query!(
-            "UPDATE outbox_messages SET quarantined_at = now(), quarantine_reason = $2 WHERE position = $1",
-            position,
+            "UPDATE outbox_messages SET quarantined_at = now(), quarantine_reason = $2 WHERE message_id = $1",
+            message_id,
             reason,
         )
         .execute(&mut *self.conn)
@@ -155,16 +178,16 @@ impl Held<'_> {
         Ok(())
     }
 
-    /// Remembers `positions` as published, and marks everything published
-    /// when `marking` says so.
-    pub async fn published(&mut self, positions: Vec<i64>, marking: Marking) -> Result<(), sqlx::Error> {
+    /// Remembers the rows of `message_ids` as published, and marks
+    /// everything published when `marking` says so.
+    pub async fn published(&mut self, message_ids: Vec<Uuid>, marking: Marking) -> Result<(), sqlx::Error> {
         #[cfg(feature = "fault-injection")]
         if marking == Marking::Never {
             return Ok(());
         }
-        if !positions.is_empty() {
+        if !message_ids.is_empty() {
             self.unmarked_since.get_or_insert_with(Instant::now);
-            self.unmarked.extend(positions);
+            self.unmarked.extend(message_ids);
         }
         let due = match marking {
             Marking::Now => true,
@@ -183,7 +206,7 @@ impl Held<'_> {
         if self.unmarked.is_empty() {
             return Ok(());
         }
-        sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE position = ANY($1)", &*self.unmarked)
+        sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE message_id = ANY($1)", &*self.unmarked)
             .execute(&mut *self.conn)
             .await?;
         self.unmarked.clear();

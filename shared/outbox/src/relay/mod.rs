@@ -15,12 +15,16 @@
 //! releases the lock and the next relay to try takes the lease over.
 //! A row that can never be published is quarantined, not retried for ever.
 //!
-//! The relay is woken by `NOTIFY` at commit and polls as a fallback. Each
+//! A transaction committed in the relay's own process hands it the rows it
+//! wrote (see `handoff`), so publishing them needs no read; rows committed
+//! elsewhere wake it by `NOTIFY` at commit, and it polls as a fallback. Each
 //! wake-up is counted by its source; a poll that finds rows committed
 //! without waking the relay means its notifications stopped arriving, and
 //! after a few such polls in a row the relay says so and listens anew.
 
+mod handoff;
 mod lease;
+mod run;
 mod status;
 
 use std::collections::HashSet;
@@ -31,15 +35,15 @@ use checkout_kafka::{OutgoingRecord, PublishError, Publisher, TopicNames, header
 use checkout_messages::Topic;
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, Notify};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Mutex;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use uuid::Uuid;
 
-use self::lease::{Lease, Marking, Row};
+pub(crate) use self::handoff::Handoff;
+pub use self::handoff::IN_PROCESS;
+use self::lease::{Held, Lease, Marking, Row};
 pub use self::status::RelayStatus;
-use self::status::Wake;
-use crate::listen::Listener;
 use crate::writer::headers_from_json;
 
 /// The channel the outbox trigger notifies on commit.
@@ -81,8 +85,8 @@ impl Default for RelaySettings {
 pub enum RelayError {
     #[error("outbox database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("outbox row {position} names unknown topic {topic:?}")]
-    UnknownTopic { position: i64, topic: String },
+    #[error("outbox message {message_id} names unknown topic {topic:?}")]
+    UnknownTopic { message_id: Uuid, topic: String },
     #[error(transparent)]
     Publish(#[from] PublishError),
 }
@@ -139,6 +143,8 @@ enum Pass {
     Published {
         count: usize,
         full: bool,
+        /// Rows the broker did not acknowledge.
+        failed: usize,
     },
     /// Another relay holds the lock.
     Busy,
@@ -172,13 +178,13 @@ impl OutboxRelay {
     }
 
     #[cfg(feature = "fault-injection")]
-    fn injected_failure(&self, position: i64) -> bool {
-        self.failing.lock().is_ok_and(|mut failing| failing.remove(&position))
+    fn injected_failure(&self, position: Option<i64>) -> bool {
+        position.is_some_and(|position| self.failing.lock().is_ok_and(|mut failing| failing.remove(&position)))
     }
 
     #[cfg(not(feature = "fault-injection"))]
     #[allow(clippy::unused_self, reason = "the same call with and without fault injection")]
-    fn injected_failure(&self, _: i64) -> bool {
+    fn injected_failure(&self, _: Option<i64>) -> bool {
         false
     }
 
@@ -196,8 +202,8 @@ impl OutboxRelay {
         let mut total = 0;
         loop {
             match self.pass(Marking::Now).await? {
-                Pass::Published { count, full: true } => total += count,
-                Pass::Published { count, full: false } => return Ok(total + count),
+                Pass::Published { count, full: true, .. } => total += count,
+                Pass::Published { count, full: false, .. } => return Ok(total + count),
                 Pass::Busy => return Ok(total),
             }
         }
@@ -214,30 +220,68 @@ impl OutboxRelay {
     }
 
     async fn pass(&self, marking: Marking) -> Result<Pass, RelayError> {
+        self.pass_leaving_out(marking, &[]).await
+    }
+
+    /// A pass over the database that leaves out the rows of `handed` (those
+    /// their transactions hand to this relay).
+    async fn pass_leaving_out(&self, marking: Marking, handed: &[Uuid]) -> Result<Pass, RelayError> {
         let mut lease = self.lease.lock().await;
-        let passed = self.pass_on(&mut lease, marking).await;
+        let passed = async {
+            let Some(mut held) = lease.hold(&self.pool).await? else {
+                return Ok(Pass::Busy);
+            };
+            let rows = held.next_batch(self.settings.batch_size, handed).await?;
+            let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
+            let (count, failed) = self.publish(&mut held, rows.iter().collect(), marking).await?;
+            Ok(Pass::Published { count, full, failed })
+        }
+        .await;
         if let Err(RelayError::Database(_)) = &passed {
             lease.give_up().await;
         }
         passed
     }
 
-    async fn pass_on(&self, lease: &mut Lease, marking: Marking) -> Result<Pass, RelayError> {
-        let began = Instant::now();
-        let Some(mut held) = lease.hold(&self.pool).await? else {
-            return Ok(Pass::Busy);
-        };
-        let rows = held.next_batch(self.settings.batch_size).await?;
+    /// Publishes rows their transactions handed over, under the lease; a
+    /// relay that does not hold it tells the one that does (by `NOTIFY`),
+    /// which reads them from the database.
+    async fn publish_handed(&self, rows: &[Row], marking: Marking) -> Result<Pass, RelayError> {
+        let mut lease = self.lease.lock().await;
+        let passed = async {
+            let Some(mut held) = lease.hold(&self.pool).await? else {
+                lease.announce(&self.pool).await?;
+                return Ok(Pass::Busy);
+            };
+            // A read of the database may have raced the handover: not twice.
+            let rows: Vec<&Row> = rows.iter().filter(|row| !held.unmarked(row.message_id)).collect();
+            let (count, failed) = self.publish(&mut held, rows, marking).await?;
+            Ok(Pass::Published { count, full: false, failed })
+        }
+        .await;
+        if let Err(RelayError::Database(_)) = &passed {
+            lease.give_up().await;
+        }
+        passed
+    }
+
+    /// Publishes `rows` in order and remembers (or marks) those the broker
+    /// acknowledged; returns how many it published and how many failed.
+    async fn publish(
+        &self,
+        held: &mut Held<'_>,
+        rows: Vec<&Row>,
+        marking: Marking,
+    ) -> Result<(usize, usize), RelayError> {
         if rows.is_empty() {
             held.published(Vec::new(), marking).await?;
-            return Ok(Pass::Published { count: 0, full: false });
+            return Ok((0, 0));
         }
-
+        let began = Instant::now();
         // Enqueue the whole batch in order, then wait for the acknowledgements
         // together: one round trip per batch, not per message.
-        let publishing = Instant::now();
         let mut in_flight = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for &row in &rows {
             match self.record_for(row) {
                 Ok((record, span)) => {
                     let delivery = self.publisher.enqueue(&record).await?;
@@ -246,70 +290,65 @@ impl OutboxRelay {
                 // One bad row never stops the relay: set it aside and go on.
                 Err(error) => {
                     let reason = error.to_string();
-                    tracing::error!(outbox.position = row.position, error = %reason, "outbox row quarantined: it can never be published");
-                    held.quarantine(row.position, &reason).await?;
+                    tracing::error!(outbox.message_id = %row.message_id, error = %reason, "outbox row quarantined: it can never be published");
+                    held.quarantine(row.message_id, &reason).await?;
                     self.status.quarantined_one();
                 }
             }
         }
         let mut published = Vec::with_capacity(rows.len());
+        let mut failed = 0;
         // Keys with an unacknowledged message in this batch: their later
         // messages are not marked either, so the next pass publishes the key's
         // messages again from the failed one on, in order.
         let mut held_back: HashSet<&str> = HashSet::new();
         for (row, span, delivery) in in_flight {
             let result = delivery.await;
-            let failed = match &result {
+            let error = match &result {
                 _ if self.injected_failure(row.position) => Some("injected delivery failure".to_owned()),
                 Ok(_) => None,
                 Err(error) => Some(error.to_string()),
             };
-            match (failed, result) {
+            match (error, result) {
                 (None, Ok(delivered)) if !held_back.contains(row.message_key.as_str()) => {
                     span.record("messaging.destination.partition.id", delivered.partition);
                     span.record("messaging.kafka.offset", delivered.offset);
-                    published.push(row.position);
+                    published.push(row.message_id);
                     let lag = (OffsetDateTime::now_utc() - row.created_at).as_seconds_f64();
                     metrics::histogram!("checkout_outbox_publish_lag_seconds").record(lag);
                 }
                 (None, _) => {
                     span.in_scope(|| {
                         tracing::debug!(
-                            outbox.position = row.position,
+                            outbox.message_id = %row.message_id,
                             "outbox message waits for an earlier one of its key"
                         );
                     });
                 }
                 (Some(error), _) => {
+                    failed += 1;
                     span.record("otel.status_code", "ERROR");
                     held_back.insert(row.message_key.as_str());
                     metrics::counter!("checkout_outbox_delivery_failures_total").increment(1);
                     // Left unmarked: the next pass publishes it again.
                     span.in_scope(
-                        || tracing::warn!(%error, outbox.position = row.position, "outbox message not delivered"),
+                        || tracing::warn!(%error, outbox.message_id = %row.message_id, "outbox message not delivered"),
                     );
                 }
             }
         }
-        let published_in = publishing.elapsed();
-        tracing::debug!(
-            rows = rows.len(),
-            publish_ms = millis(published_in),
-            pass_ms = millis(began.elapsed()),
-            "outbox relay pass"
-        );
+        tracing::debug!(rows = rows.len(), publish_ms = millis(began.elapsed()), "outbox relay pass");
         let count = published.len();
         metrics::counter!("checkout_outbox_published_total").increment(count as u64);
         held.published(published, marking).await?;
-        let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
-        Ok(Pass::Published { count, full })
+        Ok((count, failed))
     }
 
     /// The record for a row, and the producer span that publishes it: a child
     /// of the trace that wrote the row, and the parent of the consumer's span.
     fn record_for(&self, row: &Row) -> Result<(OutgoingRecord, tracing::Span), RelayError> {
         let topic = Topic::from_name(&row.topic)
-            .ok_or_else(|| RelayError::UnknownTopic { position: row.position, topic: row.topic.clone() })?;
+            .ok_or_else(|| RelayError::UnknownTopic { message_id: row.message_id, topic: row.topic.clone() })?;
         let physical = self.topics.physical(topic);
         let mut headers = headers_from_json(&row.headers);
         let span = tracing::info_span!(
@@ -338,133 +377,6 @@ impl OutboxRelay {
             headers,
         };
         Ok((record, span))
-    }
-
-    /// Publishes as rows commit until `shutdown`, then flushes the producer.
-    pub async fn run(self, shutdown: CancellationToken) {
-        RelayStatus::export_zeroes();
-        if let Err(error) = self.publisher.warm_up(Duration::from_secs(10)).await {
-            tracing::warn!(%error, "producer warm-up failed; the first publish will wait for metadata");
-        }
-        // Each notification (and each fresh start of listening, in case one
-        // was missed meanwhile) wakes the relay.
-        let woken = Arc::new(Notify::new());
-        let listener = Listener::spawn(&self.pool, CHANNEL, shutdown.clone(), {
-            let woken = Arc::clone(&woken);
-            move |_| woken.notify_one()
-        });
-        let mut last_prune = Instant::now();
-        let mut failures = 0_u32;
-        let mut wake = Wake::Start;
-        let mut missed_in_a_row = 0_u32;
-        loop {
-            match self.drain_reporting().await {
-                Ok((busy, published)) => {
-                    metrics::counter!("checkout_outbox_relay_passes_total", "result" => "ok").increment(1);
-                    failures = 0;
-                    if busy {
-                        tracing::trace!("another relay holds this database's outbox");
-                    }
-                    if self.status.unannounced(wake, published, listener.is_listening(), &mut missed_in_a_row) {
-                        tracing::warn!(
-                            missed = missed_in_a_row,
-                            "outbox relay is not being woken by notifications: rows were found only by polling; listening anew"
-                        );
-                        self.status.relistened();
-                        missed_in_a_row = 0;
-                        listener.relisten();
-                    }
-                }
-                Err(error) => {
-                    metrics::counter!("checkout_outbox_relay_passes_total", "result" => "failed").increment(1);
-                    failures += 1;
-                    tracing::warn!(%error, failures, "outbox relay pass failed; retrying");
-                }
-            }
-            if last_prune.elapsed() >= self.settings.prune_interval {
-                self.prune().await;
-                last_prune = Instant::now();
-            }
-            // After a failure, wait for the poll interval (longer after
-            // repeated failures), not for a notification that may never come.
-            // While another relay holds the lock, listen as usual: it
-            // publishes what it found, its own listener hears of rows
-            // committed meanwhile, and the next notification tries again.
-            let failing = failures > 0;
-            let wait =
-                if failing { self.settings.poll_interval * failures.clamp(1, 10) } else { self.settings.poll_interval };
-            let Some(woke) = self.wait(&shutdown, &woken, failing, wait).await else { break };
-            wake = woke;
-            self.status.woke(wake);
-        }
-        if let Err(error) = self.lease.lock().await.mark().await {
-            tracing::warn!(%error, "marking published outbox rows on shutdown failed; they will be published again");
-        }
-        if let Err(error) = self.publisher.flush(Duration::from_secs(10)).await {
-            tracing::warn!(%error, "producer flush on shutdown failed");
-        }
-        tracing::info!("outbox relay stopped");
-    }
-
-    /// Waits for a notification (unless `failing`), or `wait`, marking what
-    /// was published whenever it falls due meanwhile; `None` at shutdown.
-    async fn wait(&self, shutdown: &CancellationToken, woken: &Notify, failing: bool, wait: Duration) -> Option<Wake> {
-        let poll_at = tokio::time::Instant::now() + wait;
-        loop {
-            let marks_due = self.lease.lock().await.marks_due_in(self.settings.mark_interval);
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return None,
-                () = woken.notified(), if !failing => return Some(Wake::Notification),
-                () = tokio::time::sleep_until(poll_at) => return Some(Wake::Poll),
-                () = tokio::time::sleep(marks_due.unwrap_or_default()), if marks_due.is_some() => {
-                    let mut lease = self.lease.lock().await;
-                    if let Err(error) = lease.mark().await {
-                        tracing::warn!(%error, "marking published outbox rows failed; they will be published again");
-                        lease.give_up().await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drains the outbox, marking what it published when that falls due;
-    /// returns whether another relay was busy, and how many rows were
-    /// published.
-    async fn drain_reporting(&self) -> Result<(bool, usize), RelayError> {
-        let marking = Marking::WhenDue {
-            interval: self.settings.mark_interval,
-            batch: usize::try_from(self.settings.batch_size).unwrap_or(usize::MAX),
-        };
-        let mut published = 0;
-        loop {
-            match self.pass(marking).await? {
-                Pass::Published { count, full: true } => published += count,
-                Pass::Published { count, full: false } => return Ok((false, published + count)),
-                Pass::Busy => return Ok((true, published)),
-            }
-        }
-    }
-
-    async fn prune(&self) {
-        let now = OffsetDateTime::now_utc();
-        let outbox_cutoff = now - self.settings.published_retention;
-        let inbox_cutoff = now - self.settings.inbox_retention;
-        let pruned = async {
-            let outbox = sqlx::query!("DELETE FROM outbox_messages WHERE published_at < $1", outbox_cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            let inbox = sqlx::query!("DELETE FROM inbox_messages WHERE processed_at < $1", inbox_cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            Ok::<_, sqlx::Error>((outbox, inbox))
-        };
-        match pruned.await {
-            Ok((outbox, inbox)) => tracing::debug!(outbox, inbox, "pruned old outbox and inbox rows"),
-            Err(error) => tracing::warn!(%error, "pruning outbox and inbox failed"),
-        }
     }
 }
 

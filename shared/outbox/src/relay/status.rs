@@ -2,7 +2,7 @@
 //! missed, how often it listened anew, the rows it quarantined.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Polls in a row that found rows no notification announced before the
 /// relay re-establishes its listener.
@@ -16,6 +16,8 @@ pub struct RelayStatus(Arc<RelayCounters>);
 struct RelayCounters {
     woken_by_notification: AtomicU64,
     woken_by_poll: AtomicU64,
+    woken_by_handoff: AtomicU64,
+    takes_handoffs: AtomicBool,
     /// Polls that found rows committed without a notification reaching the relay.
     missed_notifications: AtomicU64,
     relistens: AtomicU64,
@@ -25,6 +27,21 @@ struct RelayCounters {
 impl RelayStatus {
     pub fn woken_by_notification(&self) -> u64 {
         self.0.woken_by_notification.load(Ordering::Relaxed)
+    }
+
+    /// Whether the running relay takes the rows this process's transactions
+    /// commit (one relay per database and process does).
+    pub fn takes_handoffs(&self) -> bool {
+        self.0.takes_handoffs.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_takes_handoffs(&self, takes: bool) {
+        self.0.takes_handoffs.store(takes, Ordering::Relaxed);
+    }
+
+    /// Wake-ups by rows a transaction of this process handed over.
+    pub fn woken_by_handoff(&self) -> u64 {
+        self.0.woken_by_handoff.load(Ordering::Relaxed)
     }
 
     pub fn woken_by_poll(&self) -> u64 {
@@ -50,6 +67,8 @@ impl RelayStatus {
 pub(super) enum Wake {
     Start,
     Notification,
+    /// A transaction of this process handed rows over.
+    Handoff,
     Poll,
 }
 
@@ -57,7 +76,7 @@ impl RelayStatus {
     /// Registers the relay's counters at zero, so that they are exported
     /// (and `rate()` works) before the first event of a kind.
     pub(super) fn export_zeroes() {
-        for source in ["notification", "poll"] {
+        for source in ["notification", "handoff", "poll"] {
             metrics::counter!("checkout_outbox_relay_wakeups_total", "source" => source).absolute(0);
         }
         for result in ["ok", "failed"] {
@@ -77,6 +96,7 @@ impl RelayStatus {
     pub(super) fn woke(&self, wake: Wake) {
         let (counter, source) = match wake {
             Wake::Notification => (&self.0.woken_by_notification, "notification"),
+            Wake::Handoff => (&self.0.woken_by_handoff, "handoff"),
             Wake::Start | Wake::Poll => (&self.0.woken_by_poll, "poll"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -107,7 +127,7 @@ impl RelayStatus {
                 *missed_in_a_row = 0;
                 false
             }
-            Wake::Start | Wake::Poll => false,
+            Wake::Start | Wake::Handoff | Wake::Poll => false,
         }
     }
 }

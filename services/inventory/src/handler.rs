@@ -7,7 +7,7 @@ use checkout_messages::payloads::inventory::{
     RejectionCode,
 };
 use checkout_messages::{Envelope, Message, Source};
-use checkout_outbox::{UnitOfWork, caused_by, handler_error};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -36,17 +36,26 @@ impl InventoryHandler {
 impl Handler for InventoryHandler {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
-        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
+        if !matches!(
+            envelope.payload,
+            Message::ReserveInventory(_) | Message::ReleaseInventory(_) | Message::CommitInventory(_)
+        ) {
+            let kind = envelope.payload.message_type();
+            return Err(HandlerError::permanent(format!("{kind} is not an inventory command")));
+        }
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
+        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let (claimed, existing) = store::claim_and_find(work.conn(), CONSUMER, command, envelope.subject).await?;
+        if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());
-        };
+        }
         let now = clock::now();
         let reply = match &envelope.payload {
-            Message::ReserveInventory(command) => self.reserve(work.conn(), envelope, &command.lines, now).await?,
-            Message::ReleaseInventory(_) => release(work.conn(), envelope).await?,
-            Message::CommitInventory(_) => commit(work.conn(), envelope.subject).await?,
-            other => {
-                return Err(HandlerError::permanent(format!("{} is not an inventory command", other.message_type())));
+            Message::ReserveInventory(command) => {
+                self.reserve(work.conn(), envelope, &command.lines, existing, now).await?
             }
+            Message::CommitInventory(_) => commit(work.conn(), envelope.subject, existing).await?,
+            _ => release(work.conn(), envelope, existing).await?,
         };
         tracing::info!(reply = %reply.message_type(), "inventory command handled");
         work.send(caused_by(envelope, &self.source, now, reply));
@@ -60,10 +69,11 @@ impl InventoryHandler {
         conn: &mut PgConnection,
         envelope: &Envelope<Message>,
         lines: &OrderLines,
+        existing: Option<store::Reservation>,
         now: OffsetDateTime,
     ) -> Result<Message, StoreError> {
         let order = envelope.subject;
-        if let Some(existing) = store::find_reservation(conn, order).await? {
+        if let Some(existing) = existing {
             return answer_again(conn, order, lines, &existing).await;
         }
         let skus: Vec<String> = lines.iter().map(|line| line.sku.to_string()).collect();
@@ -116,9 +126,13 @@ async fn answer_again(
     })
 }
 
-async fn release(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Result<Message, StoreError> {
+async fn release(
+    conn: &mut PgConnection,
+    envelope: &Envelope<Message>,
+    existing: Option<store::Reservation>,
+) -> Result<Message, StoreError> {
     let order = envelope.subject;
-    match store::find_reservation(conn, order).await? {
+    match existing {
         Some(existing) if existing.status == Status::Held => store::release(conn, order, Status::Released).await?,
         // Committed before the pivot and the saga was compensated: the
         // stock never left, so it goes back on the shelf.
@@ -133,8 +147,12 @@ async fn release(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Resul
     Ok(InventoryReleased {}.into())
 }
 
-async fn commit(conn: &mut PgConnection, order: OrderId) -> Result<Message, StoreError> {
-    let status = store::find_reservation(conn, order).await?.map(|r| r.status);
+async fn commit(
+    conn: &mut PgConnection,
+    order: OrderId,
+    existing: Option<store::Reservation>,
+) -> Result<Message, StoreError> {
+    let status = existing.map(|r| r.status);
     Ok(match status {
         Some(Status::Held) => {
             store::commit_held(conn, order).await?;

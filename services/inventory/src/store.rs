@@ -59,13 +59,58 @@ pub async fn find_reservation(conn: &mut PgConnection, order: OrderId) -> Result
     else {
         return Ok(None);
     };
-    let rejection = match (row.rejection_code, row.rejection_sku, row.rejection_detail) {
+    reservation(row.status, row.expires_at, (row.rejection_code, row.rejection_sku, row.rejection_detail)).map(Some)
+}
+
+/// Claims the command `message_id` in `consumer`'s inbox and, when it is
+/// new, finds the order's reservation, locked until the caller's
+/// transaction ends, in one statement: whether the claim was new, and the
+/// reservation. (The lock is taken after the inbox row, as claiming and
+/// then locking in two statements would.)
+pub async fn claim_and_find(
+    conn: &mut PgConnection,
+    consumer: &str,
+    (message_id, message_type): (Uuid, &str),
+    order: OrderId,
+) -> Result<(bool, Option<Reservation>), StoreError> {
+    let row = sqlx::query!(
+        r#"WITH claimed AS (
+               INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING
+               RETURNING message_id
+           )
+           SELECT EXISTS (SELECT 1 FROM claimed) AS "claimed!", r.status AS "status?: Status", r.expires_at,
+                  r.rejection_code, r.rejection_sku, r.rejection_detail
+             FROM (SELECT 1) AS one
+             LEFT JOIN LATERAL (
+                 SELECT status, expires_at, rejection_code, rejection_sku, rejection_detail FROM reservations
+                  WHERE order_id = $4 AND EXISTS (SELECT 1 FROM claimed)
+                    FOR UPDATE
+             ) r ON true"#,
+        consumer,
+        message_id,
+        message_type,
+        order.as_uuid(),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let Some(status) = row.status else { return Ok((row.claimed, None)) };
+    let found = reservation(status, row.expires_at, (row.rejection_code, row.rejection_sku, row.rejection_detail))?;
+    Ok((row.claimed, Some(found)))
+}
+
+fn reservation(
+    status: Status,
+    expires_at: Option<OffsetDateTime>,
+    rejection: (Option<String>, Option<String>, Option<String>),
+) -> Result<Reservation, StoreError> {
+    let rejection = match rejection {
         (Some(code), Some(sku), Some(detail)) => {
             Some((rejection_code(&code), Sku::parse(sku).map_err(corrupt)?, detail))
         }
         _ => None,
     };
-    Ok(Some(Reservation { status: row.status, expires_at: row.expires_at, rejection }))
+    Ok(Reservation { status, expires_at, rejection })
 }
 
 fn rejection_code(text: &str) -> RejectionCode {

@@ -114,6 +114,19 @@ async fn the_same_message_twice_is_handled_once() {
     assert_eq!(stock(&db.pool, "HOODIE-M").await, (20, 1));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_racing_its_original_is_handled_once() {
+    let db = database().await;
+    for _ in 0..5 {
+        let message = command(new_order(), ReserveInventory { lines: lines(&[("HOODIE-M", 1)]) });
+        // The claim is in the first statement of each: the later waits on
+        // the earlier's inbox row, finds it claimed and changes nothing.
+        tokio::join!(send(&db.pool, message.clone()), send(&db.pool, message));
+    }
+    assert_eq!(replies(&db.pool).await.len(), 5);
+    assert_eq!(stock(&db.pool, "HOODIE-M").await, (20, 5));
+}
+
 #[tokio::test]
 async fn releasing_gives_the_stock_back_and_is_idempotent() {
     let db = database().await;

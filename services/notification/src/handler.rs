@@ -2,7 +2,7 @@ use checkout_domain::EmailAddress;
 use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
 use checkout_messages::{Message, Source};
-use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, seen_before};
 use checkout_platform::clock;
 use sqlx::PgPool;
 
@@ -56,11 +56,12 @@ impl Handler for NotificationHandler {
                 return Err(HandlerError::permanent(format!("{} is not a notification command", other.message_type())));
             }
         };
-        if already_processed(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? {
+        let name = kind_name(kind);
+        let before = store::before(&self.pool, CONSUMER, *envelope.id.as_uuid(), order, name).await?;
+        if seen_before(CONSUMER, before.processed) {
             return Ok(());
         }
-        let name = kind_name(kind);
-        let response = if store::sent_before(&self.pool, order, name).await? {
+        let response = if before.sent {
             tracing::info!(notification.kind = name, "email already sent for this outcome; not sending again");
             None
         } else {
@@ -80,9 +81,11 @@ impl Handler for NotificationHandler {
             Some(response)
         };
 
-        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
-            return Ok(());
-        };
+        // The claim, the record and the reply in one statement; a duplicate
+        // claimed meanwhile rolls back (the transaction is dropped).
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
+        work.send(caused_by(envelope, &self.source, clock::now(), CustomerNotified { kind }));
+        let outbox = work.take_outbox().map_err(handler_error)?;
         let smtp_message_id = message_id(order, name);
         let sent = SentEmail {
             order,
@@ -92,8 +95,11 @@ impl Handler for NotificationHandler {
             smtp_message_id: &smtp_message_id,
             smtp_response: response.as_deref(),
         };
-        store::record(work.conn(), &sent).await?;
-        work.send(caused_by(envelope, &self.source, clock::now(), CustomerNotified { kind }));
+        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let claimed = store::claim_and_record(work.conn(), CONSUMER, command, &sent, &outbox).await?;
+        if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
+            return Ok(());
+        }
         work.commit().await.map_err(handler_error)
     }
 }

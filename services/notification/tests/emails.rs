@@ -99,6 +99,21 @@ async fn a_redelivered_message_changes_nothing() {
     assert_eq!((f.smtp.mail().len(), outbox(&f.db.pool).await.len()), (1, 1));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_racing_its_original_is_acknowledged_once() {
+    let f = Fixture::new().await;
+    let command = f.confirmed();
+    // Both pass the read before the email; the inbox claim in the write
+    // lets one record and answer, and rolls the other back.
+    let (first, second) = tokio::join!(f.send(&command), f.send(&command));
+    first.unwrap();
+    second.unwrap();
+    assert_eq!(outbox(&f.db.pool).await.len(), 1, "answered once");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications").fetch_one(&f.db.pool).await.unwrap();
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox_messages").fetch_one(&f.db.pool).await.unwrap();
+    assert_eq!((recorded, claimed), (1, 1));
+}
+
 #[tokio::test]
 async fn an_unreachable_smtp_server_is_a_transient_failure_then_the_email_goes_out() {
     let f = Fixture::new().await;

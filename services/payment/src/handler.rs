@@ -7,13 +7,13 @@ use checkout_messages::payloads::payment::{
     AuthorizePayment, DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
 use checkout_messages::{Message, Source};
-use checkout_outbox::{UnitOfWork, already_processed, caused_by, handler_error};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, seen_before};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 
 use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
 use crate::ledger::{Plan, Status, plan};
-use crate::store::{self, StoreError};
+use crate::store::{self, Change, Entry, StoreError};
 
 /// The payment service's name in the inbox.
 const CONSUMER: &str = "payment";
@@ -88,11 +88,12 @@ impl From<GatewayError> for HandlerError {
 impl<G: PaymentGateway> Handler for PaymentHandler<G> {
     async fn handle(&self, message: &Incoming) -> Result<(), HandlerError> {
         let envelope = &message.envelope;
-        if already_processed(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? {
+        let order = envelope.subject;
+        let (processed, current) =
+            store::load_unless_processed(&self.pool, CONSUMER, *envelope.id.as_uuid(), order).await?;
+        if seen_before(CONSUMER, processed) {
             return Ok(());
         }
-        let order = envelope.subject;
-        let current = store::load(&self.pool, order).await?;
         let effect = match plan(current.as_ref(), &envelope.payload) {
             Plan::Reply(reply) => Effect::Reply(reply),
             Plan::Refuse(reason) => return Err(HandlerError::permanent(reason)),
@@ -117,10 +118,13 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
                 Effect::Refunded { amount }
             }
         };
-        let Some(mut work) = UnitOfWork::claim(&self.pool, CONSUMER, envelope).await.map_err(handler_error)? else {
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
+        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let (claimed, previous) = store::claim_and_lock_status(work.conn(), CONSUMER, command, order).await?;
+        if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());
-        };
-        if let Some(reply) = record(work.conn(), order, effect).await? {
+        }
+        if let Some(reply) = record(work.conn(), order, previous, effect).await? {
             tracing::info!(reply = %reply.message_type(), "payment command handled");
             work.send(caused_by(envelope, &self.source, clock::now(), reply));
         }
@@ -181,8 +185,14 @@ impl<G: PaymentGateway> PaymentHandler<G> {
 }
 
 /// Records what the gateway did and returns the reply to send, if any.
-async fn record(conn: &mut PgConnection, order: OrderId, effect: Effect) -> Result<Option<Message>, StoreError> {
-    let previous = store::lock_status(conn, order).await?;
+async fn record(
+    conn: &mut PgConnection,
+    order: OrderId,
+    previous: Option<Status>,
+    effect: Effect,
+) -> Result<Option<Message>, StoreError> {
+    let change = |status| Change { status, authorization_id: None, decline: None };
+    let entry = |operation, outcome, amount, detail| Entry { operation, outcome, amount, detail };
     Ok(match effect {
         Effect::Reply(reply) => Some(reply),
         Effect::Authorized { authorization_id, amount } if previous == Some(Status::Voided) => {
@@ -200,22 +210,15 @@ async fn record(conn: &mut PgConnection, order: OrderId, effect: Effect) -> Resu
             Some(PaymentDeclined { code: DeclineCode::AlreadyVoided, detail }.into())
         }
         Effect::Authorized { authorization_id, amount } => {
-            store::update(conn, order, Status::Authorized, Some(&authorization_id), None).await?;
-            store::record_operation(
-                &mut *conn,
-                order,
-                Operation::Authorize,
-                "approved",
-                Some(amount),
-                Some(&authorization_id),
-            )
-            .await?;
+            let authorized = Change { authorization_id: Some(&authorization_id), ..change(Status::Authorized) };
+            let approved = entry(Operation::Authorize, "approved", Some(amount), Some(authorization_id.as_str()));
+            store::update_recording(conn, order, authorized, approved).await?;
             Some(PaymentAuthorized { authorization_id, amount }.into())
         }
         Effect::Declined { code, detail, amount } => {
-            store::update(conn, order, Status::Declined, None, Some((code, &detail))).await?;
-            store::record_operation(&mut *conn, order, Operation::Authorize, "declined", Some(amount), Some(&detail))
-                .await?;
+            let declined = Change { decline: Some((code, &detail)), ..change(Status::Declined) };
+            let entry = entry(Operation::Authorize, "declined", Some(amount), Some(detail.as_str()));
+            store::update_recording(conn, order, declined, entry).await?;
             Some(PaymentDeclined { code, detail }.into())
         }
         Effect::Unanswered { amount } => {
@@ -223,18 +226,18 @@ async fn record(conn: &mut PgConnection, order: OrderId, effect: Effect) -> Resu
             None
         }
         Effect::Captured { amount } => {
-            store::update(conn, order, Status::Captured, None, None).await?;
-            store::record_operation(&mut *conn, order, Operation::Capture, "captured", Some(amount), None).await?;
+            let entry = entry(Operation::Capture, "captured", Some(amount), None);
+            store::update_recording(conn, order, change(Status::Captured), entry).await?;
             Some(PaymentCaptured { amount }.into())
         }
         Effect::Voided => {
-            store::update(conn, order, Status::Voided, None, None).await?;
-            store::record_operation(&mut *conn, order, Operation::Void, "voided", None, None).await?;
+            let entry = entry(Operation::Void, "voided", None, None);
+            store::update_recording(conn, order, change(Status::Voided), entry).await?;
             Some(PaymentVoided {}.into())
         }
         Effect::Refunded { amount } => {
-            store::update(conn, order, Status::Refunded, None, None).await?;
-            store::record_operation(&mut *conn, order, Operation::Refund, "refunded", Some(amount), None).await?;
+            let entry = entry(Operation::Refund, "refunded", Some(amount), None);
+            store::update_recording(conn, order, change(Status::Refunded), entry).await?;
             Some(PaymentRefunded { amount }.into())
         }
     })

@@ -24,17 +24,49 @@ pub async fn load(executor: impl PgExecutor<'_>, order: OrderId) -> Result<Optio
     else {
         return Ok(None);
     };
-    let amount = match (row.amount_minor, row.currency) {
+    let columns = (row.amount_minor, row.currency, row.authorization_id, row.decline_code, row.decline_detail);
+    payment(row.status, columns).map(Some)
+}
+
+/// Whether `consumer` processed the command `message_id` already, and the
+/// order's payment, in one statement: what a command is planned from.
+pub async fn load_unless_processed(
+    executor: impl PgExecutor<'_>,
+    consumer: &str,
+    message_id: uuid::Uuid,
+    order: OrderId,
+) -> Result<(bool, Option<Payment>), StoreError> {
+    let row = sqlx::query!(
+        r#"SELECT EXISTS (SELECT 1 FROM inbox_messages WHERE consumer = $1 AND message_id = $2) AS "processed!",
+                  p.status AS "status?: Status", p.amount_minor, p.currency, p.authorization_id,
+                  p.decline_code, p.decline_detail
+             FROM (SELECT 1) AS one LEFT JOIN payments p ON p.order_id = $3"#,
+        consumer,
+        message_id,
+        order.as_uuid(),
+    )
+    .fetch_one(executor)
+    .await?;
+    let Some(status) = row.status else { return Ok((row.processed, None)) };
+    let columns = (row.amount_minor, row.currency, row.authorization_id, row.decline_code, row.decline_detail);
+    Ok((row.processed, Some(payment(status, columns)?)))
+}
+
+/// The columns of a payment row after its status.
+type Columns = (Option<i64>, Option<String>, Option<String>, Option<String>, Option<String>);
+
+fn payment(status: Status, (minor, currency, authorization_id, code, detail): Columns) -> Result<Payment, StoreError> {
+    let amount = match (minor, currency) {
         (Some(minor), Some(currency)) => {
             Some(Money::new(minor, Currency::parse(&currency).map_err(corrupt)?).map_err(corrupt)?)
         }
         _ => None,
     };
-    let decline = match (row.decline_code, row.decline_detail) {
+    let decline = match (code, detail) {
         (Some(code), Some(detail)) => Some((decline_code(&code), detail)),
         _ => None,
     };
-    Ok(Some(Payment { status: row.status, amount, authorization_id: row.authorization_id, decline }))
+    Ok(Payment { status, amount, authorization_id, decline })
 }
 
 fn decline_code(text: &str) -> DeclineCode {
@@ -75,36 +107,90 @@ pub async fn begin_authorization(
     Ok(())
 }
 
-/// The payment's status, locked until the caller's transaction ends.
-pub async fn lock_status(conn: &mut PgConnection, order: OrderId) -> Result<Option<Status>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT status AS "status: Status" FROM payments WHERE order_id = $1 FOR UPDATE"#,
-        order.as_uuid()
+/// Claims the command `message_id` in `consumer`'s inbox and, when it is
+/// new, reads the payment's status, locked until the caller's transaction
+/// ends, in one statement: whether the claim was new, and the status. (The
+/// lock is taken after the inbox row, as claiming and then locking in two
+/// statements would.)
+pub async fn claim_and_lock_status(
+    conn: &mut PgConnection,
+    consumer: &str,
+    (message_id, message_type): (uuid::Uuid, &str),
+    order: OrderId,
+) -> Result<(bool, Option<Status>), StoreError> {
+    let row = sqlx::query!(
+        r#"WITH claimed AS (
+               INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING
+               RETURNING message_id
+           )
+           SELECT EXISTS (SELECT 1 FROM claimed) AS "claimed!", p.status AS "status?: Status"
+             FROM (SELECT 1) AS one
+             LEFT JOIN LATERAL (
+                 SELECT status FROM payments
+                  WHERE order_id = $4 AND EXISTS (SELECT 1 FROM claimed)
+                    FOR UPDATE
+             ) p ON true"#,
+        consumer,
+        message_id,
+        message_type,
+        order.as_uuid(),
     )
-    .fetch_optional(&mut *conn)
-    .await?)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.claimed, row.status))
 }
 
-/// Sets the payment's status, creating its row when there is none.
-pub async fn update(
+/// A payment's new status, and what it learned with it.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub status: Status,
+    pub authorization_id: Option<&'a str>,
+    pub decline: Option<(DeclineCode, &'a str)>,
+}
+
+/// An entry of the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub operation: Operation,
+    pub outcome: &'a str,
+    pub amount: Option<Money>,
+    pub detail: Option<&'a str>,
+}
+
+/// Sets the payment's status (creating its row when there is none) and
+/// appends `entry` to its audit trail, in one statement.
+pub async fn update_recording(
     conn: &mut PgConnection,
     order: OrderId,
-    status: Status,
-    authorization_id: Option<&str>,
-    decline: Option<(DeclineCode, &str)>,
+    change: Change<'_>,
+    entry: Entry<'_>,
 ) -> Result<(), StoreError> {
+    let currency = entry.amount.map(|a| a.currency());
+    let key = IdempotencyKey::new(order, entry.operation);
     sqlx::query!(
-        "INSERT INTO payments (order_id, status, authorization_id, decline_code, decline_detail) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,
-             authorization_id = COALESCE(EXCLUDED.authorization_id, payments.authorization_id),
-             decline_code = COALESCE(EXCLUDED.decline_code, payments.decline_code),
-             decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
-             updated_at = now()",
+        "WITH updated AS (
+             INSERT INTO payments (order_id, status, authorization_id, decline_code, decline_detail)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,
+                 authorization_id = COALESCE(EXCLUDED.authorization_id, payments.authorization_id),
+                 decline_code = COALESCE(EXCLUDED.decline_code, payments.decline_code),
+                 decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
+                 updated_at = now()
+         )
+         INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail, idempotency_key)
+         VALUES ($1, $6, $7, $8, $9, $10, $11)",
         order.as_uuid(),
-        status as Status,
-        authorization_id,
-        decline.map(|(code, _)| decline_text(code)),
-        decline.map(|(_, detail)| detail),
+        change.status as Status,
+        change.authorization_id,
+        change.decline.map(|(code, _)| decline_text(code)),
+        change.decline.map(|(_, detail)| detail),
+        entry.operation.as_str(),
+        entry.outcome,
+        entry.amount.map(|a| a.amount_minor()),
+        currency.as_ref().map(Currency::code),
+        entry.detail,
+        key.as_str(),
     )
     .execute(&mut *conn)
     .await?;

@@ -107,6 +107,24 @@ pub fn claims<S: std::hash::BuildHasher>(
         .collect()
 }
 
+/// For a consumer that claims one message in a statement of its own (an
+/// `INSERT … ON CONFLICT DO NOTHING RETURNING` beside its state change, in
+/// the transaction's first statement): whether it is new, from whether the
+/// insert returned its row; a duplicate is logged and counted.
+pub fn claim_of(consumer: &str, envelope: &Envelope<Message>, inserted: bool) -> Claim {
+    let inserted = if inserted { HashSet::from([*envelope.id.as_uuid()]) } else { HashSet::new() };
+    claims(consumer, &[envelope], inserted).into_iter().next().unwrap_or(Claim::Duplicate)
+}
+
+/// For a consumer that reads its inbox in a statement of its own before it
+/// calls out (as [`already_processed`] does): `seen`, with a duplicate counted.
+pub fn seen_before(consumer: &str, seen: bool) -> bool {
+    if seen {
+        count_duplicate(consumer);
+    }
+    seen
+}
+
 /// Whether `consumer` has processed `envelope` already. A read-only check for
 /// handlers that call out to other systems before claiming the message, so a
 /// known duplicate never reaches the outside world twice.
@@ -122,8 +140,5 @@ pub async fn already_processed(
     )
     .fetch_one(executor)
     .await?;
-    if seen {
-        count_duplicate(consumer);
-    }
-    Ok(seen)
+    Ok(seen_before(consumer, seen))
 }

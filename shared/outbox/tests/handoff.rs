@@ -46,6 +46,29 @@ async fn sent(kafka: &TestKafka, count: usize) -> Vec<(OrderId, u32)> {
         .collect()
 }
 
+/// A relay running with [`no_polling`], once it takes this process's commits.
+struct Running {
+    status: RelayStatus,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn start(db: &PgPool, kafka: &TestKafka) -> Self {
+        let relay = OutboxRelay::new(db.clone(), kafka.publisher(), kafka.names(), no_polling());
+        let status = relay.status();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        started(&status).await;
+        Self { status, shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 /// Waits until the running relay takes this process's commits.
 async fn started(status: &RelayStatus) {
     eventually(Duration::from_secs(10), "the relay taking handed rows", || async {
@@ -65,11 +88,7 @@ async fn commits_are_handed_to_the_relay_and_published_in_each_keys_order_withou
     let db = database().await;
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
     let pool = in_process_pool(&db.pool).await;
-    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), no_polling());
-    let status = relay.status();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(relay.run(shutdown.clone()));
-    started(&status).await;
+    let relay = Running::start(&db.pool, &kafka).await;
     let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
     listener.listen("outbox_messages").await.unwrap();
 
@@ -99,7 +118,7 @@ async fn commits_are_handed_to_the_relay_and_published_in_each_keys_order_withou
     for order in &orders {
         assert_eq!(by_order[order], (1..=10).collect::<Vec<_>>(), "order {order} in commit order, once each");
     }
-    assert!(status.woken_by_handoff() > 0, "woken by handovers");
+    assert!(relay.status.woken_by_handoff() > 0, "woken by handovers");
     // A negative can only be waited for: notifications go out at commit, and
     // the last commit was before the records were read.
     let heard = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
@@ -109,8 +128,7 @@ async fn commits_are_handed_to_the_relay_and_published_in_each_keys_order_withou
     })
     .await;
     assert_eq!(kafka.record_count(&kafka.names().physical(TOPIC)), 40, "nothing published twice");
-    shutdown.cancel();
-    running.await.unwrap();
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,11 +137,7 @@ async fn a_commit_that_fails_publishes_nothing_and_holds_up_nothing_after_it() {
     let kafka = TestKafka::with_topics(&[TOPIC], 1).await;
     sqlx::raw_sql("CREATE TABLE once (id INT UNIQUE DEFERRABLE INITIALLY DEFERRED)").execute(&db.pool).await.unwrap();
     let pool = in_process_pool(&db.pool).await;
-    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), no_polling());
-    let status = relay.status();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(relay.run(shutdown.clone()));
-    started(&status).await;
+    let relay = Running::start(&db.pool, &kafka).await;
     let (failing, after) = (new_order(), new_order());
 
     // The deferred constraint fails at COMMIT: after the relay was handed
@@ -144,9 +158,8 @@ async fn a_commit_that_fails_publishes_nothing_and_holds_up_nothing_after_it() {
     })
     .await;
     assert_eq!(kafka.record_count(&kafka.names().physical(TOPIC)), 1, "nothing of the failed commit");
-    assert!(status.woken_by_handoff() > 0);
-    shutdown.cancel();
-    running.await.unwrap();
+    assert!(relay.status.woken_by_handoff() > 0);
+    relay.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,11 +173,7 @@ async fn a_relay_that_does_not_hold_the_outbox_tells_the_one_that_does() {
     let mut listener = PgListener::connect_with(&db.pool).await.unwrap();
     listener.listen("outbox_messages").await.unwrap();
     // This process's relay is handed the rows but may not publish them.
-    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), no_polling());
-    let status = relay.status();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(relay.run(shutdown.clone()));
-    started(&status).await;
+    let relay = Running::start(&db.pool, &kafka).await;
     let order = new_order();
 
     commit_one(&pool, order, 1).await;
@@ -172,6 +181,5 @@ async fn a_relay_that_does_not_hold_the_outbox_tells_the_one_that_does() {
     assert!(heard.is_ok_and(|notification| notification.is_ok()), "the holder is told of the commit");
     assert_eq!(holder.drain().await.unwrap(), 1, "the holder reads and publishes the row");
     assert_eq!(sent(&kafka, 1).await, vec![(order, 1)]);
-    shutdown.cancel();
-    running.await.unwrap();
+    relay.stop().await;
 }

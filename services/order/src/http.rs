@@ -31,7 +31,7 @@ pub use wait::Outcomes;
 use crate::domain::{CancelDecision, Order, Status};
 use crate::handler::{announcement, load_locked};
 use crate::read_model::Staleness;
-use crate::store::{self, Lineage, read_model};
+use crate::store::{self, Lineage, NewStream, read_model};
 
 /// The OpenAPI document for this API, as committed in the repository.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -84,11 +84,29 @@ async fn place_order(
     let order_id = OrderId::from_uuid(Uuid::now_v7());
     let trace_id = checkout_telemetry::current_trace_id();
 
-    let mut work = UnitOfWork::begin(&state.pool).await.map_err(Problem::storage)?;
+    let placed = OrderPlaced {
+        customer_id: order.customer_id.clone(),
+        email: order.email.clone(),
+        lines: order.lines.clone(),
+        card_token: order.card_token.clone(),
+    };
+    let message = first_message(&state.source, order_id, checkout_platform::clock::now(), placed).at_sequence(1);
+    let correlation_id = message.correlation_id;
     let fingerprint = order.fingerprint();
-    let existing = store::create(work.conn(), order_id, &fingerprint, idempotency_key.as_deref(), trace_id.as_deref())
-        .await
-        .map_err(Problem::storage)?;
+    let first = Order::place(&order, trace_id.clone());
+    let new = NewStream {
+        order_id,
+        fingerprint: &fingerprint,
+        idempotency_key: idempotency_key.as_deref(),
+        trace_id: trace_id.as_deref(),
+        lineage: Lineage { causation_id: None, correlation_id: *correlation_id.as_uuid() },
+        first: &first,
+    };
+    // The head, the first event and its announcement in one statement.
+    let mut work = UnitOfWork::begin(&state.pool).await.map_err(Problem::storage)?;
+    work.send(message);
+    let outbox = work.take_outbox().map_err(Problem::storage)?;
+    let existing = store::create(work.conn(), &new, &outbox).await.map_err(Problem::storage)?;
     if let Some(existing) = existing {
         drop(work);
         if existing.fingerprint != fingerprint {
@@ -104,19 +122,7 @@ async fn place_order(
         let body = OrderAccepted { order_id: existing.order_id, status, trace_id: existing.trace_id };
         return Ok(accepted(body, true));
     }
-    let placed = OrderPlaced {
-        customer_id: order.customer_id.clone(),
-        email: order.email.clone(),
-        lines: order.lines.clone(),
-        card_token: order.card_token.clone(),
-    };
-    let message = first_message(&state.source, order_id, checkout_platform::clock::now(), placed).at_sequence(1);
-    let lineage = Lineage { causation_id: None, correlation_id: *message.correlation_id.as_uuid() };
-    store::append(work.conn(), order_id, lineage, &[Order::place(&order, trace_id.clone())])
-        .await
-        .map_err(Problem::storage)?;
-    tracing::info!(order.id = %order_id, correlation.id = %message.correlation_id, lines = order.lines.len(), "order placed");
-    work.send(message);
+    tracing::info!(order.id = %order_id, correlation.id = %correlation_id, lines = order.lines.len(), "order placed");
     work.commit().await.map_err(Problem::storage)?;
     Ok(accepted(OrderAccepted { order_id, status: Status::Pending, trace_id }, false))
 }

@@ -4,6 +4,7 @@
 pub mod read_model;
 
 use checkout_domain::OrderId;
+use checkout_outbox::OutboxRows;
 use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -41,35 +42,72 @@ pub struct Existing {
     pub trace_id: Option<String>,
 }
 
-/// Creates an order's head (its stream is empty until the first append).
-/// With an idempotency key already used, creates nothing and returns the
-/// order that key created.
+/// A new order: its head, its first event and what announces it.
+#[derive(Debug)]
+pub struct NewStream<'a> {
+    pub order_id: OrderId,
+    pub fingerprint: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub trace_id: Option<&'a str>,
+    pub lineage: Lineage,
+    pub first: &'a OrderEvent,
+}
+
+/// Creates an order's head with its first event (sequence number 1, at the
+/// database's clock) and writes `outbox`, in one statement. With an
+/// idempotency key already used, creates and writes nothing and returns the
+/// order that key created; the caller then drops its transaction.
 pub async fn create(
     conn: &mut PgConnection,
-    order_id: OrderId,
-    fingerprint: &str,
-    idempotency_key: Option<&str>,
-    trace_id: Option<&str>,
+    new: &NewStream<'_>,
+    outbox: &OutboxRows,
 ) -> Result<Option<Existing>, StoreError> {
-    let inserted = sqlx::query!(
-        "INSERT INTO orders (order_id, trace_id, idempotency_key, request_fingerprint) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (idempotency_key) DO NOTHING",
-        order_id.as_uuid(),
-        trace_id,
-        idempotency_key,
-        fingerprint,
+    let stored = new.first.to_stored().map_err(StoreError::refused)?;
+    let created = sqlx::query_scalar!(
+        r#"WITH created AS (
+               INSERT INTO orders (order_id, trace_id, idempotency_key, request_fingerprint, version, last_event_at)
+               VALUES ($1, $2, $3, $4, 1, clock_timestamp())
+               ON CONFLICT (idempotency_key) DO NOTHING
+               RETURNING order_id, last_event_at
+           ), appended AS (
+               INSERT INTO order_events (order_id, seq, event_id, event_type, schema_version, data, at,
+                                         causation_id, correlation_id)
+               SELECT order_id, 1, $5, $6, $7, $8, last_event_at, $9, $10 FROM created
+           ), sent AS (
+               INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+               SELECT id, topic, key, payload, headers
+                 FROM UNNEST($11::UUID[], $12::TEXT[], $13::TEXT[], $14::BYTEA[], $15::JSONB[])
+                      WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+                WHERE EXISTS (SELECT 1 FROM created)
+                ORDER BY n
+           )
+           SELECT EXISTS (SELECT 1 FROM created) AS "created!""#,
+        new.order_id.as_uuid(),
+        new.trace_id,
+        new.idempotency_key,
+        new.fingerprint,
+        Uuid::now_v7(),
+        stored.event_type,
+        stored.schema_version,
+        stored.data,
+        new.lineage.causation_id,
+        new.lineage.correlation_id,
+        &outbox.ids,
+        &outbox.topics as &[&str],
+        &outbox.keys,
+        &outbox.payloads,
+        &outbox.headers,
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
+    .fetch_one(&mut *conn)
+    .await?;
+    if created {
         return Ok(None);
     }
-    // A concurrent request with the same key waits here for the first to
-    // commit, then reads the order it created.
+    // A concurrent request with the same key waited in the insert for the
+    // first to commit; this reads the order it created.
     let existing = sqlx::query!(
         "SELECT order_id, request_fingerprint, trace_id FROM orders WHERE idempotency_key = $1",
-        idempotency_key,
+        new.idempotency_key,
     )
     .fetch_one(&mut *conn)
     .await?;

@@ -7,7 +7,7 @@ use checkout_messages::payloads::inventory::{
     RejectionCode,
 };
 use checkout_messages::{Envelope, Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -44,7 +44,7 @@ impl Handler for InventoryHandler {
             return Err(HandlerError::permanent(format!("{kind} is not an inventory command")));
         }
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
-        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let command = row_of(envelope);
         let (claimed, existing) = store::claim_and_find(work.conn(), CONSUMER, command, envelope.subject).await?;
         if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());

@@ -2,7 +2,7 @@ use checkout_domain::EmailAddress;
 use checkout_kafka::{Dependency, Handler, HandlerError, Incoming};
 use checkout_messages::payloads::notification::{CustomerNotified, NotificationKind};
 use checkout_messages::{Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, seen_before};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of, seen_before};
 use checkout_platform::clock;
 use sqlx::PgPool;
 
@@ -95,7 +95,7 @@ impl Handler for NotificationHandler {
             smtp_message_id: &smtp_message_id,
             smtp_response: response.as_deref(),
         };
-        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let command = row_of(envelope);
         let claimed = store::claim_and_record(work.conn(), CONSUMER, command, &sent, &outbox).await?;
         if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());

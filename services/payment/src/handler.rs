@@ -7,7 +7,7 @@ use checkout_messages::payloads::payment::{
     AuthorizePayment, DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
 use checkout_messages::{Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, seen_before};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of, seen_before};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 
@@ -119,7 +119,7 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
             }
         };
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
-        let command = (*envelope.id.as_uuid(), envelope.payload.message_type().name());
+        let command = row_of(envelope);
         let (claimed, previous) = store::claim_and_lock_status(work.conn(), CONSUMER, command, order).await?;
         if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());

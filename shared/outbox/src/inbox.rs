@@ -77,13 +77,17 @@ pub struct InboxRows {
 
 impl InboxRows {
     pub fn of(envelopes: &[&Envelope<Message>]) -> Self {
-        let mut order: Vec<usize> = (0..envelopes.len()).collect();
-        order.sort_by_key(|&index| envelopes[index].id.as_uuid());
-        Self {
-            ids: order.iter().map(|&index| *envelopes[index].id.as_uuid()).collect(),
-            types: order.iter().map(|&index| envelopes[index].payload.message_type().name()).collect(),
-        }
+        let mut rows: Vec<_> = envelopes.iter().map(|envelope| row_of(envelope)).collect();
+        rows.sort_by_key(|&(id, _)| id);
+        let (ids, types) = rows.into_iter().unzip();
+        Self { ids, types }
     }
+}
+
+/// One message's inbox row, (message id, message type), for a consumer that
+/// claims it in a statement of its own.
+pub fn row_of(envelope: &Envelope<Message>) -> (uuid::Uuid, &'static str) {
+    (*envelope.id.as_uuid(), envelope.payload.message_type().name())
 }
 
 /// For each envelope, in the order given, whether it is new, from the ids
@@ -93,18 +97,7 @@ pub fn claims<S: std::hash::BuildHasher>(
     envelopes: &[&Envelope<Message>],
     mut inserted: HashSet<uuid::Uuid, S>,
 ) -> Vec<Claim> {
-    envelopes
-        .iter()
-        .map(|envelope| {
-            if inserted.remove(envelope.id.as_uuid()) {
-                Claim::First
-            } else {
-                tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
-                count_duplicate(consumer);
-                Claim::Duplicate
-            }
-        })
-        .collect()
+    envelopes.iter().map(|envelope| claim_of(consumer, envelope, inserted.remove(envelope.id.as_uuid()))).collect()
 }
 
 /// For a consumer that claims one message in a statement of its own (an
@@ -112,8 +105,12 @@ pub fn claims<S: std::hash::BuildHasher>(
 /// the transaction's first statement): whether it is new, from whether the
 /// insert returned its row; a duplicate is logged and counted.
 pub fn claim_of(consumer: &str, envelope: &Envelope<Message>, inserted: bool) -> Claim {
-    let inserted = if inserted { HashSet::from([*envelope.id.as_uuid()]) } else { HashSet::new() };
-    claims(consumer, &[envelope], inserted).into_iter().next().unwrap_or(Claim::Duplicate)
+    if inserted {
+        return Claim::First;
+    }
+    tracing::info!(message.id = %envelope.id, consumer, "duplicate message ignored");
+    count_duplicate(consumer);
+    Claim::Duplicate
 }
 
 /// For a consumer that reads its inbox in a statement of its own before it

@@ -24,7 +24,7 @@ mod writer;
 
 pub use apply::{Apply, Committed, apply_all, apply_one};
 pub use classify::{handler_error, is_transient};
-pub use inbox::{Claim, InboxRows, already_processed, claim, claim_all, claim_of, claims, seen_before};
+pub use inbox::{Claim, InboxRows, already_processed, claim, claim_all, claim_of, claims, row_of, seen_before};
 pub use relay::{Backlog, IN_PROCESS, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use store_error::{Corrupt, StoreError};

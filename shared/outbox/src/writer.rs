@@ -15,7 +15,7 @@ pub enum OutboxError {
 /// published if and only if that transaction commits. The trace context of the
 /// current span is stored with it, so publishing continues the same trace.
 pub async fn enqueue(conn: &mut PgConnection, envelope: &Envelope<Message>) -> Result<(), OutboxError> {
-    enqueue_all(conn, &[(envelope.clone(), tracing::Span::current().context())]).await
+    insert(conn, &OutboxRows::encode(&[(envelope.clone(), tracing::Span::current().context())])?).await
 }
 
 /// Messages encoded as the columns of `outbox_messages`, in the order they
@@ -68,20 +68,8 @@ impl OutboxRows {
     }
 }
 
-/// Adds `outgoing`, each with the trace context to continue, to the outbox
-/// in one statement (one round trip and one `NOTIFY` trigger however many
-/// there are), in the given order.
-pub(crate) async fn enqueue_all(
-    conn: &mut PgConnection,
-    outgoing: &[(Envelope<Message>, opentelemetry::Context)],
-) -> Result<(), OutboxError> {
-    if outgoing.is_empty() {
-        return Ok(());
-    }
-    insert(conn, &OutboxRows::encode(outgoing)?).await
-}
-
-/// Inserts `rows` in one statement, in their order.
+/// Inserts `rows` in one statement (one round trip and one trigger however
+/// many there are), in their order.
 pub(crate) async fn insert(conn: &mut PgConnection, rows: &OutboxRows) -> Result<(), OutboxError> {
     if rows.is_empty() {
         return Ok(());

@@ -27,6 +27,7 @@
 //! lease sends one in its stead, for whichever relay does.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -57,8 +58,11 @@ fn database_of(pool: &PgPool) -> String {
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<VecDeque<Arc<Slot>>>,
-    /// Rung when a slot is filled or abandoned.
+    /// Rung when a slot is filled or left to the database.
     ready: Notify,
+    /// Some slot was left to the database since the relay last took: it
+    /// must read the table.
+    left: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -71,11 +75,10 @@ struct Slot {
 enum SlotState {
     Pending(Vec<Uuid>),
     Committed(Vec<Row>),
-    /// The rows may or may not be committed: the database says.
-    Abandoned,
-    /// Given up on by the relay while pending: whatever its commit does,
-    /// the database says.
-    Dropped,
+    /// Abandoned by its transaction (a failed or cancelled commit, whose
+    /// rows may or may not be committed), or given up on by the relay while
+    /// pending: the database says.
+    Left,
 }
 
 /// A relay's end: it takes what committing transactions hand over. One per
@@ -91,7 +94,7 @@ pub(super) struct Taker {
 pub(super) struct Handed {
     /// Committed rows, in registration order.
     pub rows: Vec<Row>,
-    /// Whether some slot was abandoned or given up on: the database must be read.
+    /// Whether some slot was left to the database: it must be read.
     pub read_database: bool,
 }
 
@@ -109,7 +112,7 @@ impl Taker {
         Some(Self { shared, database })
     }
 
-    /// Waits until a slot is filled or abandoned.
+    /// Waits until a slot is filled or left to the database.
     pub async fn ready(&self) {
         self.shared.ready.notified().await;
     }
@@ -124,15 +127,16 @@ impl Taker {
             match &mut *state {
                 SlotState::Pending(_) if front.registered.elapsed() < PENDING_LIMIT => break,
                 SlotState::Pending(_) => {
-                    *state = SlotState::Dropped;
+                    *state = SlotState::Left;
                     handed.read_database = true;
                 }
                 SlotState::Committed(rows) => handed.rows.append(rows),
-                SlotState::Abandoned | SlotState::Dropped => handed.read_database = true,
+                SlotState::Left => {}
             }
             drop(state);
             queue.pop_front();
         }
+        handed.read_database |= self.shared.left.swap(false, Ordering::AcqRel);
         handed
     }
 
@@ -145,7 +149,7 @@ impl Taker {
             match &*slot.state.lock().unwrap_or_else(PoisonError::into_inner) {
                 SlotState::Pending(pending) => ids.extend_from_slice(pending),
                 SlotState::Committed(rows) => ids.extend(rows.iter().map(|row| row.message_id)),
-                SlotState::Abandoned | SlotState::Dropped => {}
+                SlotState::Left => {}
             }
         }
         ids
@@ -185,16 +189,17 @@ impl Handoff {
         self.settle(SlotState::Committed(rows_of(rows, time::OffsetDateTime::now_utc())));
     }
 
+    /// Settles the slot, unless the relay gave up on it: then a read of the
+    /// database finds whatever the transaction committed.
     fn settle(&self, settled: SlotState) {
         let mut state = self.slot.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(*state, SlotState::Pending(_)) {
+        if matches!(*state, SlotState::Pending(_)) && !matches!(settled, SlotState::Left) {
             *state = settled;
-        } else if matches!(settled, SlotState::Committed(_)) {
-            // The relay gave up on the slot: a read of the database finds the rows.
-            drop(state);
-            let dropped = Arc::new(Slot { registered: Instant::now(), state: Mutex::new(SlotState::Dropped) });
-            self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back(dropped);
+        } else {
+            *state = SlotState::Left;
+            self.shared.left.store(true, Ordering::Release);
         }
+        drop(state);
         self.shared.ready.notify_one();
     }
 }
@@ -203,7 +208,7 @@ impl Drop for Handoff {
     fn drop(&mut self) {
         let pending = matches!(*self.slot.state.lock().unwrap_or_else(PoisonError::into_inner), SlotState::Pending(_));
         if pending {
-            self.settle(SlotState::Abandoned);
+            self.settle(SlotState::Left);
         }
     }
 }

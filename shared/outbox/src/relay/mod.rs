@@ -138,6 +138,20 @@ pub struct OutboxRelay {
     failing: Arc<std::sync::Mutex<HashSet<i64>>>,
 }
 
+/// What a pass publishes.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The next batch of the table, but for the rows of `leaving_out` (those
+    /// their transactions hand to this relay).
+    Table { leaving_out: &'a [Uuid] },
+    /// Rows their transactions handed over.
+    Handed(&'a [Row]),
+}
+
+impl Source<'_> {
+    const ALL: Self = Source::Table { leaving_out: &[] };
+}
+
 /// What to do after a pass.
 enum Pass {
     Published {
@@ -191,7 +205,7 @@ impl OutboxRelay {
     /// Publishes one batch; returns how many rows it published (0 when the
     /// outbox is empty or another relay is publishing).
     pub async fn relay_once(&self) -> Result<usize, RelayError> {
-        match self.pass(Marking::Now).await? {
+        match self.pass(Marking::Now, Source::ALL).await? {
             Pass::Published { count, .. } => Ok(count),
             Pass::Busy => Ok(0),
         }
@@ -201,7 +215,7 @@ impl OutboxRelay {
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
         loop {
-            match self.pass(Marking::Now).await? {
+            match self.pass(Marking::Now, Source::ALL).await? {
                 Pass::Published { count, full: true, .. } => total += count,
                 Pass::Published { count, full: false, .. } => return Ok(total + count),
                 Pass::Busy => return Ok(total),
@@ -213,50 +227,35 @@ impl OutboxRelay {
     /// the broker's acknowledgement and the database update.
     #[cfg(feature = "fault-injection")]
     pub async fn relay_once_then_crash_before_marking(&self) -> Result<usize, RelayError> {
-        match self.pass(Marking::Never).await? {
+        match self.pass(Marking::Never, Source::ALL).await? {
             Pass::Published { count, .. } => Ok(count),
             Pass::Busy => Ok(0),
         }
     }
 
-    async fn pass(&self, marking: Marking) -> Result<Pass, RelayError> {
-        self.pass_leaving_out(marking, &[]).await
-    }
-
-    /// A pass over the database that leaves out the rows of `handed` (those
-    /// their transactions hand to this relay).
-    async fn pass_leaving_out(&self, marking: Marking, handed: &[Uuid]) -> Result<Pass, RelayError> {
+    /// A pass over `source`, under the lease. A relay that does not hold it
+    /// tells the one that does of rows handed to it (by `NOTIFY`), which
+    /// reads them from the database.
+    async fn pass(&self, marking: Marking, source: Source<'_>) -> Result<Pass, RelayError> {
         let mut lease = self.lease.lock().await;
         let passed = async {
             let Some(mut held) = lease.hold(&self.pool).await? else {
+                if let Source::Handed(_) = source {
+                    lease.announce(&self.pool).await?;
+                }
                 return Ok(Pass::Busy);
             };
-            let rows = held.next_batch(self.settings.batch_size, handed).await?;
-            let full = i64::try_from(rows.len()).is_ok_and(|n| n >= self.settings.batch_size);
-            let (count, failed) = self.publish(&mut held, rows.iter().collect(), marking).await?;
-            Ok(Pass::Published { count, full, failed })
-        }
-        .await;
-        if let Err(RelayError::Database(_)) = &passed {
-            lease.give_up().await;
-        }
-        passed
-    }
-
-    /// Publishes rows their transactions handed over, under the lease; a
-    /// relay that does not hold it tells the one that does (by `NOTIFY`),
-    /// which reads them from the database.
-    async fn publish_handed(&self, rows: &[Row], marking: Marking) -> Result<Pass, RelayError> {
-        let mut lease = self.lease.lock().await;
-        let passed = async {
-            let Some(mut held) = lease.hold(&self.pool).await? else {
-                lease.announce(&self.pool).await?;
-                return Ok(Pass::Busy);
+            let read;
+            let (rows, full): (Vec<&Row>, bool) = match source {
+                Source::Table { leaving_out } => {
+                    read = held.next_batch(self.settings.batch_size, leaving_out).await?;
+                    (read.iter().collect(), i64::try_from(read.len()).is_ok_and(|n| n >= self.settings.batch_size))
+                }
+                // A read of the database may have raced the handover: not twice.
+                Source::Handed(rows) => (rows.iter().filter(|row| !held.unmarked(row.message_id)).collect(), false),
             };
-            // A read of the database may have raced the handover: not twice.
-            let rows: Vec<&Row> = rows.iter().filter(|row| !held.unmarked(row.message_id)).collect();
             let (count, failed) = self.publish(&mut held, rows, marking).await?;
-            Ok(Pass::Published { count, full: false, failed })
+            Ok(Pass::Published { count, full, failed })
         }
         .await;
         if let Err(RelayError::Database(_)) = &passed {

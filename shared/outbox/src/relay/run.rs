@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::handoff::Taker;
 use super::lease::Marking;
 use super::status::Wake;
-use super::{CHANNEL, OutboxRelay, Pass, RelayError, RelayStatus};
+use super::{CHANNEL, OutboxRelay, Pass, RelayError, RelayStatus, Source};
 use crate::listen::Listener;
 
 /// What a wake-up did.
@@ -107,22 +107,20 @@ impl OutboxRelay {
     async fn on_wake(&self, taker: Option<&Taker>, wake: Wake, reading: bool) -> Result<Woken, RelayError> {
         let mut done = Woken::default();
         let handed = taker.map(Taker::take).unwrap_or_default();
-        let mut read = wake != Wake::Handoff || reading || handed.read_database;
-        if !handed.rows.is_empty() {
-            if reading {
-                read = true;
-            } else {
-                match self.publish_handed(&handed.rows, self.marking()).await? {
-                    Pass::Published { failed, .. } => done.failed += failed,
-                    Pass::Busy => done.busy = true,
-                }
+        // Rows committed here that no `NOTIFY` announced and this pass does
+        // not publish from memory: only a read of the table finds them.
+        let left_to_table = handed.read_database || (reading && !handed.rows.is_empty());
+        if !handed.rows.is_empty() && !reading {
+            match self.pass(self.marking(), Source::Handed(&handed.rows)).await? {
+                Pass::Published { failed, .. } => done.failed += failed,
+                Pass::Busy => done.busy = true,
             }
         }
-        if read {
+        if wake != Wake::Handoff || reading || left_to_table {
             let held = taker.map(Taker::held_ids).unwrap_or_default();
             let (busy, published, failed) = self.drain_reporting(&held).await?;
-            if busy && (handed.read_database || (reading && !handed.rows.is_empty())) {
-                // Rows committed here that nobody announced: tell the holder.
+            if busy && left_to_table {
+                // Tell whichever relay holds the lease.
                 self.lease.lock().await.announce(&self.pool).await?;
             }
             done.busy |= busy;
@@ -178,7 +176,7 @@ impl OutboxRelay {
     async fn drain_reporting(&self, handed: &[uuid::Uuid]) -> Result<(bool, usize, usize), RelayError> {
         let (mut published, mut failures) = (0, 0);
         loop {
-            match self.pass_leaving_out(self.marking(), handed).await? {
+            match self.pass(self.marking(), Source::Table { leaving_out: handed }).await? {
                 Pass::Published { count, full, failed } => {
                     published += count;
                     failures += failed;

@@ -41,7 +41,9 @@ struct Budget {
     max_record_bytes: u64,
     /// Average over the checkout's records, in bytes.
     mean_record_bytes: u64,
-    /// Committed transactions, by service.
+    /// Transactions committed by `COMMIT`, by service. A statement that
+    /// commits on its own (the orchestrator's optimistic reads and writes)
+    /// counts as a statement only.
     transactions: BTreeMap<String, u64>,
     /// Statements other than `BEGIN`/`COMMIT`, by service.
     statements: BTreeMap<String, u64>,

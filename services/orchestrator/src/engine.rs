@@ -138,13 +138,13 @@ pub fn export(census: &Census) {
     metrics::gauge!("checkout_sagas_stuck").set(census.stuck as f64);
 }
 
-/// Makes a transition happen in `work`: sends its commands and its timeline,
-/// and gives back the move to count after the commit and what to write
-/// ([`store::add_transitions`], once for all the transitions of a
-/// transaction).
+/// Makes a transition of the saga as `read` (`None`: a new saga) happen in
+/// `work`: sends its commands and its timeline, and gives back the move to
+/// count after the commit and what to write ([`store::add_transitions`],
+/// once for all the transitions of a unit of work).
 pub fn record(
     work: &mut UnitOfWork,
-    from: Option<SagaStatus>,
+    read: Option<&StoredSaga>,
     transition: Transition,
     input: &str,
     cause: &Cause,
@@ -152,6 +152,7 @@ pub fn record(
     now: OffsetDateTime,
 ) -> (Moved, Pending) {
     let saga = transition.saga;
+    let from = read.map(|stored| stored.saga.status());
     let moved = Moved { from, to: saga.status(), started_at: saga.started_at, at: now };
     let order = saga.order_id;
     let span = tracing::Span::current();
@@ -195,6 +196,9 @@ pub fn record(
         last_message_id: cause.message_id.unwrap_or(cause.causation_id),
         traceparent: RecordHeaders::current_traceparent(),
         failure_traceparent,
+        // Written back over the version read, however many of a batch's
+        // transitions it went through since.
+        version: read.and_then(|stored| stored.version),
     });
     for payload in commands {
         work.send(cause.envelope(source, order, now, payload));

@@ -1,10 +1,11 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use checkout_domain::OrderId;
 use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
-use checkout_outbox::{Apply, Claim, InboxRows, UnitOfWork, claims, handler_error};
+use checkout_outbox::{Apply, Claim, InboxRows, UnitOfWork, handler_error, seen_before};
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -12,10 +13,8 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::engine::{self, Cause, Moved};
-use crate::store::{self, Pending, StoredSaga};
-
-/// The orchestrator's name in the inbox.
-const CONSUMER: &str = "orchestrator";
+use crate::held::{Held, Holding};
+use crate::store::{self, CONSUMER, Pending, StoredSaga};
 
 /// Starts a saga for each placed order and feeds it every participant's reply.
 #[derive(Debug, Clone)]
@@ -23,12 +22,14 @@ pub struct SagaHandler {
     pool: PgPool,
     policy: SagaPolicy,
     source: Source,
+    /// The orders of the batches being applied, shared by the handler's clones.
+    held: Arc<Held>,
 }
 
 impl SagaHandler {
     pub fn new(pool: PgPool, policy: SagaPolicy) -> Self {
         checkout_outbox::inbox::describe(CONSUMER);
-        Self { pool, policy, source: Source::service("orchestrator") }
+        Self { pool, policy, source: Source::service("orchestrator"), held: Arc::default() }
     }
 }
 
@@ -56,12 +57,16 @@ enum Received<'a> {
     Input(Input),
 }
 
-/// The sagas a transaction's messages are for, locked, each as the
-/// messages applied so far left it; and the transitions to write.
+/// The sagas a batch's messages are for, each as the messages applied so
+/// far left it (with the version it was read at); the messages new to the
+/// inbox, to claim; and the transitions to write.
 #[derive(Debug, Default)]
 pub struct Sagas {
     current: HashMap<OrderId, StoredSaga>,
+    claims: InboxRows,
     pending: Vec<Pending>,
+    /// Its orders, held in this process until the batch is written or given up.
+    holding: Option<Holding>,
 }
 
 impl Apply for SagaHandler {
@@ -75,23 +80,54 @@ impl Apply for SagaHandler {
         &self.pool
     }
 
-    /// Claims all the messages and locks their sagas in one statement.
+    /// Optimistic: no transaction, no lock held in the database while the
+    /// saga decides. A batch costs two statements (a read, a guarded write)
+    /// instead of four with `BEGIN` and `COMMIT`. Batches of one saga in this
+    /// process wait for each other (`held`); a write that lost a race to
+    /// another process, the timer or an operator fails whole and the batch is
+    /// applied again at once.
+    async fn open(&self) -> Result<UnitOfWork, sqlx::Error> {
+        UnitOfWork::autocommit(&self.pool).await
+    }
+
+    /// Holds the batch's orders in this process, then reads which messages
+    /// are new and their sagas, in one statement.
     async fn claim_and_prepare(
         &self,
         work: &mut UnitOfWork,
         messages: &[&Incoming],
     ) -> Result<(Vec<Claim>, Sagas), HandlerError> {
         let envelopes: Vec<_> = messages.iter().map(|message| &message.envelope).collect();
+        let ids: Vec<uuid::Uuid> = envelopes.iter().map(|envelope| *envelope.id.as_uuid()).collect();
         let orders: Vec<OrderId> = envelopes.iter().map(|envelope| envelope.subject).collect();
-        let (inserted, current) =
-            store::claim_and_lock(work.conn(), CONSUMER, &InboxRows::of(&envelopes), &orders).await?;
-        Ok((claims(CONSUMER, &envelopes, inserted), Sagas { current, pending: Vec::new() }))
+        let holding = self.held.hold(&orders).await;
+        let (mut seen, current) = store::read(work.conn(), CONSUMER, &ids, &orders).await?;
+        let (claims, new): (Vec<Claim>, Vec<_>) = envelopes
+            .iter()
+            .map(|envelope| {
+                // Claimed before, or earlier in this batch (a message published twice).
+                if seen_before(CONSUMER, !seen.insert(*envelope.id.as_uuid())) {
+                    tracing::info!(message.id = %envelope.id, consumer = CONSUMER, "duplicate message ignored");
+                    (Claim::Duplicate, None)
+                } else {
+                    (Claim::First, Some(*envelope))
+                }
+            })
+            .unzip();
+        let new: Vec<_> = new.into_iter().flatten().collect();
+        Ok((claims, Sagas { current, claims: InboxRows::of(&new), pending: Vec::new(), holding: Some(holding) }))
     }
 
-    /// Writes every transition, every saga moved and every message sent in one statement.
+    /// Claims the new messages and writes every transition, every saga moved
+    /// and every message sent in one statement, which fails whole if one of
+    /// the messages was claimed or one of the sagas moved since the read.
     async fn flush(&self, work: &mut UnitOfWork, sagas: Sagas) -> Result<(), HandlerError> {
+        let Sagas { claims, pending, holding, .. } = sagas;
         let outbox = work.take_outbox().map_err(handler_error)?;
-        Ok(store::add_transitions(work.conn(), &sagas.pending, &outbox).await?)
+        store::add_transitions(work.conn(), &claims, &pending, &outbox).await?;
+        // Written: the next batch of these sagas may read them.
+        drop(holding);
+        Ok(())
     }
 
     async fn apply(
@@ -120,20 +156,18 @@ impl Apply for SagaHandler {
             let order = envelope.subject;
             let existing = sagas.current.get(&order);
             let cause = Cause::message(envelope, &message.headers, existing);
-            let (from, transition) = match (received, existing) {
+            let (read, transition) = match (received, existing) {
                 (Received::Placed(placed), None) => (None, Saga::start(order, placed, now, &self.policy)),
                 (Received::Placed(_), Some(_)) => {
                     tracing::info!("a saga already runs for this order");
                     return Ok(None);
                 }
-                (Received::Input(input), Some(stored)) => {
-                    (Some(stored.saga.status()), stored.saga.apply(&input, now, &self.policy))
-                }
+                (Received::Input(input), Some(stored)) => (Some(stored), stored.saga.apply(&input, now, &self.policy)),
                 (Received::Input(_), None) => {
                     return Err(HandlerError::permanent(format!("no saga for order {order}")));
                 }
             };
-            let (moved, pending) = engine::record(work, from, transition, input_name, &cause, &self.source, now);
+            let (moved, pending) = engine::record(work, read, transition, input_name, &cause, &self.source, now);
             if let Some(saved) = &pending.saved {
                 // The batch's next message for this saga finds it as this one left it.
                 sagas.current.insert(order, saved.clone());

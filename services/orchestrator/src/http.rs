@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use checkout_domain::OrderId;
 use checkout_kafka::RecordHeaders;
 use checkout_messages::Source;
-use checkout_outbox::UnitOfWork;
+use checkout_outbox::{InboxRows, UnitOfWork};
 use checkout_platform::clock;
 use checkout_platform::http::{ApiJson, FieldError, Operator, OperatorTokens, OrderIdPath, Problem};
 use checkout_saga::{Operation, Refusal, Saga, SagaPolicy, SagaState, SagaStatus};
@@ -220,12 +220,15 @@ async fn act(
         let _ = span.set_parent(RecordHeaders::context_from_traceparent(traceparent));
     }
     let source = Source::service("orchestrator");
-    let from = Some(stored.saga.status());
     let moved = async {
         tracing::info!(operator = operator.as_str(), reason, "operator action");
-        let (moved, pending) = engine::record(&mut work, from, transition, operation.as_str(), &cause, &source, now);
+        let (moved, pending) =
+            engine::record(&mut work, Some(&stored), transition, operation.as_str(), &cause, &source, now);
         let outbox = work.take_outbox().map_err(Problem::storage)?;
-        store::add_transitions(work.conn(), &[pending], &outbox).await.map_err(Problem::storage).map(|()| moved)
+        store::add_transitions(work.conn(), &InboxRows::default(), &[pending], &outbox)
+            .await
+            .map_err(Problem::storage)
+            .map(|()| moved)
     }
     .instrument(span)
     .await?;

@@ -12,6 +12,7 @@
 mod config;
 mod engine;
 mod handler;
+mod held;
 mod http;
 mod store;
 mod timer;

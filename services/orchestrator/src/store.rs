@@ -11,6 +11,9 @@ use time::OffsetDateTime;
 mod due;
 
 pub use checkout_outbox::StoreError;
+
+/// The orchestrator's name in the inbox.
+pub const CONSUMER: &str = "orchestrator";
 use checkout_outbox::{InboxRows, OutboxRows};
 pub use due::{Due, DueDeadline, due_deadlines, lock_due, lock_reports_due, save_reported};
 
@@ -22,6 +25,9 @@ pub struct StoredSaga {
     pub last_message_id: MessageId,
     pub traceparent: Option<String>,
     pub failure_traceparent: Option<String>,
+    /// The version of the row it was read from (`None`: not stored yet). It
+    /// is written back only over that version: see [`add_transitions`].
+    pub version: Option<i64>,
 }
 
 struct Row {
@@ -31,6 +37,7 @@ struct Row {
     last_message_id: uuid::Uuid,
     traceparent: Option<String>,
     failure_traceparent: Option<String>,
+    version: i64,
 }
 
 fn decode(row: Row) -> Result<StoredSaga, StoreError> {
@@ -40,6 +47,7 @@ fn decode(row: Row) -> Result<StoredSaga, StoreError> {
         last_message_id: MessageId::from_uuid(row.last_message_id),
         traceparent: row.traceparent,
         failure_traceparent: row.failure_traceparent,
+        version: Some(row.version),
     })
 }
 
@@ -47,7 +55,7 @@ fn decode(row: Row) -> Result<StoredSaga, StoreError> {
 pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<StoredSaga>, StoreError> {
     let row = sqlx::query_as!(
         Row,
-        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent, version
          FROM sagas WHERE order_id = $1 FOR UPDATE",
         order.as_uuid(),
     )
@@ -56,57 +64,41 @@ pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<Stor
     row.map(decode).transpose()
 }
 
-/// Claims a batch's messages in `consumer`'s inbox and locks the sagas of
-/// `orders`, in one statement: the ids the inbox took as new, and the sagas
-/// found. Every inbox row is inserted (in the order of `inbox`) before any
-/// saga is locked, as claiming and then locking in two statements would: the
-/// lock scan reads the claimed ids, so it cannot start before the insert has
-/// finished, and batches claiming the same messages wait for each other on
-/// the inbox rows and never deadlock on the sagas, which every batch locks
-/// in order-id order. A batch of duplicates only locks nothing.
-pub async fn claim_and_lock(
+/// Which of a batch's messages (`ids`) `consumer` has processed before, and
+/// the sagas of `orders` as they are now, in one statement and without
+/// locking anything: an optimistic read, which [`add_transitions`] writes
+/// back only if nothing it read has changed.
+///
+/// Each id is looked up by the inbox's whole key (a correlated subquery, not
+/// a join or `= ANY`): a plan made while the inbox was small, and kept by
+/// the connection, could otherwise scan every row of the consumer's.
+pub async fn read(
     conn: &mut PgConnection,
     consumer: &str,
-    inbox: &InboxRows,
+    ids: &[uuid::Uuid],
     orders: &[OrderId],
 ) -> Result<(HashSet<uuid::Uuid>, HashMap<OrderId, StoredSaga>), StoreError> {
-    let mut ids: Vec<uuid::Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let orders: Vec<uuid::Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
     let rows = sqlx::query!(
-        r#"WITH claimed AS (
-               INSERT INTO inbox_messages (consumer, message_id, message_type)
-               SELECT $1, id, message_type FROM UNNEST($2::UUID[], $3::TEXT[]) WITH ORDINALITY AS m(id, message_type, n)
-                ORDER BY n
-               ON CONFLICT DO NOTHING
-               RETURNING message_id
-           ), new AS (
-               SELECT ARRAY(SELECT message_id FROM claimed) AS ids
-           )
-           SELECT new.ids AS "claimed!", s.order_id AS "order_id?", s.state AS "state?",
-                  s.correlation_id AS "correlation_id?", s.last_message_id AS "last_message_id?",
-                  s.traceparent, s.failure_traceparent
-             FROM new
-             LEFT JOIN LATERAL (
-                 SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent
-                   FROM sagas
-                  WHERE order_id = ANY($4) AND cardinality(new.ids) > 0
-                  ORDER BY order_id
-                    FOR UPDATE
-             ) s ON true"#,
+        r#"SELECT ARRAY(SELECT m.id FROM UNNEST($2::UUID[]) AS m(id)
+                         WHERE (SELECT true FROM inbox_messages i WHERE i.consumer = $1 AND i.message_id = m.id))
+                    AS "seen!",
+                  s.order_id AS "order_id?", s.state AS "state?", s.correlation_id AS "correlation_id?",
+                  s.last_message_id AS "last_message_id?", s.traceparent, s.failure_traceparent,
+                  s.version AS "version?"
+             FROM (SELECT) AS one
+             LEFT JOIN sagas s ON s.order_id = ANY($3)"#,
         consumer,
-        &inbox.ids,
-        &inbox.types as &[&str],
-        &ids,
+        ids,
+        &orders,
     )
     .fetch_all(&mut *conn)
     .await?;
-    let claimed: HashSet<uuid::Uuid> =
-        rows.first().map(|row| row.claimed.iter().copied().collect()).unwrap_or_default();
+    let seen: HashSet<uuid::Uuid> = rows.first().map(|row| row.seen.iter().copied().collect()).unwrap_or_default();
     let mut sagas = HashMap::with_capacity(rows.len());
     for row in rows {
-        let (Some(order_id), Some(state), Some(correlation_id), Some(last_message_id)) =
-            (row.order_id, row.state, row.correlation_id, row.last_message_id)
+        let (Some(order_id), Some(state), Some(correlation_id), Some(last_message_id), Some(version)) =
+            (row.order_id, row.state, row.correlation_id, row.last_message_id, row.version)
         else {
             continue;
         };
@@ -117,10 +109,11 @@ pub async fn claim_and_lock(
             last_message_id,
             traceparent: row.traceparent,
             failure_traceparent: row.failure_traceparent,
+            version,
         };
         sagas.insert(OrderId::from_uuid(order_id), decode(row)?);
     }
-    Ok((claimed, sagas))
+    Ok((seen, sagas))
 }
 
 fn encode(saga: &Saga) -> Result<serde_json::Value, StoreError> {
@@ -155,18 +148,27 @@ pub struct Pending {
 
 /// Adds transitions to their sagas' histories, in the order given, saves
 /// each saga they moved (inserted or updated, as the last of its transitions
-/// left it) and adds the messages they send to the outbox, in one statement
-/// however many: what the inputs a batch of messages (or the timer) applies
-/// write. `outbox` comes from [`UnitOfWork::take_outbox`]; its rows are
-/// inserted as the outbox's own writer inserts them, in the order sent.
+/// left it), claims `claims` in the orchestrator's inbox and adds the
+/// messages they send to the outbox, in one statement however many: what
+/// the inputs a batch of messages (or the timer) applies write. `outbox`
+/// comes from [`UnitOfWork::take_outbox`]; its rows are inserted as the
+/// outbox's own writer inserts them, in the order sent.
+///
+/// The statement is guarded, so that it may run without a transaction
+/// after an unlocked [`read`]: a saga is saved only over the version it was
+/// read at (and a new one only where none is), and every message claimed
+/// must be new. If any guard fails the statement fails whole with a
+/// serialization failure (`40001`) and writes nothing; the caller reads
+/// again. Under a lock ([`lock`], [`lock_due`]) the guards always hold.
 ///
 /// [`UnitOfWork::take_outbox`]: checkout_outbox::UnitOfWork::take_outbox
 pub async fn add_transitions(
     conn: &mut PgConnection,
+    claims: &InboxRows,
     pending: &[Pending],
     outbox: &OutboxRows,
 ) -> Result<(), StoreError> {
-    if pending.is_empty() && outbox.is_empty() {
+    if claims.ids.is_empty() && pending.is_empty() && outbox.is_empty() {
         return Ok(());
     }
     let mut last: HashMap<OrderId, &StoredSaga> = HashMap::new();
@@ -179,33 +181,47 @@ pub async fn add_transitions(
     sagas.sort_unstable_by_key(|stored| stored.saga.order_id);
     let s = SagaColumns::of(&sagas)?;
     let t = TransitionColumns::of(pending);
-    sqlx::query!(
-        "WITH saved AS (
+    // The inbox rows go in first (the saves wait for them), in message-id
+    // order, then the sagas in order-id order: concurrent writes never deadlock.
+    sqlx::query_scalar!(
+        r#"WITH claimed AS (
+             INSERT INTO inbox_messages (consumer, message_id, message_type)
+             SELECT $29, id, message_type FROM UNNEST($30::UUID[], $31::TEXT[]) WITH ORDINALITY AS m(id, message_type, n)
+              ORDER BY n
+             ON CONFLICT DO NOTHING
+             RETURNING 1
+         ), saved AS (
              INSERT INTO sagas (order_id, status, current_step, deadline, state, correlation_id, last_message_id,
-                                traceparent, failure_traceparent, started_at, updated_at, report_due_at)
+                                traceparent, failure_traceparent, started_at, updated_at, report_due_at, version)
              SELECT * FROM UNNEST($1::UUID[], $2::TEXT[], $3::TEXT[], $4::TIMESTAMPTZ[], $5::JSONB[], $6::UUID[],
                                   $7::UUID[], $8::TEXT[], $9::TEXT[], $10::TIMESTAMPTZ[], $11::TIMESTAMPTZ[],
-                                  $23::TIMESTAMPTZ[])
+                                  $23::TIMESTAMPTZ[], $32::BIGINT[])
+              WHERE (SELECT count(*) FROM claimed) = cardinality($30::UUID[])
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, current_step = EXCLUDED.current_step,
                  deadline = EXCLUDED.deadline, state = EXCLUDED.state, last_message_id = EXCLUDED.last_message_id,
                  traceparent = EXCLUDED.traceparent, failure_traceparent = EXCLUDED.failure_traceparent,
-                 updated_at = EXCLUDED.updated_at, report_due_at = EXCLUDED.report_due_at
+                 updated_at = EXCLUDED.updated_at, report_due_at = EXCLUDED.report_due_at, version = EXCLUDED.version
+               WHERE sagas.version = EXCLUDED.version - 1
+             RETURNING 1
          ), sent AS (
              INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
              SELECT id, topic, key, payload, headers
                FROM UNNEST($24::UUID[], $25::TEXT[], $26::TEXT[], $27::BYTEA[], $28::JSONB[])
                     WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
               ORDER BY n
+         ), added AS (
+             INSERT INTO saga_transitions
+                 (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
+             SELECT t.order_id, t.at, t.input, t.message_id, t.from_status, t.to_status, t.step,
+                    ARRAY(SELECT jsonb_array_elements_text(t.commands)), t.ignored, t.operator, t.reason
+               FROM UNNEST($12::UUID[], $13::TIMESTAMPTZ[], $14::TEXT[], $15::UUID[], $16::TEXT[], $17::TEXT[],
+                           $18::TEXT[], $19::JSONB[], $20::TEXT[], $21::TEXT[], $22::TEXT[]) WITH ORDINALITY
+                    AS t(order_id, at, input, message_id, from_status, to_status, step, commands, ignored,
+                         operator, reason, n)
+              ORDER BY t.n
          )
-         INSERT INTO saga_transitions
-             (order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator, reason)
-         SELECT t.order_id, t.at, t.input, t.message_id, t.from_status, t.to_status, t.step,
-                ARRAY(SELECT jsonb_array_elements_text(t.commands)), t.ignored, t.operator, t.reason
-           FROM UNNEST($12::UUID[], $13::TIMESTAMPTZ[], $14::TEXT[], $15::UUID[], $16::TEXT[], $17::TEXT[],
-                       $18::TEXT[], $19::JSONB[], $20::TEXT[], $21::TEXT[], $22::TEXT[]) WITH ORDINALITY
-                AS t(order_id, at, input, message_id, from_status, to_status, step, commands, ignored, operator,
-                     reason, n)
-          ORDER BY t.n",
+         SELECT saga_write_guard((SELECT count(*) FROM claimed), cardinality($30::UUID[]),
+                                 (SELECT count(*) FROM saved), cardinality($1::UUID[])) AS "held!""#,
         &s.orders,
         &s.statuses as &[&str],
         &s.steps as &[Option<&str>],
@@ -234,8 +250,12 @@ pub async fn add_transitions(
         &outbox.keys,
         &outbox.payloads,
         &outbox.headers,
+        CONSUMER,
+        &claims.ids,
+        &claims.types as &[&str],
+        &s.versions,
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(())
 }
@@ -255,6 +275,8 @@ struct SagaColumns<'a> {
     failure_traceparents: Vec<Option<&'a str>>,
     started: Vec<OffsetDateTime>,
     updated: Vec<OffsetDateTime>,
+    /// The version each is saved as: one more than it was read at, 0 when new.
+    versions: Vec<i64>,
 }
 
 impl<'a> SagaColumns<'a> {
@@ -275,6 +297,7 @@ impl<'a> SagaColumns<'a> {
             columns.failure_traceparents.push(stored.failure_traceparent.as_deref());
             columns.started.push(saga.started_at);
             columns.updated.push(saga.updated_at);
+            columns.versions.push(stored.version.map_or(0, |read| read + 1));
         }
         Ok(columns)
     }

@@ -5,7 +5,7 @@ use checkout_domain::OrderId;
 use checkout_kafka::admin::{self, AdminError};
 use checkout_kafka::{ConsumerStatus, KafkaSettings, RecordHeaders, partition_for_key};
 use checkout_messages::{Source, Topic};
-use checkout_outbox::{OutboxError, UnitOfWork};
+use checkout_outbox::{InboxRows, OutboxError, UnitOfWork};
 use checkout_platform::{clock, periodic};
 use checkout_saga::{Input, SagaPolicy, Step};
 use sqlx::PgPool;
@@ -183,15 +183,22 @@ impl Timer {
             let cause = Cause::timer(stored);
             let span = saga_span(Input::DeadlinePassed.name(), stored, &cause);
             let transition = stored.saga.apply(&Input::DeadlinePassed, now, &self.policy);
-            let from = Some(stored.saga.status());
             let (moved, write) = span.in_scope(|| {
-                engine::record(&mut work, from, transition, Input::DeadlinePassed.name(), &cause, &self.source, now)
+                engine::record(
+                    &mut work,
+                    Some(stored),
+                    transition,
+                    Input::DeadlinePassed.name(),
+                    &cause,
+                    &self.source,
+                    now,
+                )
             });
             moves.push(moved);
             pending.push(write);
         }
         let outbox = work.take_outbox()?;
-        store::add_transitions(work.conn(), &pending, &outbox).await?;
+        store::add_transitions(work.conn(), &InboxRows::default(), &pending, &outbox).await?;
         work.commit().await?;
         moves.into_iter().for_each(engine::Moved::count);
         Ok(due.sagas.len() + due.quarantined.len())

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
+use crate::classify::is_conflict;
 use crate::unit_of_work::transaction_span;
 use crate::{Claim, UnitOfWork, claim_all, handler_error};
 
@@ -27,6 +28,18 @@ pub trait Apply: Send + Sync + 'static {
     const CONSUMER: &'static str;
 
     fn pool(&self) -> &PgPool;
+
+    /// The unit of work the consumer's messages are applied in: a
+    /// transaction by default. A consumer may open an
+    /// [`autocommit`](UnitOfWork::autocommit) one instead: its
+    /// `claim_and_prepare` then only reads (no lock, no claim), and its
+    /// `flush` is its one write, claiming the new messages, saving the state
+    /// and taking the outbox in one statement that fails whole (`40001`) if a
+    /// message was claimed or the state changed since the read; `observe`
+    /// must then write nothing.
+    fn open(&self) -> impl Future<Output = Result<UnitOfWork, sqlx::Error>> + Send {
+        UnitOfWork::begin(self.pool())
+    }
 
     /// Reads, for all of `messages` (new to the inbox) at once, what applying
     /// them needs, before the first is applied. Nothing by default.
@@ -118,10 +131,39 @@ impl Committed for () {
     fn done(self) {}
 }
 
-/// Handles one message in a transaction of its own; a duplicate changes
+/// How many times in a row a unit of work is redone at once because a
+/// concurrent writer changed what it read; then the consumer's backoff takes
+/// over. Conflicts come from replies to one saga arriving on several topics
+/// together, so a few redos settle them.
+const REDOS: u32 = 4;
+
+/// Runs `attempt` again at once while it fails on a conflict (`40001`), at
+/// most [`REDOS`] times: an optimistic write that lost a race reads again.
+async fn redo_on_conflict<F: Future<Output = Result<(), HandlerError>>>(
+    consumer: &'static str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<(), HandlerError> {
+    let mut redone = 0;
+    loop {
+        match attempt().await {
+            Err(error) if redone < REDOS && is_conflict(&error) => {
+                redone += 1;
+                tracing::debug!(consumer, %error, redone, "what the write read changed meanwhile; applied again");
+                metrics::counter!("checkout_write_conflicts_total", "consumer" => consumer).increment(1);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Handles one message in a unit of work of its own; a duplicate changes
 /// nothing but what [`Apply::observe`] does.
 pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
-    let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
+    redo_on_conflict(A::CONSUMER, || apply_one_once(handler, message, now)).await
+}
+
+async fn apply_one_once<A: Apply>(handler: &A, message: &Incoming, now: OffsetDateTime) -> Result<(), HandlerError> {
+    let mut work = handler.open().await.map_err(handler_error)?;
     let (claims, mut batch) = handler.claim_and_prepare(&mut work, &[message]).await?;
     let applied = match claims.first() {
         Some(Claim::First) => {
@@ -152,10 +194,14 @@ pub async fn apply_one<A: Apply>(handler: &A, message: &Incoming, now: OffsetDat
 /// other topics) wait for each other but never deadlock. A deadlock would cost
 /// a second (PostgreSQL's `deadlock_timeout`), then the whole batch.
 pub async fn apply_all<A: Apply>(handler: &A, messages: &[Incoming], now: OffsetDateTime) -> Result<(), HandlerError> {
+    redo_on_conflict(A::CONSUMER, || apply_all_once(handler, messages, now)).await
+}
+
+async fn apply_all_once<A: Apply>(handler: &A, messages: &[Incoming], now: OffsetDateTime) -> Result<(), HandlerError> {
     let mut ordered: Vec<&Incoming> = messages.iter().collect();
     // Stable: one key's messages keep their order.
     ordered.sort_by_key(|message| message.envelope.subject);
-    let mut work = UnitOfWork::begin(handler.pool()).await.map_err(handler_error)?;
+    let mut work = handler.open().await.map_err(handler_error)?;
     let (claims, mut batch) = handler.claim_and_prepare(&mut work, &ordered).await?;
     let new: Vec<&Incoming> =
         ordered.iter().zip(claims).filter(|(_, claim)| *claim == Claim::First).map(|(message, _)| *message).collect();

@@ -21,6 +21,20 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a handler failed on a serialization failure (`40001`): a
+/// concurrent writer changed what an optimistic write read, and reading
+/// again may well succeed at once.
+pub fn is_conflict(error: &HandlerError) -> bool {
+    let HandlerError::Transient { error, .. } = error else {
+        return false;
+    };
+    error
+        .downcast_ref::<sqlx::Error>()
+        .and_then(sqlx::Error::as_database_error)
+        .and_then(|db| db.code().map(|code| code == "40001"))
+        .unwrap_or(false)
+}
+
 /// Maps a database error in a handler to a retry or a dead letter.
 pub fn handler_error(error: impl Into<OutboxError>) -> HandlerError {
     match error.into() {

@@ -12,10 +12,11 @@ pub enum Claim {
     Duplicate,
 }
 
-/// Exports `consumer`'s duplicate counter at zero, so that a scrape shows it
-/// before the first duplicate arrives. Call it once when the consumer is made.
+/// Exports `consumer`'s duplicate and write-conflict counters at zero, so
+/// that a scrape shows them before the first one. Call it once when the consumer is made.
 pub fn describe(consumer: &'static str) {
     metrics::counter!("checkout_inbox_duplicates_total", "consumer" => consumer).absolute(0);
+    metrics::counter!("checkout_write_conflicts_total", "consumer" => consumer).absolute(0);
 }
 
 fn count_duplicate(consumer: &str) {
@@ -69,7 +70,7 @@ pub async fn claim_all(
 /// A batch's inbox rows in message-id order, as [`claim_all`] inserts them,
 /// for a consumer that claims them in a statement of its own (see
 /// [`Apply::claim_and_prepare`](crate::Apply::claim_and_prepare)).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct InboxRows {
     pub ids: Vec<uuid::Uuid>,
     pub types: Vec<&'static str>,

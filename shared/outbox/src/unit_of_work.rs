@@ -1,5 +1,6 @@
 use checkout_messages::{Envelope, Message};
 use opentelemetry::trace::TraceContextExt;
+use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -24,15 +25,32 @@ use crate::{Claim, OutboxError, claim};
 /// one transaction) continues that span instead: it belongs to its checkout.
 /// A batch ([`crate::apply_all`]) gives each message's part of the
 /// transaction a transaction span in that message's trace.
+///
+/// An [`autocommit`](Self::autocommit) unit of work is the optimistic form:
+/// no transaction, each statement commits on its own, and the caller's one
+/// write (its state, its inbox rows and the outbox rows it
+/// [takes](Self::take_outbox), guarded against changes since it read them)
+/// is the commit.
 #[derive(Debug)]
 pub struct UnitOfWork {
-    tx: Transaction<'static, Postgres>,
+    conn: Connection,
     outgoing: Vec<(Envelope<Message>, opentelemetry::Context)>,
     /// Messages handed to the caller's own statement by [`take_outbox`](Self::take_outbox).
     taken: OutboxRows,
     span: tracing::Span,
     /// Whose relay is handed the rows at commit.
     pool: PgPool,
+}
+
+#[derive(Debug)]
+enum Connection {
+    Transaction(Transaction<'static, Postgres>),
+    /// Statements commit one by one; `handoff` holds the relay's slot for
+    /// the rows taken, registered before the write that commits them.
+    Autocommit {
+        conn: PoolConnection<Postgres>,
+        handoff: Option<Handoff>,
+    },
 }
 
 /// The span of a transaction (or of one message's part of a batch's), a child of `parent`.
@@ -53,7 +71,23 @@ impl UnitOfWork {
     pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
         let span = transaction_span(&tracing::Span::current());
         let tx = pool.begin().instrument(span.clone()).await?;
-        Ok(Self { tx, outgoing: Vec::new(), taken: OutboxRows::default(), span, pool: pool.clone() })
+        Ok(Self::of(Connection::Transaction(tx), span, pool))
+    }
+
+    /// An optimistic unit of work: no `BEGIN`, no `COMMIT`, no lock held
+    /// while the caller decides. The caller reads without locking, then
+    /// writes everything in one statement that takes the outbox rows
+    /// ([`take_outbox`](Self::take_outbox), once) and fails, whole, if what it
+    /// read has changed meanwhile (a serialization failure, `40001`, which is
+    /// transient: the caller reads again). Two round trips instead of four.
+    pub async fn autocommit(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let span = transaction_span(&tracing::Span::current());
+        let conn = pool.acquire().instrument(span.clone()).await?;
+        Ok(Self::of(Connection::Autocommit { conn, handoff: None }, span, pool))
+    }
+
+    fn of(conn: Connection, span: tracing::Span, pool: &PgPool) -> Self {
+        Self { conn, outgoing: Vec::new(), taken: OutboxRows::default(), span, pool: pool.clone() }
     }
 
     /// Makes `span` the transaction's span for what follows, and gives back
@@ -70,7 +104,7 @@ impl UnitOfWork {
         envelope: &Envelope<Message>,
     ) -> Result<Option<Self>, sqlx::Error> {
         let mut work = Self::begin(pool).await?;
-        match claim(&mut work.tx, consumer, envelope).await? {
+        match claim(work.conn(), consumer, envelope).await? {
             Claim::First => Ok(Some(work)),
             Claim::Duplicate => Ok(None),
         }
@@ -78,7 +112,10 @@ impl UnitOfWork {
 
     /// The transaction's connection, for the state change.
     pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+        match &mut self.conn {
+            Connection::Transaction(tx) => tx,
+            Connection::Autocommit { conn, .. } => conn,
+        }
     }
 
     /// Sends `envelope` if, and only if, the transaction commits.
@@ -94,9 +131,22 @@ impl UnitOfWork {
     /// change) rather than in one of their own at commit: a round trip less
     /// per transaction. The caller must write them in this transaction; what
     /// is sent afterwards is written at commit as usual.
+    ///
+    /// In an [`autocommit`](Self::autocommit) unit of work the caller's
+    /// statement that writes the rows commits them, so they are registered
+    /// with the relay here, before it; the outbox may be taken once, and
+    /// nothing may be sent afterwards.
     pub fn take_outbox(&mut self) -> Result<OutboxRows, OutboxError> {
         let rows = OutboxRows::encode(&self.outgoing)?;
         self.outgoing.clear();
+        if let Connection::Autocommit { handoff, .. } = &mut self.conn {
+            if handoff.is_some() || !self.taken.is_empty() {
+                return Err(OutboxError::Autocommit("the outbox was taken twice"));
+            }
+            if !rows.is_empty() {
+                *handoff = Handoff::register(&self.pool, &rows);
+            }
+        }
         self.taken.append(rows.clone());
         Ok(rows)
     }
@@ -105,9 +155,25 @@ impl UnitOfWork {
     /// running in this process is handed the rows (registered before the
     /// commit, so that it publishes them in commit order) and publishes
     /// them without reading them back.
+    ///
+    /// An [`autocommit`](Self::autocommit) unit of work has committed
+    /// already: this hands the relay the rows its write took.
     pub async fn commit(self) -> Result<(), OutboxError> {
-        let Self { mut tx, outgoing, mut taken, span, pool } = self;
+        let Self { conn, outgoing, mut taken, span, pool } = self;
         span.record("outbox.messages", taken.len() + outgoing.len());
+        let mut tx = match conn {
+            Connection::Transaction(tx) => tx,
+            Connection::Autocommit { handoff, .. } => {
+                if !outgoing.is_empty() {
+                    span.record("otel.status_code", "ERROR");
+                    return Err(OutboxError::Autocommit("messages were sent after the write"));
+                }
+                if let Some(handoff) = handoff {
+                    handoff.filled(taken);
+                }
+                return Ok(());
+            }
+        };
         let committed = async {
             let rows = OutboxRows::encode(&outgoing)?;
             insert(&mut tx, &rows).await?;

@@ -9,6 +9,9 @@ pub enum OutboxError {
     Encode(#[from] EncodeError),
     #[error("outbox write failed: {0}")]
     Database(#[from] sqlx::Error),
+    /// An autocommit unit of work used as if it had a transaction.
+    #[error("autocommit unit of work: {0}")]
+    Autocommit(&'static str),
 }
 
 /// Adds `envelope` to the outbox inside the caller's transaction: it is

@@ -75,7 +75,8 @@ pub async fn lock_due(
     let among: Option<Vec<uuid::Uuid>> = among.map(|orders| orders.iter().map(|o| *o.as_uuid()).collect());
     let rows = sqlx::query_as!(
         Row,
-        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent, version
+         FROM sagas
          WHERE deadline <= $1 AND quarantined_at IS NULL AND ($3::uuid[] IS NULL OR order_id = ANY($3))
          ORDER BY deadline LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
@@ -93,7 +94,8 @@ pub async fn lock_due(
 pub async fn lock_reports_due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64) -> Result<Due, StoreError> {
     let rows = sqlx::query_as!(
         Row,
-        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent FROM sagas
+        "SELECT order_id, state, correlation_id, last_message_id, traceparent, failure_traceparent, version
+         FROM sagas
          WHERE report_due_at <= $1 AND quarantined_at IS NULL
          ORDER BY report_due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         now,
@@ -139,7 +141,7 @@ pub async fn save_reported(conn: &mut PgConnection, sagas: &[Saga]) -> Result<()
         states.push(encode(saga)?);
     }
     sqlx::query!(
-        "UPDATE sagas SET state = saved.state, report_due_at = NULL
+        "UPDATE sagas SET state = saved.state, report_due_at = NULL, version = version + 1
          FROM UNNEST($1::UUID[], $2::JSONB[]) AS saved(order_id, state) WHERE sagas.order_id = saved.order_id",
         &orders,
         &states,

@@ -1,7 +1,10 @@
 //! Handlers whose every message is one state change in a [`UnitOfWork`]:
 //! claimed in the inbox, applied, its replies sent, committed. Written once
 //! here, so that a service gets both one transaction per message and one
-//! transaction for a whole batch from the same `apply`.
+//! transaction for a whole batch from the same `apply`. A consumer may
+//! instead open an autocommit unit of work ([`Apply::open`]): an unlocked
+//! read and one guarded write, which lose a race as a whole and are done
+//! again at once.
 
 use checkout_kafka::{HandlerError, Incoming};
 use sqlx::PgPool;

@@ -28,29 +28,28 @@ impl Fixture {
 }
 
 #[tokio::test]
-async fn a_confirmed_checkout_reports_its_steps_in_two_records_each_entry_with_its_time() {
+async fn a_confirmed_checkout_reports_its_steps_in_one_record_at_its_end_each_entry_with_its_time() {
     let f = Fixture::new().await;
     let placed_at = OffsetDateTime::now_utc();
     f.deliver(&f.placed).await;
     f.reply(InventoryReserved { pricing: pricing(), expires_at: OffsetDateTime::now_utc() }).await;
     f.reply(PaymentAuthorized { authorization_id: "auth-1".into(), amount: eur(2500) }).await;
     f.reply(InventoryCommitted {}).await;
-    assert_eq!(f.report_due_at().await, None, "confirming reports what was kept back");
+    assert!(f.report_due_at().await.is_some(), "confirming reports nothing: the steps wait");
     f.reply(OrderConfirmed { total: eur(2500) }).await;
-    assert!(f.report_due_at().await.is_some(), "the capture and the email wait");
     f.reply(PaymentCaptured { amount: eur(2500) }).await;
+    assert!(f.reports().await.is_empty(), "nothing reported before the end");
     f.reply(CustomerNotified { kind: NotificationKind::OrderConfirmed }).await;
     assert_eq!(f.status().await, "completed");
 
     let reports = f.reports().await;
     let shapes: Vec<Vec<(S, O)>> =
         reports.iter().map(|(_, r)| r.entries().map(|e| (e.step, e.outcome)).collect()).collect();
-    assert_eq!(shapes.len(), 2, "{shapes:?}");
-    assert_eq!(shapes[0].len(), 7, "reserved, authorized, committed, and the confirm sent: {:?}", shapes[0]);
-    assert_eq!(shapes[0].last(), Some(&(S::ConfirmOrder, O::Started)));
-    assert_eq!(shapes[1].last(), Some(&(S::NotifyCustomer, O::Succeeded)));
-    assert_eq!(shapes[1].len(), 5, "{:?}", shapes[1]);
-    assert_eq!(reports.iter().map(|(_, r)| r.finished).collect::<Vec<_>>(), [false, true]);
+    assert_eq!(shapes.len(), 1, "{shapes:?}");
+    assert_eq!(shapes[0].len(), 12, "every step's start and end: {:?}", shapes[0]);
+    assert_eq!(shapes[0][6], (S::ConfirmOrder, O::Started));
+    assert_eq!(shapes[0].last(), Some(&(S::NotifyCustomer, O::Succeeded)));
+    assert_eq!(reports.iter().map(|(_, r)| r.finished).collect::<Vec<_>>(), [true]);
     let times: Vec<OffsetDateTime> = reports.iter().flat_map(|(_, r)| r.entries()).map(|e| e.at.unwrap()).collect();
     assert!(times.is_sorted(), "{times:?}");
     assert!(times[0] >= placed_at - Duration::from_secs(1) && times[0] <= reports[0].0.time);

@@ -150,11 +150,10 @@ pub enum ConfirmationEmail {
 /// and when they are to be reported at the latest (the first one's time plus
 /// the policy's `report_delay`).
 ///
-/// A saga reports its steps when the order hears from it anyway (a command
-/// to the order service), when its status changes and when it ends; between
-/// those its entries wait here, so that a confirmed checkout's seven
-/// transitions make two reports, not seven. A saga that waits longer than
-/// the delay has its entries reported by the timer.
+/// A saga reports its steps when its status changes and when it ends;
+/// between those its entries wait here, so that a confirmed checkout's
+/// seven transitions make one report, not seven. A saga that waits longer
+/// than the delay has its entries reported by the timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Unreported {
     #[serde(with = "time::serde::rfc3339")]

@@ -115,10 +115,10 @@ impl<'a> Next<'a> {
     }
 
     /// The entries to report now: those kept back and this transition's,
-    /// when the order service hears from the saga anyway (a command to it),
-    /// the saga's status changes or it is neither running nor compensating.
-    /// Otherwise none: they wait, to be reported with later ones or by the
-    /// timer once the first has waited the policy's `report_delay`.
+    /// when the saga's status changes or it is neither running nor
+    /// compensating. Otherwise none: they wait, to be reported with later
+    /// ones or by the timer once the first has waited the policy's
+    /// `report_delay`.
     fn report(&mut self) -> Vec<StepEntry> {
         let due = self.saga.report_due().unwrap_or(self.now + self.policy.report_delay);
         let mut entries = self.saga.take_unreported();
@@ -126,11 +126,7 @@ impl<'a> Next<'a> {
         let status = self.saga.status();
         let now = self.policy.report_delay.is_zero()
             || status != self.from
-            || !matches!(status, SagaStatus::Running | SagaStatus::Compensating)
-            || self
-                .commands
-                .iter()
-                .any(|command| matches!(command, Command::ConfirmOrder { .. } | Command::CancelOrder { .. }));
+            || !matches!(status, SagaStatus::Running | SagaStatus::Compensating);
         if now || entries.is_empty() {
             return entries;
         }

@@ -81,9 +81,11 @@ impl Handler for NotificationHandler {
             Some(response)
         };
 
-        // The claim, the record and the reply in one statement; a duplicate
-        // claimed meanwhile rolls back (the transaction is dropped).
-        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
+        // The claim, the record and the reply in one statement, which commits
+        // on its own: no `BEGIN`, no `COMMIT`. A duplicate claimed meanwhile
+        // writes nothing, and its unit of work is dropped uncommitted (the
+        // relay, handed nothing, reads the table).
+        let mut work = UnitOfWork::autocommit(&self.pool).await.map_err(handler_error)?;
         work.send(caused_by(envelope, &self.source, clock::now(), CustomerNotified { kind }));
         let outbox = work.take_outbox().map_err(handler_error)?;
         let smtp_message_id = message_id(order, name);

@@ -60,8 +60,9 @@ pub async fn before(
 
 /// Claims the command in `consumer`'s inbox, records the email (the first
 /// record of an order and kind stands) and writes `outbox`, in one
-/// statement: whether the claim was new. When it was not, the caller rolls
-/// the transaction back, and nothing of it stays.
+/// statement that needs no transaction around it: whether the claim was
+/// new. When it was not (a delivery of the same command claimed it
+/// meanwhile), the record and the outbox rows are not written either.
 pub async fn claim_and_record(
     conn: &mut PgConnection,
     consumer: &str,
@@ -77,12 +78,14 @@ pub async fn claim_and_record(
                RETURNING message_id
            ), recorded AS (
                INSERT INTO notifications (order_id, kind, recipient, subject, smtp_message_id, smtp_response)
-               VALUES ($4, $5, $6, $7, $8, $9) ON CONFLICT (order_id, kind) DO NOTHING
+               SELECT $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM claimed)
+               ON CONFLICT (order_id, kind) DO NOTHING
            ), sent AS (
                INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
                SELECT id, topic, key, payload, headers
                  FROM UNNEST($10::UUID[], $11::TEXT[], $12::TEXT[], $13::BYTEA[], $14::JSONB[])
                       WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+                WHERE EXISTS (SELECT 1 FROM claimed)
                 ORDER BY n
            )
            SELECT EXISTS (SELECT 1 FROM claimed) AS "claimed!""#,

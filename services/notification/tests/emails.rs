@@ -104,7 +104,7 @@ async fn a_redelivery_racing_its_original_is_acknowledged_once() {
     let f = Fixture::new().await;
     let command = f.confirmed();
     // Both pass the read before the email; the inbox claim in the write
-    // lets one record and answer, and rolls the other back.
+    // lets one record and answer, and the other write nothing.
     let (first, second) = tokio::join!(f.send(&command), f.send(&command));
     first.unwrap();
     second.unwrap();

@@ -9,11 +9,11 @@ use checkout_messages::payloads::payment::{
 use checkout_messages::{Message, Source};
 use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of, seen_before};
 use checkout_platform::clock;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
 use crate::ledger::{Plan, Status, plan};
-use crate::store::{self, Change, Entry, StoreError};
+use crate::store::{self, Change, Entry};
 
 /// The payment service's name in the inbox.
 const CONSUMER: &str = "payment";
@@ -124,9 +124,19 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
         if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());
         }
-        if let Some(reply) = record(work.conn(), order, previous, effect).await? {
+        let (write, reply) = recording(previous, &effect);
+        if let Some(reply) = reply {
             tracing::info!(reply = %reply.message_type(), "payment command handled");
             work.send(caused_by(envelope, &self.source, clock::now(), reply));
+        }
+        match write {
+            // The status, its audit entry and the reply in one statement.
+            Some(Write::Status(change, entry)) => {
+                let outbox = work.take_outbox().map_err(handler_error)?;
+                store::update_recording(work.conn(), order, change, entry, &outbox).await?;
+            }
+            Some(Write::Entry(entry)) => store::record_operation(work.conn(), order, entry).await?,
+            None => {}
         }
         work.commit().await.map_err(handler_error)
     }
@@ -141,7 +151,8 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         operation: Operation,
         amount: Option<Money>,
     ) -> Result<IdempotencyKey, HandlerError> {
-        store::record_operation(&self.pool, order, operation, "started", amount, None).await?;
+        store::record_operation(&self.pool, order, Entry { operation, outcome: "started", amount, detail: None })
+            .await?;
         Ok(IdempotencyKey::new(order, operation))
     }
 
@@ -185,60 +196,53 @@ impl<G: PaymentGateway> PaymentHandler<G> {
 }
 
 /// Records what the gateway did and returns the reply to send, if any.
-async fn record(
-    conn: &mut PgConnection,
-    order: OrderId,
-    previous: Option<Status>,
-    effect: Effect,
-) -> Result<Option<Message>, StoreError> {
+/// What recording an effect writes.
+enum Write<'a> {
+    /// A new status, with its audit entry.
+    Status(Change<'a>, Entry<'a>),
+    /// An audit entry alone.
+    Entry(Entry<'a>),
+}
+
+/// What an effect writes (nothing for a reply alone) and the reply it sends.
+fn recording(previous: Option<Status>, effect: &Effect) -> (Option<Write<'_>>, Option<Message>) {
     let change = |status| Change { status, authorization_id: None, decline: None };
     let entry = |operation, outcome, amount, detail| Entry { operation, outcome, amount, detail };
-    Ok(match effect {
-        Effect::Reply(reply) => Some(reply),
+    match effect {
+        Effect::Reply(reply) => (None, Some(reply.clone())),
         Effect::Authorized { authorization_id, amount } if previous == Some(Status::Voided) => {
             // A void overtook the call; the void at the gateway covers this approval.
-            store::record_operation(
-                &mut *conn,
-                order,
-                Operation::Authorize,
-                "approved after void",
-                Some(amount),
-                Some(&authorization_id),
-            )
-            .await?;
+            let late =
+                entry(Operation::Authorize, "approved after void", Some(*amount), Some(authorization_id.as_str()));
             let detail = "the payment was voided while it was being authorized".to_owned();
-            Some(PaymentDeclined { code: DeclineCode::AlreadyVoided, detail }.into())
+            (Some(Write::Entry(late)), Some(PaymentDeclined { code: DeclineCode::AlreadyVoided, detail }.into()))
         }
         Effect::Authorized { authorization_id, amount } => {
-            let authorized = Change { authorization_id: Some(&authorization_id), ..change(Status::Authorized) };
-            let approved = entry(Operation::Authorize, "approved", Some(amount), Some(authorization_id.as_str()));
-            store::update_recording(conn, order, authorized, approved).await?;
-            Some(PaymentAuthorized { authorization_id, amount }.into())
+            let authorized = Change { authorization_id: Some(authorization_id), ..change(Status::Authorized) };
+            let approved = entry(Operation::Authorize, "approved", Some(*amount), Some(authorization_id.as_str()));
+            let reply = PaymentAuthorized { authorization_id: authorization_id.clone(), amount: *amount };
+            (Some(Write::Status(authorized, approved)), Some(reply.into()))
         }
         Effect::Declined { code, detail, amount } => {
-            let declined = Change { decline: Some((code, &detail)), ..change(Status::Declined) };
-            let entry = entry(Operation::Authorize, "declined", Some(amount), Some(detail.as_str()));
-            store::update_recording(conn, order, declined, entry).await?;
-            Some(PaymentDeclined { code, detail }.into())
+            let declined = Change { decline: Some((*code, detail)), ..change(Status::Declined) };
+            let entry = entry(Operation::Authorize, "declined", Some(*amount), Some(detail.as_str()));
+            let reply = PaymentDeclined { code: *code, detail: detail.clone() };
+            (Some(Write::Status(declined, entry)), Some(reply.into()))
         }
         Effect::Unanswered { amount } => {
-            store::record_operation(&mut *conn, order, Operation::Authorize, "no answer", Some(amount), None).await?;
-            None
+            (Some(Write::Entry(entry(Operation::Authorize, "no answer", Some(*amount), None))), None)
         }
         Effect::Captured { amount } => {
-            let entry = entry(Operation::Capture, "captured", Some(amount), None);
-            store::update_recording(conn, order, change(Status::Captured), entry).await?;
-            Some(PaymentCaptured { amount }.into())
+            let entry = entry(Operation::Capture, "captured", Some(*amount), None);
+            (Some(Write::Status(change(Status::Captured), entry)), Some(PaymentCaptured { amount: *amount }.into()))
         }
         Effect::Voided => {
             let entry = entry(Operation::Void, "voided", None, None);
-            store::update_recording(conn, order, change(Status::Voided), entry).await?;
-            Some(PaymentVoided {}.into())
+            (Some(Write::Status(change(Status::Voided), entry)), Some(PaymentVoided {}.into()))
         }
         Effect::Refunded { amount } => {
-            let entry = entry(Operation::Refund, "refunded", Some(amount), None);
-            store::update_recording(conn, order, change(Status::Refunded), entry).await?;
-            Some(PaymentRefunded { amount }.into())
+            let entry = entry(Operation::Refund, "refunded", Some(*amount), None);
+            (Some(Write::Status(change(Status::Refunded), entry)), Some(PaymentRefunded { amount: *amount }.into()))
         }
-    })
+    }
 }

@@ -7,6 +7,7 @@ use sqlx::{PgConnection, PgExecutor};
 use crate::gateway::{IdempotencyKey, Operation};
 use crate::ledger::{Payment, Status};
 
+use checkout_outbox::OutboxRows;
 pub use checkout_outbox::StoreError;
 
 fn corrupt(error: impl std::fmt::Display) -> StoreError {
@@ -158,13 +159,15 @@ pub struct Entry<'a> {
     pub detail: Option<&'a str>,
 }
 
-/// Sets the payment's status (creating its row when there is none) and
-/// appends `entry` to its audit trail, in one statement.
+/// Sets the payment's status (creating its row when there is none),
+/// appends `entry` to its audit trail and writes `outbox` (from
+/// `UnitOfWork::take_outbox`: the reply), in one statement.
 pub async fn update_recording(
     conn: &mut PgConnection,
     order: OrderId,
     change: Change<'_>,
     entry: Entry<'_>,
+    outbox: &OutboxRows,
 ) -> Result<(), StoreError> {
     let currency = entry.amount.map(|a| a.currency());
     let key = IdempotencyKey::new(order, entry.operation);
@@ -177,6 +180,12 @@ pub async fn update_recording(
                  decline_code = COALESCE(EXCLUDED.decline_code, payments.decline_code),
                  decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
                  updated_at = now()
+         ), sent AS (
+             INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+             SELECT id, topic, key, payload, headers
+               FROM UNNEST($12::UUID[], $13::TEXT[], $14::TEXT[], $15::BYTEA[], $16::JSONB[])
+                    WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+              ORDER BY n
          )
          INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail, idempotency_key)
          VALUES ($1, $6, $7, $8, $9, $10, $11)",
@@ -191,6 +200,11 @@ pub async fn update_recording(
         currency.as_ref().map(Currency::code),
         entry.detail,
         key.as_str(),
+        &outbox.ids,
+        &outbox.topics as &[&str],
+        &outbox.keys,
+        &outbox.payloads,
+        &outbox.headers,
     )
     .execute(&mut *conn)
     .await?;
@@ -201,22 +215,19 @@ pub async fn update_recording(
 pub async fn record_operation(
     executor: impl PgExecutor<'_>,
     order: OrderId,
-    operation: Operation,
-    outcome: &str,
-    amount: Option<Money>,
-    detail: Option<&str>,
+    entry: Entry<'_>,
 ) -> Result<(), StoreError> {
-    let currency = amount.map(|a| a.currency());
-    let key = IdempotencyKey::new(order, operation);
+    let currency = entry.amount.map(|a| a.currency());
+    let key = IdempotencyKey::new(order, entry.operation);
     sqlx::query!(
         "INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail, idempotency_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         order.as_uuid(),
-        operation.as_str(),
-        outcome,
-        amount.map(|a| a.amount_minor()),
+        entry.operation.as_str(),
+        entry.outcome,
+        entry.amount.map(|a| a.amount_minor()),
         currency.as_ref().map(Currency::code),
-        detail,
+        entry.detail,
         key.as_str(),
     )
     .execute(executor)

@@ -193,47 +193,41 @@ pub async fn insert_held(
     lineage: &Lineage<'_>,
 ) -> Result<bool, StoreError> {
     let currency = pricing.total().currency();
-    let inserted = sqlx::query!(
-        "INSERT INTO reservations (order_id, status, currency, expires_at, correlation_id, reserved_by, traceparent)
-         VALUES ($1, 'held', $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+    let lines = pricing.lines();
+    let line_numbers: Vec<i32> = (1..).take(lines.len()).collect();
+    let skus: Vec<String> = lines.iter().map(|l| l.sku.to_string()).collect();
+    let quantities: Vec<i32> = lines.iter().map(|l| i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)).collect();
+    let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.amount_minor()).collect();
+    // The reservation, its lines and the stock it holds in one statement;
+    // the lines and the stock only if the reservation is this one's.
+    Ok(sqlx::query_scalar!(
+        r#"WITH held AS (
+               INSERT INTO reservations (order_id, status, currency, expires_at, correlation_id, reserved_by,
+                                         traceparent)
+               VALUES ($1, 'held', $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING
+               RETURNING order_id
+           ), lines AS (
+               INSERT INTO reservation_lines (order_id, line_no, sku, quantity, unit_price_minor)
+               SELECT held.order_id, l.* FROM held, UNNEST($7::INT[], $8::TEXT[], $9::INT[], $10::BIGINT[]) AS l
+           ), stock AS (
+               UPDATE products p SET reserved = p.reserved + l.quantity, updated_at = now()
+                 FROM UNNEST($8::TEXT[], $9::INT[]) AS l(sku, quantity)
+                WHERE p.sku = l.sku AND EXISTS (SELECT 1 FROM held)
+           )
+           SELECT EXISTS (SELECT 1 FROM held) AS "held!""#,
         order.as_uuid(),
         currency.code(),
         expires_at,
         lineage.cause.correlation_id.as_uuid(),
         lineage.cause.id.as_uuid(),
         lineage.traceparent,
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let lines = pricing.lines();
-    let line_numbers: Vec<i32> = (1..).take(lines.len()).collect();
-    let skus: Vec<String> = lines.iter().map(|l| l.sku.to_string()).collect();
-    let quantities: Vec<i32> = lines.iter().map(|l| i32::try_from(l.quantity.get()).unwrap_or(i32::MAX)).collect();
-    let prices: Vec<i64> = lines.iter().map(|l| l.unit_price.amount_minor()).collect();
-    sqlx::query!(
-        "INSERT INTO reservation_lines (order_id, line_no, sku, quantity, unit_price_minor)
-         SELECT $1, * FROM UNNEST($2::INT[], $3::TEXT[], $4::INT[], $5::BIGINT[])",
-        order.as_uuid(),
         &line_numbers,
         &skus,
         &quantities,
         &prices,
     )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "UPDATE products p SET reserved = p.reserved + l.quantity, updated_at = now()
-         FROM UNNEST($1::TEXT[], $2::INT[]) AS l(sku, quantity) WHERE p.sku = l.sku",
-        &skus,
-        &quantities,
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(true)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// Records that nothing could be reserved, so a repeated request gets the same answer.
@@ -280,44 +274,51 @@ pub async fn insert_released(conn: &mut PgConnection, order: OrderId, lineage: &
 
 /// Gives a held reservation's stock back, leaving it `released` or `expired`.
 pub async fn release(conn: &mut PgConnection, order: OrderId, status: Status) -> Result<(), StoreError> {
-    let skus = reserved_skus(conn, order).await?;
-    lock_stock(conn, &skus).await?;
-    sqlx::query!(
-        "UPDATE products p SET reserved = p.reserved - l.quantity, updated_at = now()
-         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
-        order.as_uuid(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    set_status(conn, order, status).await
+    move_stock(conn, order, Movement { on_hand: 0, reserved: -1 }, status).await
 }
 
 /// Turns a held reservation into a sale: the stock leaves the warehouse.
 pub async fn commit_held(conn: &mut PgConnection, order: OrderId) -> Result<(), StoreError> {
-    let skus = reserved_skus(conn, order).await?;
-    lock_stock(conn, &skus).await?;
-    sqlx::query!(
-        "UPDATE products p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity, updated_at = now()
-         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
-        order.as_uuid(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    set_status(conn, order, Status::Committed).await
+    move_stock(conn, order, Movement { on_hand: -1, reserved: -1 }, Status::Committed).await
 }
 
 /// Puts a committed reservation's stock back on hand, leaving it `released`.
 pub async fn restock(conn: &mut PgConnection, order: OrderId) -> Result<(), StoreError> {
-    let skus = reserved_skus(conn, order).await?;
-    lock_stock(conn, &skus).await?;
+    move_stock(conn, order, Movement { on_hand: 1, reserved: 0 }, Status::Released).await
+}
+
+/// How a reservation's lines move its products' counts: each line's
+/// quantity times these (-1, 0 or 1).
+struct Movement {
+    on_hand: i32,
+    reserved: i32,
+}
+
+/// Moves the stock of the order's reserved lines and sets its reservation's
+/// status, in one statement. The products are locked in SKU order first,
+/// as [`lock_stock`] does, so that two reservations never wait on each
+/// other in a cycle.
+async fn move_stock(conn: &mut PgConnection, order: OrderId, by: Movement, status: Status) -> Result<(), StoreError> {
     sqlx::query!(
-        "UPDATE products p SET on_hand = p.on_hand + l.quantity, updated_at = now()
-         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
+        "WITH lines AS (
+             SELECT sku, quantity FROM reservation_lines WHERE order_id = $1
+         ), locked AS (
+             SELECT sku FROM products WHERE sku IN (SELECT sku FROM lines) ORDER BY sku FOR UPDATE
+         ), moved AS (
+             UPDATE products p SET on_hand = p.on_hand + l.quantity * $3, reserved = p.reserved + l.quantity * $4,
+                                   updated_at = now()
+               FROM lines l
+              WHERE p.sku = l.sku AND (SELECT count(*) FROM locked) > 0
+         )
+         UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1",
         order.as_uuid(),
+        status as Status,
+        by.on_hand,
+        by.reserved,
     )
     .execute(&mut *conn)
     .await?;
-    set_status(conn, order, Status::Released).await
+    Ok(())
 }
 
 /// Commits an expired reservation if its stock is still free; returns the
@@ -331,26 +332,8 @@ pub async fn commit_expired(conn: &mut PgConnection, order: OrderId) -> Result<O
     if let Err(rejection) = crate::pricing::price(&lines, &stock) {
         return Ok(Some(rejection.sku().clone()));
     }
-    sqlx::query!(
-        "UPDATE products p SET on_hand = p.on_hand - l.quantity, updated_at = now()
-         FROM reservation_lines l WHERE l.order_id = $1 AND p.sku = l.sku",
-        order.as_uuid(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    set_status(conn, order, Status::Committed).await?;
+    move_stock(conn, order, Movement { on_hand: -1, reserved: 0 }, Status::Committed).await?;
     Ok(None)
-}
-
-async fn set_status(conn: &mut PgConnection, order: OrderId, status: Status) -> Result<(), StoreError> {
-    sqlx::query!(
-        "UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1",
-        order.as_uuid(),
-        status as Status,
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// A held reservation whose time ran out.

@@ -135,7 +135,10 @@ impl UnitOfWork {
     /// In an [`autocommit`](Self::autocommit) unit of work the caller's
     /// statement that writes the rows commits them, so they are registered
     /// with the relay here, before it; the outbox may be taken once, and
-    /// nothing may be sent afterwards.
+    /// nothing may be sent afterwards. That statement must write every row
+    /// taken or fail: a unit of work whose write wrote none of them (a
+    /// duplicate found by its claim) is dropped, not committed, and the
+    /// relay reads the table instead.
     pub fn take_outbox(&mut self) -> Result<OutboxRows, OutboxError> {
         let rows = OutboxRows::encode(&self.outgoing)?;
         self.outgoing.clear();

@@ -5,7 +5,7 @@ use checkout_domain::OrderId;
 use checkout_kafka::{HandlerError, Incoming};
 use checkout_messages::payloads::order::OrderPlaced;
 use checkout_messages::{CorrelationId, Message, MessageId, Source};
-use checkout_outbox::{Apply, Claim, InboxRows, UnitOfWork, handler_error, seen_before};
+use checkout_outbox::{Apply, Claim, InboxRows, UnitOfWork, claim_of, handler_error};
 use checkout_saga::{Input, Saga, SagaPolicy};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -102,19 +102,13 @@ impl Apply for SagaHandler {
         let orders: Vec<OrderId> = envelopes.iter().map(|envelope| envelope.subject).collect();
         let holding = self.held.hold(&orders).await;
         let (mut seen, current) = store::read(work.conn(), CONSUMER, &ids, &orders).await?;
-        let (claims, new): (Vec<Claim>, Vec<_>) = envelopes
+        // New unless claimed before or earlier in this batch (a message published twice).
+        let claims: Vec<Claim> = envelopes
             .iter()
-            .map(|envelope| {
-                // Claimed before, or earlier in this batch (a message published twice).
-                if seen_before(CONSUMER, !seen.insert(*envelope.id.as_uuid())) {
-                    tracing::info!(message.id = %envelope.id, consumer = CONSUMER, "duplicate message ignored");
-                    (Claim::Duplicate, None)
-                } else {
-                    (Claim::First, Some(*envelope))
-                }
-            })
-            .unzip();
-        let new: Vec<_> = new.into_iter().flatten().collect();
+            .map(|envelope| claim_of(CONSUMER, envelope, seen.insert(*envelope.id.as_uuid())))
+            .collect();
+        let new: Vec<_> =
+            envelopes.iter().zip(&claims).filter(|(_, claim)| **claim == Claim::First).map(|(e, _)| *e).collect();
         Ok((claims, Sagas { current, claims: InboxRows::of(&new), pending: Vec::new(), holding: Some(holding) }))
     }
 

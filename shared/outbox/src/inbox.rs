@@ -104,7 +104,9 @@ pub fn claims<S: std::hash::BuildHasher>(
 /// For a consumer that claims one message in a statement of its own (an
 /// `INSERT … ON CONFLICT DO NOTHING RETURNING` beside its state change, in
 /// the transaction's first statement): whether it is new, from whether the
-/// insert returned its row; a duplicate is logged and counted.
+/// insert returned its row (or, for one that reads its inbox before it
+/// claims in its write, whether the read found none); a duplicate is logged
+/// and counted.
 pub fn claim_of(consumer: &str, envelope: &Envelope<Message>, inserted: bool) -> Claim {
     if inserted {
         return Claim::First;

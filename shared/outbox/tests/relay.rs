@@ -218,6 +218,35 @@ async fn a_running_relay_marks_what_it_published_later_in_one_go_and_never_publi
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(unpublished(&db.pool).await, 0, "a relay that stops marks what it published");
+    assert_eq!(outbox_rows(&db.pool).await, 0, "marking a published row deletes it");
+}
+
+async fn outbox_rows(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM outbox_messages").fetch_one(pool).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_a_relay_of_the_previous_release_marked_is_pruned_and_never_published_again() {
+    let (db, kafka, topic) = outbox_and_topic().await;
+    // The previous release marked a published row by setting `published_at`.
+    let order = new_order();
+    commit_to_outbox(&db.pool, &[numbered(order, 1)]).await;
+    sqlx::query("UPDATE outbox_messages SET published_at = now()").execute(&db.pool).await.unwrap();
+    commit_to_outbox(&db.pool, &[numbered(order, 2)]).await;
+
+    let settings = RelaySettings { prune_interval: Duration::ZERO, ..RelaySettings::default() };
+    let relay = OutboxRelay::new(db.pool.clone(), kafka.publisher(), kafka.names(), settings);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    let records = kafka.read(&topic, 1, Duration::from_secs(20)).await;
+    assert_eq!(sequence(&records[0]).1, 2, "the marked row is not published again; the next one is");
+    eventually(Duration::from_secs(20), "both rows to be gone", || {
+        let pool = db.pool.clone();
+        async move { (outbox_rows(&pool).await == 0).then_some(()) }
+    })
+    .await;
+    shutdown.cancel();
+    running.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -201,12 +201,15 @@ impl Held<'_> {
     }
 
     /// Marks every row this lease published and has not marked, in one
-    /// statement.
+    /// statement, by deleting it: the broker holds the record now, and a
+    /// deleted row costs the database no new row version and no index
+    /// entries, where setting `published_at` rewrote the row (payload and
+    /// all) and added an entry to each of its indexes.
     async fn mark(&mut self) -> Result<(), sqlx::Error> {
         if self.unmarked.is_empty() {
             return Ok(());
         }
-        sqlx::query!("UPDATE outbox_messages SET published_at = now() WHERE message_id = ANY($1)", &*self.unmarked)
+        sqlx::query!("DELETE FROM outbox_messages WHERE message_id = ANY($1)", &*self.unmarked)
             .execute(&mut *self.conn)
             .await?;
         self.unmarked.clear();

@@ -7,8 +7,8 @@
 //! need no transaction: a pass reads a batch in position order, enqueues it,
 //! waits for all acknowledgements together, then marks the acknowledged rows,
 //! per key only up to its first failure (the rest are published again after
-//! it). The running relay marks at most every `mark_interval`, many passes'
-//! rows in one statement (see `lease`), so under load a pass is one read,
+//! it). Marking a row deletes it. The running relay marks at most every
+//! `mark_interval`, many passes' rows in one statement (see `lease`), so under load a pass is one read,
 //! where a transaction-scoped lock took five statements (`BEGIN`, lock, read,
 //! mark, `COMMIT`). A crash before the mark republishes what it had not
 //! marked. When the holder dies or its connection breaks, PostgreSQL
@@ -61,8 +61,6 @@ pub struct RelaySettings {
     /// marks them, to mark many in one commit (a crash meanwhile publishes
     /// them again). `relay_once` and `drain` mark at once.
     pub mark_interval: Duration,
-    /// Published rows are kept this long for inspection, then deleted.
-    pub published_retention: Duration,
     /// Inbox rows are kept this long: longer than any redelivery can come late.
     pub inbox_retention: Duration,
     pub prune_interval: Duration,
@@ -74,7 +72,6 @@ impl Default for RelaySettings {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             mark_interval: Duration::from_millis(100),
-            published_retention: Duration::from_hours(24),
             inbox_retention: Duration::from_hours(14 * 24),
             prune_interval: Duration::from_mins(10),
         }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -189,19 +188,24 @@ impl OutboxRelay {
         }
     }
 
+    /// Deletes the inbox rows older than their retention (by the database's
+    /// clock, which stamped them), and any outbox
+    /// rows a relay of the previous release marked published instead of
+    /// deleting them (during a rolling upgrade).
     async fn prune(&self) {
-        let now = OffsetDateTime::now_utc();
-        let outbox_cutoff = now - self.settings.published_retention;
-        let inbox_cutoff = now - self.settings.inbox_retention;
+        let inbox_retention = self.settings.inbox_retention.as_secs_f64();
         let pruned = async {
-            let outbox = sqlx::query!("DELETE FROM outbox_messages WHERE published_at < $1", outbox_cutoff)
+            let outbox = sqlx::query!("DELETE FROM outbox_messages WHERE published_at IS NOT NULL")
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-            let inbox = sqlx::query!("DELETE FROM inbox_messages WHERE processed_at < $1", inbox_cutoff)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+            let inbox = sqlx::query!(
+                "DELETE FROM inbox_messages WHERE processed_at < now() - make_interval(secs => $1)",
+                inbox_retention
+            )
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
             Ok::<_, sqlx::Error>((outbox, inbox))
         };
         match pruned.await {

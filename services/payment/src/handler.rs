@@ -7,13 +7,15 @@ use checkout_messages::payloads::payment::{
     AuthorizePayment, DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
 use checkout_messages::{Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of, seen_before};
+use checkout_outbox::{
+    Claim, UnitOfWork, caused_by, claim_of, count_conflict, handler_error, is_conflict, row_of, seen_before,
+};
 use checkout_platform::clock;
 use sqlx::PgPool;
 
 use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
 use crate::ledger::{Plan, Status, plan};
-use crate::store::{self, Change, Entry};
+use crate::store::{self, Change, Entry, Recorded};
 
 /// The payment service's name in the inbox.
 const CONSUMER: &str = "payment";
@@ -94,11 +96,13 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
         if seen_before(CONSUMER, processed) {
             return Ok(());
         }
+        // The status as this handling last read or wrote it.
+        let mut seen = current.as_ref().map(|payment| payment.status);
         let effect = match plan(current.as_ref(), &envelope.payload) {
             Plan::Reply(reply) => Effect::Reply(reply),
             Plan::Refuse(reason) => return Err(HandlerError::permanent(reason)),
             Plan::Authorize => match &envelope.payload {
-                Message::AuthorizePayment(command) => self.authorize(order, command).await?,
+                Message::AuthorizePayment(command) => self.authorize(order, command, &mut seen).await?,
                 _ => return Err(HandlerError::permanent("authorize planned for a non-authorize command")),
             },
             Plan::Capture { authorization_id, amount } => {
@@ -118,8 +122,11 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
                 Effect::Refunded { amount }
             }
         };
-        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
         let command = row_of(envelope);
+        if self.record_unlocked(message, seen, &effect).await? {
+            return Ok(());
+        }
+        let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
         let (claimed, previous) = store::claim_and_lock_status(work.conn(), CONSUMER, command, order).await?;
         if claim_of(CONSUMER, envelope, claimed) == Claim::Duplicate {
             return Ok(());
@@ -143,6 +150,55 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
 }
 
 impl<G: PaymentGateway> PaymentHandler<G> {
+    /// Records a new status decided from the status `seen`, in one
+    /// statement that commits on its own, unless the status changed since
+    /// (a command that overtook this one during the gateway call): then the
+    /// statement writes nothing and this returns false, for the outcome to
+    /// be recorded under the payment's lock. Other effects are left to that
+    /// too (false).
+    async fn record_unlocked(
+        &self,
+        message: &Incoming,
+        seen: Option<Status>,
+        effect: &Effect,
+    ) -> Result<bool, HandlerError> {
+        let (Some(Write::Status(change, entry)), reply) = recording(seen, effect) else {
+            return Ok(false);
+        };
+        let envelope = &message.envelope;
+        let mut work = UnitOfWork::autocommit(&self.pool).await.map_err(handler_error)?;
+        let replied = reply.as_ref().map(Message::message_type);
+        if let Some(reply) = reply {
+            work.send(caused_by(envelope, &self.source, clock::now(), reply));
+        }
+        let outbox = work.take_outbox().map_err(handler_error)?;
+        let command = row_of(envelope);
+        match store::claim_recording(work.conn(), CONSUMER, command, envelope.subject, seen, change, entry, &outbox)
+            .await
+        {
+            Ok(Recorded::Duplicate) => {
+                claim_of(CONSUMER, envelope, false);
+                Ok(true)
+            }
+            Ok(Recorded::Claimed) => {
+                work.commit().await.map_err(handler_error)?;
+                if let Some(replied) = replied {
+                    tracing::info!(reply = %replied, "payment command handled");
+                }
+                Ok(true)
+            }
+            Err(error) => {
+                let error = HandlerError::from(error);
+                if !is_conflict(&error) {
+                    return Err(error);
+                }
+                tracing::debug!(%error, "the payment changed during the gateway call; recording under its lock");
+                count_conflict(CONSUMER);
+                Ok(false)
+            }
+        }
+    }
+
     /// Claims a gateway call before making it: a committed `started` row in
     /// the audit trail, with the key the gateway is given.
     async fn claim_call(
@@ -165,10 +221,17 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         }
     }
 
-    async fn authorize(&self, order: OrderId, command: &AuthorizePayment) -> Result<Effect, HandlerError> {
+    /// Asks the gateway to authorize, after recording that it is under way
+    /// (`seen` then holds the status that left).
+    async fn authorize(
+        &self,
+        order: OrderId,
+        command: &AuthorizePayment,
+        seen: &mut Option<Status>,
+    ) -> Result<Effect, HandlerError> {
         let amount = command.amount;
-        store::begin_authorization(&self.pool, order, amount).await?;
-        let idempotency_key = self.claim_call(order, Operation::Authorize, Some(amount)).await?;
+        *seen = Some(store::begin_authorization(&self.pool, order, amount).await?);
+        let idempotency_key = IdempotencyKey::new(order, Operation::Authorize);
         let request =
             AuthorizationRequest { order_id: order, amount, card_token: command.card_token.clone(), idempotency_key };
         match tokio::time::timeout(self.gateway_timeout, self.gateway.authorize(&request)).await {

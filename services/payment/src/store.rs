@@ -88,24 +88,37 @@ fn decline_text(code: DeclineCode) -> &'static str {
     }
 }
 
-/// Records, before asking the gateway, that an authorization is under way,
-/// so a crash during the call leaves a trace a void can act on.
+/// Records, before asking the gateway, that an authorization is under way
+/// (a payment `authorizing`, unless the order has one) and claims the call
+/// in the audit trail (`started`, see [`record_operation`]), in one
+/// statement, so a crash during the call leaves a trace a void can act on.
+/// Returns the payment's status after it.
 pub async fn begin_authorization(
     executor: impl PgExecutor<'_>,
     order: OrderId,
     amount: Money,
-) -> Result<(), StoreError> {
+) -> Result<Status, StoreError> {
     let currency = amount.currency();
-    sqlx::query!(
-        "INSERT INTO payments (order_id, status, amount_minor, currency) VALUES ($1, 'authorizing', $2, $3)
-         ON CONFLICT (order_id) DO NOTHING",
+    let key = IdempotencyKey::new(order, Operation::Authorize);
+    let status = sqlx::query_scalar!(
+        r#"WITH begun AS (
+               INSERT INTO payments (order_id, status, amount_minor, currency) VALUES ($1, 'authorizing', $2, $3)
+               ON CONFLICT (order_id) DO NOTHING
+               RETURNING status
+           ), started AS (
+               INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, idempotency_key)
+               VALUES ($1, 'authorize', 'started', $2, $3, $4)
+           )
+           SELECT COALESCE((SELECT status FROM begun), (SELECT status FROM payments WHERE order_id = $1))
+               AS "status!: Status""#,
         order.as_uuid(),
         amount.amount_minor(),
         currency.code(),
+        key.as_str(),
     )
-    .execute(executor)
+    .fetch_one(executor)
     .await?;
-    Ok(())
+    Ok(status)
 }
 
 /// Claims the command `message_id` in `consumer`'s inbox and, when it is
@@ -209,6 +222,92 @@ pub async fn update_recording(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Whether [`claim_recording`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The command was claimed and the change recorded.
+    Claimed,
+    /// A delivery of the same command claimed it first: nothing written.
+    Duplicate,
+}
+
+/// [`update_recording`] without a transaction around it: claims the command
+/// in `consumer`'s inbox and, with the claim, sets the status, appends
+/// `entry` and writes `outbox`, in one statement that commits on its own,
+/// provided the payment's status is still `read` (none: no payment yet).
+/// If it is not, the statement writes nothing, the claim included, and
+/// fails as a serialization failure: the caller decided from a status that
+/// has changed.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_recording(
+    conn: &mut PgConnection,
+    consumer: &str,
+    (message_id, message_type): (uuid::Uuid, &str),
+    order: OrderId,
+    read: Option<Status>,
+    change: Change<'_>,
+    entry: Entry<'_>,
+    outbox: &OutboxRows,
+) -> Result<Recorded, StoreError> {
+    let currency = entry.amount.map(|a| a.currency());
+    let key = IdempotencyKey::new(order, entry.operation);
+    let claimed = sqlx::query_scalar!(
+        r#"WITH claimed AS (
+               INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING
+               RETURNING message_id
+           ), updated AS (
+               INSERT INTO payments (order_id, status, authorization_id, decline_code, decline_detail)
+               SELECT $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM claimed)
+               ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status,
+                   authorization_id = COALESCE(EXCLUDED.authorization_id, payments.authorization_id),
+                   decline_code = COALESCE(EXCLUDED.decline_code, payments.decline_code),
+                   decline_detail = COALESCE(EXCLUDED.decline_detail, payments.decline_detail),
+                   updated_at = now()
+                WHERE payments.status IS NOT DISTINCT FROM $9
+               RETURNING order_id
+           ), sent AS (
+               INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+               SELECT id, topic, key, payload, headers
+                 FROM UNNEST($16::UUID[], $17::TEXT[], $18::TEXT[], $19::BYTEA[], $20::JSONB[])
+                      WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+                WHERE EXISTS (SELECT 1 FROM updated)
+                ORDER BY n
+           ), logged AS (
+               INSERT INTO payment_operations (order_id, operation, outcome, amount_minor, currency, detail,
+                                               idempotency_key)
+               SELECT $4, $10, $11, $12, $13, $14, $15 WHERE EXISTS (SELECT 1 FROM updated)
+           )
+           SELECT EXISTS (SELECT 1 FROM claimed) AS "claimed!"
+             FROM (SELECT checkout_write_guard(
+                       NOT EXISTS (SELECT 1 FROM claimed) OR EXISTS (SELECT 1 FROM updated),
+                       'the payment changed since its status was read')) AS guard"#,
+        consumer,
+        message_id,
+        message_type,
+        order.as_uuid(),
+        change.status as Status,
+        change.authorization_id,
+        change.decline.map(|(code, _)| decline_text(code)),
+        change.decline.map(|(_, detail)| detail),
+        read.map(Status::as_str),
+        entry.operation.as_str(),
+        entry.outcome,
+        entry.amount.map(|a| a.amount_minor()),
+        currency.as_ref().map(Currency::code),
+        entry.detail,
+        key.as_str(),
+        &outbox.ids,
+        &outbox.topics as &[&str],
+        &outbox.keys,
+        &outbox.payloads,
+        &outbox.headers,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(if claimed { Recorded::Claimed } else { Recorded::Duplicate })
 }
 
 /// Appends to the payment's audit trail.

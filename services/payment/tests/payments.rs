@@ -228,3 +228,63 @@ async fn a_void_before_any_authorization_makes_a_late_one_decline() {
     assert_eq!(f.gateway.authorizations.load(Ordering::SeqCst), 0);
     assert!(matches!(f.replies().await.as_slice(), [Message::PaymentVoided(_), Message::PaymentDeclined(_)]));
 }
+
+/// The test gateway, whose authorizations wait to be let through.
+#[derive(Clone)]
+struct Gated {
+    inner: TestGateway,
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+impl PaymentGateway for Gated {
+    async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, GatewayError> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        self.inner.authorize(request).await
+    }
+
+    async fn capture(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
+        self.inner.capture(key, id, amount).await
+    }
+
+    async fn void(&self, key: &IdempotencyKey, order: OrderId, id: Option<&str>) -> Result<(), GatewayError> {
+        self.inner.void(key, order, id).await
+    }
+
+    async fn refund(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
+        self.inner.refund(key, id, amount).await
+    }
+}
+
+#[tokio::test]
+async fn a_void_that_overtakes_an_authorization_during_its_gateway_call_makes_the_approval_a_late_one() {
+    let f = Fixture::new().await;
+    let gated = Gated { inner: TestGateway::new(f.db.pool.clone()), entered: Arc::default(), release: Arc::default() };
+    let handler = PaymentHandler::new(f.db.pool.clone(), gated.clone(), Duration::from_secs(30));
+    let command = AuthorizePayment { amount: eur(4499), card_token: CardToken::parse("tok_visa").unwrap() };
+    let authorization = incoming(f.command(command));
+    let authorizing = tokio::spawn(async move { handler.handle(&authorization).await });
+
+    // The authorization read the payment as `authorizing` and is at the gateway.
+    gated.entered.notified().await;
+    f.send(f.command(VoidPayment {})).await.unwrap();
+    assert_eq!(f.status().await, "voided");
+    gated.release.notify_one();
+    authorizing.await.unwrap().unwrap();
+
+    // The approval, decided from `authorizing`, is not written over the void.
+    assert_eq!(f.status().await, "voided", "the void stands");
+    match f.replies().await.as_slice() {
+        [Message::PaymentVoided(_), Message::PaymentDeclined(declined)] => {
+            assert_eq!(declined.code, DeclineCode::AlreadyVoided);
+        }
+        other => panic!("expected the void, then a decline for the late approval: {other:?}"),
+    }
+    let outcomes: Vec<String> =
+        sqlx::query_scalar("SELECT outcome FROM payment_operations WHERE operation = 'authorize' ORDER BY id")
+            .fetch_all(&f.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(outcomes, ["started", "approved after void"]);
+}

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::classify::is_conflict;
+use crate::classify::{count_conflict, is_conflict};
 use crate::unit_of_work::transaction_span;
 use crate::{Claim, UnitOfWork, claim_all, handler_error};
 
@@ -152,7 +152,7 @@ async fn redo_on_conflict<F: Future<Output = Result<(), HandlerError>>>(
             Err(error) if redone < REDOS && is_conflict(&error) => {
                 redone += 1;
                 tracing::debug!(consumer, %error, redone, "what the write read changed meanwhile; applied again");
-                metrics::counter!("checkout_write_conflicts_total", "consumer" => consumer).increment(1);
+                count_conflict(consumer);
             }
             done => return done,
         }

@@ -35,6 +35,12 @@ pub fn is_conflict(error: &HandlerError) -> bool {
         .unwrap_or(false)
 }
 
+/// Counts a conflict of `consumer`'s optimistic write in
+/// `checkout_write_conflicts_total`.
+pub fn count_conflict(consumer: &'static str) {
+    metrics::counter!("checkout_write_conflicts_total", "consumer" => consumer).increment(1);
+}
+
 /// Maps a database error in a handler to a retry or a dead letter.
 pub fn handler_error(error: impl Into<OutboxError>) -> HandlerError {
     match error.into() {

@@ -7,7 +7,7 @@ use checkout_messages::payloads::inventory::{
     RejectionCode,
 };
 use checkout_messages::{Envelope, Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, handler_error, row_of};
+use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, count_conflict, handler_error, is_conflict, row_of};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -43,6 +43,9 @@ impl Handler for InventoryHandler {
             let kind = envelope.payload.message_type();
             return Err(HandlerError::permanent(format!("{kind} is not an inventory command")));
         }
+        if matches!(envelope.payload, Message::CommitInventory(_)) && self.commit_unlocked(envelope).await? {
+            return Ok(());
+        }
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
         let command = row_of(envelope);
         let (claimed, existing) = store::claim_and_find(work.conn(), CONSUMER, command, envelope.subject).await?;
@@ -64,6 +67,37 @@ impl Handler for InventoryHandler {
 }
 
 impl InventoryHandler {
+    /// Commits a held reservation in one statement that commits on its own
+    /// (see [`store::claim_and_commit_held`]). False when the reservation is
+    /// not held: the command is then handled under the reservation's lock.
+    async fn commit_unlocked(&self, envelope: &Envelope<Message>) -> Result<bool, HandlerError> {
+        let mut work = UnitOfWork::autocommit(&self.pool).await.map_err(handler_error)?;
+        let reply = Message::from(InventoryCommitted {});
+        let replied = reply.message_type();
+        work.send(caused_by(envelope, &self.source, clock::now(), reply));
+        let outbox = work.take_outbox().map_err(handler_error)?;
+        match store::claim_and_commit_held(work.conn(), CONSUMER, row_of(envelope), envelope.subject, &outbox).await {
+            Ok(store::Committed::Duplicate) => {
+                claim_of(CONSUMER, envelope, false);
+                Ok(true)
+            }
+            Ok(store::Committed::Claimed) => {
+                work.commit().await.map_err(handler_error)?;
+                tracing::info!(reply = %replied, "inventory command handled");
+                Ok(true)
+            }
+            Err(error) => {
+                let error = HandlerError::from(error);
+                if !is_conflict(&error) {
+                    return Err(error);
+                }
+                tracing::debug!(%error, "the reservation is not held; committing under its lock");
+                count_conflict(CONSUMER);
+                Ok(false)
+            }
+        }
+    }
+
     async fn reserve(
         &self,
         conn: &mut PgConnection,

@@ -5,6 +5,7 @@
 use checkout_domain::{Currency, Money, OrderId, OrderLine, OrderLines, PricedLine, Pricing, Quantity, Sku};
 use checkout_messages::payloads::inventory::RejectionCode;
 use checkout_messages::{Envelope, Message};
+use checkout_outbox::OutboxRows;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -150,10 +151,13 @@ pub async fn reserved_pricing(conn: &mut PgConnection, order: OrderId) -> Result
 }
 
 /// Locks the products in SKU order and reads their price and free stock.
+/// The SKUs are read through `(SELECT $1)`, hiding their number from the
+/// planner, so the connection reuses one plan instead of planning every call
+/// (see the orchestrator's `store::read`).
 pub async fn lock_stock(conn: &mut PgConnection, skus: &[String]) -> Result<Vec<StockLevel>, StoreError> {
     let rows = sqlx::query!(
         r#"SELECT sku, unit_price_minor, currency, (on_hand - reserved)::BIGINT AS "available!"
-           FROM products WHERE sku = ANY($1) ORDER BY sku FOR UPDATE"#,
+           FROM products WHERE sku = ANY((SELECT $1::TEXT[])::TEXT[]) ORDER BY sku FOR UPDATE"#,
         skus,
     )
     .fetch_all(&mut *conn)
@@ -319,6 +323,75 @@ async fn move_stock(conn: &mut PgConnection, order: OrderId, by: Movement, statu
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Whether [`claim_and_commit_held`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The command was claimed and the reservation committed.
+    Claimed,
+    /// A delivery of the same command claimed it first: nothing written.
+    Duplicate,
+}
+
+/// [`commit_held`] without a transaction around it: claims the command in
+/// `consumer`'s inbox and, with the claim, commits the order's reservation
+/// if it is held (the stock moved as by [`move_stock`], the reservation
+/// locked first, then the products in SKU order) and writes `outbox` (the
+/// reply), in one statement that commits on its own. If the reservation is
+/// not held (expired, released, never made, committed already), the
+/// statement writes nothing, the claim included, and fails as a
+/// serialization failure: the caller then decides under the lock.
+pub async fn claim_and_commit_held(
+    conn: &mut PgConnection,
+    consumer: &str,
+    (message_id, message_type): (Uuid, &str),
+    order: OrderId,
+    outbox: &OutboxRows,
+) -> Result<Committed, StoreError> {
+    let claimed = sqlx::query_scalar!(
+        r#"WITH claimed AS (
+               INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING
+               RETURNING message_id
+           ), held AS (
+               UPDATE reservations SET status = 'committed', updated_at = now()
+                WHERE order_id = $4 AND status = 'held' AND EXISTS (SELECT 1 FROM claimed)
+               RETURNING order_id
+           ), lines AS (
+               SELECT sku, quantity FROM reservation_lines WHERE order_id = $4 AND EXISTS (SELECT 1 FROM held)
+           ), locked AS (
+               SELECT sku FROM products WHERE sku IN (SELECT sku FROM lines) ORDER BY sku FOR UPDATE
+           ), moved AS (
+               UPDATE products p SET on_hand = p.on_hand - l.quantity, reserved = p.reserved - l.quantity,
+                                     updated_at = now()
+                 FROM lines l
+                WHERE p.sku = l.sku AND (SELECT count(*) FROM locked) > 0
+           ), sent AS (
+               INSERT INTO outbox_messages (message_id, topic, message_key, payload, headers)
+               SELECT id, topic, key, payload, headers
+                 FROM UNNEST($5::UUID[], $6::TEXT[], $7::TEXT[], $8::BYTEA[], $9::JSONB[])
+                      WITH ORDINALITY AS m(id, topic, key, payload, headers, n)
+                WHERE EXISTS (SELECT 1 FROM held)
+                ORDER BY n
+           )
+           SELECT EXISTS (SELECT 1 FROM claimed) AS "claimed!"
+             FROM (SELECT checkout_write_guard(
+                       NOT EXISTS (SELECT 1 FROM claimed) OR EXISTS (SELECT 1 FROM held),
+                       'the reservation is not held')) AS guard"#,
+        consumer,
+        message_id,
+        message_type,
+        order.as_uuid(),
+        &outbox.ids,
+        &outbox.topics as &[&str],
+        &outbox.keys,
+        &outbox.payloads,
+        &outbox.headers,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(if claimed { Committed::Claimed } else { Committed::Duplicate })
 }
 
 /// Commits an expired reservation if its stock is still free; returns the

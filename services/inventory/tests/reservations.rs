@@ -160,6 +160,22 @@ async fn committing_takes_the_stock_out_of_the_warehouse() {
     assert!(matches!(replies(&db.pool).await[1..], [Message::InventoryCommitted(_), Message::InventoryCommitted(_)]));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_redelivered_while_its_original_runs_moves_the_stock_once() {
+    let db = database().await;
+    for _ in 0..5 {
+        let order = new_order();
+        send(&db.pool, command(order, ReserveInventory { lines: lines(&[("TEE-L", 2)]) })).await;
+        let commit = command(order, CommitInventory {});
+        // Each commits in one statement of its own: the later waits on the
+        // earlier's inbox row, finds it claimed and writes nothing.
+        tokio::join!(send(&db.pool, commit.clone()), send(&db.pool, commit));
+    }
+    assert_eq!(stock(&db.pool, "TEE-L").await, (40, 0));
+    let committed = replies(&db.pool).await.iter().filter(|m| matches!(m, Message::InventoryCommitted(_))).count();
+    assert_eq!(committed, 5, "one reply per commit");
+}
+
 #[tokio::test]
 async fn committed_stock_that_is_released_goes_back_on_hand_once() {
     let db = database().await;

@@ -72,6 +72,12 @@ pub async fn lock(conn: &mut PgConnection, order: OrderId) -> Result<Option<Stor
 /// Each id is looked up by the inbox's whole key (a correlated subquery, not
 /// a join or `= ANY`): a plan made while the inbox was small, and kept by
 /// the connection, could otherwise scan every row of the consumer's.
+///
+/// The arrays are read through `(SELECT $n)`, which hides their lengths
+/// from the planner: given them, it planned the statement anew at every
+/// call (a plan for that many ids cost less than the reusable one), and
+/// planning cost more than running it (0.11 against 0.04 ms). Hidden, the
+/// reusable plan (the same index lookups) is taken after five calls.
 pub async fn read(
     conn: &mut PgConnection,
     consumer: &str,
@@ -80,14 +86,14 @@ pub async fn read(
 ) -> Result<(HashSet<uuid::Uuid>, HashMap<OrderId, StoredSaga>), StoreError> {
     let orders: Vec<uuid::Uuid> = orders.iter().map(|order| *order.as_uuid()).collect();
     let rows = sqlx::query!(
-        r#"SELECT ARRAY(SELECT m.id FROM UNNEST($2::UUID[]) AS m(id)
+        r#"SELECT ARRAY(SELECT m.id FROM UNNEST((SELECT $2::UUID[])) AS m(id)
                          WHERE (SELECT true FROM inbox_messages i WHERE i.consumer = $1 AND i.message_id = m.id))
                     AS "seen!",
                   s.order_id AS "order_id?", s.state AS "state?", s.correlation_id AS "correlation_id?",
                   s.last_message_id AS "last_message_id?", s.traceparent, s.failure_traceparent,
                   s.version AS "version?"
              FROM (SELECT) AS one
-             LEFT JOIN sagas s ON s.order_id = ANY($3)"#,
+             LEFT JOIN sagas s ON s.order_id = ANY((SELECT $3::UUID[])::UUID[])"#,
         consumer,
         ids,
         &orders,

@@ -98,12 +98,15 @@ pub async fn lock_all(conn: &mut PgConnection, orders: &[OrderId]) -> Result<Has
     Ok(found)
 }
 
+/// The ids are read through `(SELECT $1)`, hiding their number from the
+/// planner, so the connection reuses one plan instead of planning every call
+/// (see the orchestrator's `store::read`).
 async fn select_for_update(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<OrderId, Summary>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Row,
         "SELECT order_id, customer_id, placed_at, status, total_minor, currency, cancellation_code,
                 cancel_requested_at, last_step, last_step_at, last_step_message_id, version, updated_at
-           FROM order_summaries WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+           FROM order_summaries WHERE order_id = ANY((SELECT $1::UUID[])::UUID[]) ORDER BY order_id FOR UPDATE",
         ids,
     )
     .fetch_all(&mut *conn)

@@ -7,7 +7,7 @@ use checkout_messages::payloads::inventory::{
     RejectionCode,
 };
 use checkout_messages::{Envelope, Message, Source};
-use checkout_outbox::{Claim, UnitOfWork, caused_by, claim_of, count_conflict, handler_error, is_conflict, row_of};
+use checkout_outbox::{Claim, Settled, UnitOfWork, caused_by, claim_of, handler_error, row_of};
 use checkout_platform::clock;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
@@ -76,25 +76,15 @@ impl InventoryHandler {
         let replied = reply.message_type();
         work.send(caused_by(envelope, &self.source, clock::now(), reply));
         let outbox = work.take_outbox().map_err(handler_error)?;
-        match store::claim_and_commit_held(work.conn(), CONSUMER, row_of(envelope), envelope.subject, &outbox).await {
-            Ok(store::Committed::Duplicate) => {
-                claim_of(CONSUMER, envelope, false);
-                Ok(true)
-            }
-            Ok(store::Committed::Claimed) => {
-                work.commit().await.map_err(handler_error)?;
+        let claimed =
+            store::claim_and_commit_held(work.conn(), CONSUMER, row_of(envelope), envelope.subject, &outbox).await;
+        match work.settle(CONSUMER, envelope, claimed).await? {
+            Settled::Committed => {
                 tracing::info!(reply = %replied, "inventory command handled");
                 Ok(true)
             }
-            Err(error) => {
-                let error = HandlerError::from(error);
-                if !is_conflict(&error) {
-                    return Err(error);
-                }
-                tracing::debug!(%error, "the reservation is not held; committing under its lock");
-                count_conflict(CONSUMER);
-                Ok(false)
-            }
+            Settled::Duplicate => Ok(true),
+            Settled::Conflict => Ok(false),
         }
     }
 

@@ -325,15 +325,6 @@ async fn move_stock(conn: &mut PgConnection, order: OrderId, by: Movement, statu
     Ok(())
 }
 
-/// Whether [`claim_and_commit_held`] wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    /// The command was claimed and the reservation committed.
-    Claimed,
-    /// A delivery of the same command claimed it first: nothing written.
-    Duplicate,
-}
-
 /// [`commit_held`] without a transaction around it: claims the command in
 /// `consumer`'s inbox and, with the claim, commits the order's reservation
 /// if it is held (the stock moved as by [`move_stock`], the reservation
@@ -341,14 +332,16 @@ pub enum Committed {
 /// reply), in one statement that commits on its own. If the reservation is
 /// not held (expired, released, never made, committed already), the
 /// statement writes nothing, the claim included, and fails as a
-/// serialization failure: the caller then decides under the lock.
+/// serialization failure: the caller then decides under the lock. Returns
+/// whether the claim was new (if not, a delivery of the same command claimed
+/// it first, and nothing was written).
 pub async fn claim_and_commit_held(
     conn: &mut PgConnection,
     consumer: &str,
     (message_id, message_type): (Uuid, &str),
     order: OrderId,
     outbox: &OutboxRows,
-) -> Result<Committed, StoreError> {
+) -> Result<bool, StoreError> {
     let claimed = sqlx::query_scalar!(
         r#"WITH claimed AS (
                INSERT INTO inbox_messages (consumer, message_id, message_type) VALUES ($1, $2, $3)
@@ -391,7 +384,7 @@ pub async fn claim_and_commit_held(
     )
     .fetch_one(&mut *conn)
     .await?;
-    Ok(if claimed { Committed::Claimed } else { Committed::Duplicate })
+    Ok(claimed)
 }
 
 /// Commits an expired reservation if its stock is still free; returns the

@@ -7,15 +7,13 @@ use checkout_messages::payloads::payment::{
     AuthorizePayment, DeclineCode, PaymentAuthorized, PaymentCaptured, PaymentDeclined, PaymentRefunded, PaymentVoided,
 };
 use checkout_messages::{Message, Source};
-use checkout_outbox::{
-    Claim, UnitOfWork, caused_by, claim_of, count_conflict, handler_error, is_conflict, row_of, seen_before,
-};
+use checkout_outbox::{Claim, Settled, UnitOfWork, caused_by, claim_of, handler_error, row_of, seen_before};
 use checkout_platform::clock;
 use sqlx::PgPool;
 
 use crate::gateway::{Authorization, AuthorizationRequest, GatewayError, IdempotencyKey, Operation, PaymentGateway};
 use crate::ledger::{Plan, Status, plan};
-use crate::store::{self, Change, Entry, Recorded};
+use crate::store::{self, Change, Entry};
 
 /// The payment service's name in the inbox.
 const CONSUMER: &str = "payment";
@@ -173,29 +171,18 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         }
         let outbox = work.take_outbox().map_err(handler_error)?;
         let command = row_of(envelope);
-        match store::claim_recording(work.conn(), CONSUMER, command, envelope.subject, seen, change, entry, &outbox)
-            .await
-        {
-            Ok(Recorded::Duplicate) => {
-                claim_of(CONSUMER, envelope, false);
-                Ok(true)
-            }
-            Ok(Recorded::Claimed) => {
-                work.commit().await.map_err(handler_error)?;
+        let claimed =
+            store::claim_recording(work.conn(), CONSUMER, command, envelope.subject, seen, change, entry, &outbox)
+                .await;
+        match work.settle(CONSUMER, envelope, claimed).await? {
+            Settled::Committed => {
                 if let Some(replied) = replied {
                     tracing::info!(reply = %replied, "payment command handled");
                 }
                 Ok(true)
             }
-            Err(error) => {
-                let error = HandlerError::from(error);
-                if !is_conflict(&error) {
-                    return Err(error);
-                }
-                tracing::debug!(%error, "the payment changed during the gateway call; recording under its lock");
-                count_conflict(CONSUMER);
-                Ok(false)
-            }
+            Settled::Duplicate => Ok(true),
+            Settled::Conflict => Ok(false),
         }
     }
 

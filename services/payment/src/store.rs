@@ -224,22 +224,14 @@ pub async fn update_recording(
     Ok(())
 }
 
-/// Whether [`claim_recording`] wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// The command was claimed and the change recorded.
-    Claimed,
-    /// A delivery of the same command claimed it first: nothing written.
-    Duplicate,
-}
-
 /// [`update_recording`] without a transaction around it: claims the command
 /// in `consumer`'s inbox and, with the claim, sets the status, appends
 /// `entry` and writes `outbox`, in one statement that commits on its own,
 /// provided the payment's status is still `read` (none: no payment yet).
 /// If it is not, the statement writes nothing, the claim included, and
 /// fails as a serialization failure: the caller decided from a status that
-/// has changed.
+/// has changed. Returns whether the claim was new (if not, a delivery of
+/// the same command claimed it first, and nothing was written).
 #[allow(clippy::too_many_arguments)]
 pub async fn claim_recording(
     conn: &mut PgConnection,
@@ -250,7 +242,7 @@ pub async fn claim_recording(
     change: Change<'_>,
     entry: Entry<'_>,
     outbox: &OutboxRows,
-) -> Result<Recorded, StoreError> {
+) -> Result<bool, StoreError> {
     let currency = entry.amount.map(|a| a.currency());
     let key = IdempotencyKey::new(order, entry.operation);
     let claimed = sqlx::query_scalar!(
@@ -307,7 +299,7 @@ pub async fn claim_recording(
     )
     .fetch_one(&mut *conn)
     .await?;
-    Ok(if claimed { Recorded::Claimed } else { Recorded::Duplicate })
+    Ok(claimed)
 }
 
 /// Appends to the payment's audit trail.

@@ -23,12 +23,12 @@ mod unit_of_work;
 mod writer;
 
 pub use apply::{Apply, Committed, apply_all, apply_one};
-pub use classify::{count_conflict, handler_error, is_conflict, is_transient};
+pub use classify::{handler_error, is_transient};
 pub use inbox::{Claim, InboxRows, already_processed, claim, claim_all, claim_of, claims, row_of, seen_before};
 pub use relay::{Backlog, IN_PROCESS, OutboxRelay, RelayError, RelaySettings, RelayStatus};
 pub use stamp::{caused_by, first_message, new_message_id};
 pub use store_error::{Corrupt, StoreError};
-pub use unit_of_work::UnitOfWork;
+pub use unit_of_work::{Settled, UnitOfWork};
 pub use writer::{OutboxError, OutboxRows, enqueue};
 
 /// Creates the outbox and inbox tables.

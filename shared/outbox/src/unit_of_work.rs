@@ -1,3 +1,4 @@
+use checkout_kafka::HandlerError;
 use checkout_messages::{Envelope, Message};
 use opentelemetry::trace::TraceContextExt;
 use sqlx::pool::PoolConnection;
@@ -6,9 +7,10 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::classify::{count_conflict, is_conflict};
 use crate::relay::Handoff;
 use crate::writer::{OutboxRows, insert};
-use crate::{Claim, OutboxError, claim};
+use crate::{Claim, OutboxError, claim, claim_of};
 
 /// One transaction that records a state change and the messages it causes.
 ///
@@ -51,6 +53,17 @@ enum Connection {
         conn: PoolConnection<Postgres>,
         handoff: Option<Handoff>,
     },
+}
+
+/// How [`UnitOfWork::settle`] ended an autocommit unit of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The message was claimed and its write committed.
+    Committed,
+    /// Another delivery had claimed it: nothing was written.
+    Duplicate,
+    /// What the write was decided from changed: nothing was written.
+    Conflict,
 }
 
 /// The span of a transaction (or of one message's part of a batch's), a child of `parent`.
@@ -194,5 +207,38 @@ impl UnitOfWork {
             span.record("otel.status_code", "ERROR");
         }
         committed
+    }
+
+    /// Ends an autocommit unit of work after its one write, which claimed
+    /// `envelope` (`claimed`: true) or found it claimed by another delivery:
+    /// commits the former (the relay is handed the outbox rows) and drops
+    /// the latter as a duplicate. A write that failed on a conflict (`40001`:
+    /// what it decided from has changed) is counted and returned, for the
+    /// caller to handle the message under a lock instead.
+    pub async fn settle<E: Into<HandlerError>>(
+        self,
+        consumer: &'static str,
+        envelope: &Envelope<Message>,
+        claimed: Result<bool, E>,
+    ) -> Result<Settled, HandlerError> {
+        match claimed {
+            Ok(true) => {
+                self.commit().await?;
+                Ok(Settled::Committed)
+            }
+            Ok(false) => {
+                claim_of(consumer, envelope, false);
+                Ok(Settled::Duplicate)
+            }
+            Err(error) => {
+                let error = error.into();
+                if !is_conflict(&error) {
+                    return Err(error);
+                }
+                tracing::debug!(%error, consumer, "what the write was decided from changed; handled under a lock");
+                count_conflict(consumer);
+                Ok(Settled::Conflict)
+            }
+        }
     }
 }

@@ -18,16 +18,30 @@ use checkout_testkit::{TestDatabase, incoming, outbox};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The test gateway, counting authorization calls.
+/// The test gateway, counting authorization calls, and with a gate holding
+/// each authorization until it is let through.
 #[derive(Clone)]
 struct Counting {
     authorizations: Arc<AtomicUsize>,
     inner: TestGateway,
+    gate: Option<Gate>,
+}
+
+/// Told when an authorization reaches the gateway (`entered`), which then
+/// waits to be let through (`release`).
+#[derive(Clone, Default)]
+struct Gate {
+    entered: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 impl PaymentGateway for Counting {
     async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, GatewayError> {
         self.authorizations.fetch_add(1, Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.entered.notify_one();
+            gate.release.notified().await;
+        }
         self.inner.authorize(request).await
     }
 
@@ -53,7 +67,7 @@ struct Fixture {
 impl Fixture {
     async fn new() -> Self {
         let db = TestDatabase::create(&[&checkout_outbox::MIGRATOR, &MIGRATOR]).await;
-        let gateway = Counting { authorizations: Arc::default(), inner: TestGateway::new(db.pool.clone()) };
+        let gateway = Counting { authorizations: Arc::default(), inner: TestGateway::new(db.pool.clone()), gate: None };
         Self { db, gateway, order: OrderId::from_uuid(Uuid::now_v7()) }
     }
 
@@ -229,48 +243,21 @@ async fn a_void_before_any_authorization_makes_a_late_one_decline() {
     assert!(matches!(f.replies().await.as_slice(), [Message::PaymentVoided(_), Message::PaymentDeclined(_)]));
 }
 
-/// The test gateway, whose authorizations wait to be let through.
-#[derive(Clone)]
-struct Gated {
-    inner: TestGateway,
-    entered: Arc<tokio::sync::Notify>,
-    release: Arc<tokio::sync::Notify>,
-}
-
-impl PaymentGateway for Gated {
-    async fn authorize(&self, request: &AuthorizationRequest) -> Result<Authorization, GatewayError> {
-        self.entered.notify_one();
-        self.release.notified().await;
-        self.inner.authorize(request).await
-    }
-
-    async fn capture(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
-        self.inner.capture(key, id, amount).await
-    }
-
-    async fn void(&self, key: &IdempotencyKey, order: OrderId, id: Option<&str>) -> Result<(), GatewayError> {
-        self.inner.void(key, order, id).await
-    }
-
-    async fn refund(&self, key: &IdempotencyKey, id: &str, amount: Money) -> Result<(), GatewayError> {
-        self.inner.refund(key, id, amount).await
-    }
-}
-
 #[tokio::test]
 async fn a_void_that_overtakes_an_authorization_during_its_gateway_call_makes_the_approval_a_late_one() {
     let f = Fixture::new().await;
-    let gated = Gated { inner: TestGateway::new(f.db.pool.clone()), entered: Arc::default(), release: Arc::default() };
-    let handler = PaymentHandler::new(f.db.pool.clone(), gated.clone(), Duration::from_secs(30));
+    let gate = Gate::default();
+    let gated = Counting { gate: Some(gate.clone()), ..f.gateway.clone() };
+    let handler = PaymentHandler::new(f.db.pool.clone(), gated, Duration::from_secs(30));
     let command = AuthorizePayment { amount: eur(4499), card_token: CardToken::parse("tok_visa").unwrap() };
     let authorization = incoming(f.command(command));
     let authorizing = tokio::spawn(async move { handler.handle(&authorization).await });
 
     // The authorization read the payment as `authorizing` and is at the gateway.
-    gated.entered.notified().await;
+    gate.entered.notified().await;
     f.send(f.command(VoidPayment {})).await.unwrap();
     assert_eq!(f.status().await, "voided");
-    gated.release.notify_one();
+    gate.release.notify_one();
     authorizing.await.unwrap().unwrap();
 
     // The approval, decided from `authorizing`, is not written over the void.

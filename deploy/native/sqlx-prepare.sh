@@ -36,7 +36,9 @@ for config in $(git ls-files --cached --others --exclude-standard '*sqlx.toml');
   dir="$(dirname "$config")"
   var="$(sed -n 's/^database-url-var = "\(.*\)"/\1/p' "$config")"
   package="$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)"
-  db="sqlx_prepare_$(echo "$package" | tr '-' '_')"
+  # Named for this run (its pid): a run on the same server at the same time
+  # (CI's lint step beside someone's prepare) must not drop this one's.
+  db="sqlx_prepare_$(echo "$package" | tr '-' '_')_$$"
   psql "$SERVER/postgres" -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
   databases+=("$db")
   migrations=(shared/outbox/migrations/*.sql)

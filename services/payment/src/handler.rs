@@ -121,7 +121,7 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
             }
         };
         let command = row_of(envelope);
-        if self.record_unlocked(message, seen, &effect).await? {
+        if self.record_unlocked(message, command, seen, &effect).await? {
             return Ok(());
         }
         let mut work = UnitOfWork::begin(&self.pool).await.map_err(handler_error)?;
@@ -157,6 +157,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
     async fn record_unlocked(
         &self,
         message: &Incoming,
+        command: (uuid::Uuid, &'static str),
         seen: Option<Status>,
         effect: &Effect,
     ) -> Result<bool, HandlerError> {
@@ -170,7 +171,6 @@ impl<G: PaymentGateway> PaymentHandler<G> {
             work.send(caused_by(envelope, &self.source, clock::now(), reply));
         }
         let outbox = work.take_outbox().map_err(handler_error)?;
-        let command = row_of(envelope);
         let claimed =
             store::claim_recording(work.conn(), CONSUMER, command, envelope.subject, seen, change, entry, &outbox)
                 .await;
@@ -245,7 +245,6 @@ impl<G: PaymentGateway> PaymentHandler<G> {
     }
 }
 
-/// Records what the gateway did and returns the reply to send, if any.
 /// What recording an effect writes.
 enum Write<'a> {
     /// A new status, with its audit entry.
